@@ -1,0 +1,61 @@
+{#
+    Event field extraction, driven by the `event_fields` var (our name -> the
+    field name in the user's events). Every staging column that comes out of
+    the raw `record` JSON goes through these macros, so remapping a field in
+    dbt_project.yml (or with `--vars`) changes every model at once.
+
+    A mapped name that starts with `$` is used as a JSON path as-is, so nested
+    fields work too (e.g. duration_s: '$.timing.elapsed'). A name missing from
+    the mapping falls back to our own name: `--vars '{event_fields: {...}}'`
+    replaces the whole dict, and a partial override should not silently turn
+    every other field into null.
+#}
+
+{% macro events_field_path(name) -%}
+    {%- set mapping = var('event_fields', {}) -%}
+    {%- set field = mapping.get(name, name) if mapping is mapping else name -%}
+    {%- if field is none or field | string | trim == '' -%}
+        {{ exceptions.raise_compiler_error("event field '" ~ name ~ "' is mapped to an empty name in var event_fields") }}
+    {%- endif -%}
+    {%- set field = field | string -%}
+    {%- if field.startswith('$') -%}
+        {{ return(field) }}
+    {%- else -%}
+        {#- quoted member name: dots, spaces and dashes in field names stay literal -#}
+        {{ return('$."' ~ field.replace('\\', '\\\\').replace('"', '\\"') ~ '"') }}
+    {%- endif -%}
+{%- endmacro %}
+
+
+{% macro event_field(name, column='record') -%}
+    json_extract_string({{ column }}, '{{ events_field_path(name) | replace("'", "''") }}')
+{%- endmacro %}
+
+
+{#- Numbers may arrive as JSON ints, floats or numeric strings; anything else is null. -#}
+{% macro events_field_double(name, column='record') -%}
+    try_cast({{ event_field(name, column) }} as double)
+{%- endmacro %}
+
+
+{% macro events_field_text(name, column='record') -%}
+    nullif(trim({{ event_field(name, column) }}), '')
+{%- endmacro %}
+
+
+{#- Lower-cased text, for enumerations compared against fixed values (event, level, status). -#}
+{% macro events_field_lower(name, column='record') -%}
+    lower(nullif(trim({{ event_field(name, column) }}), ''))
+{%- endmacro %}
+
+
+{#- An hour as the ISO text used as a check subject, e.g. 2024-05-01T13:00:00Z. -#}
+{% macro events_hour_text(column) -%}
+    strftime({{ column }} at time zone 'UTC', '%Y-%m-%dT%H:%M:%SZ')
+{%- endmacro %}
+
+
+{#- Seconds between two timestamps, as a double. -#}
+{% macro events_seconds_between(start_at, end_at) -%}
+    (epoch({{ end_at }}) - epoch({{ start_at }}))
+{%- endmacro %}

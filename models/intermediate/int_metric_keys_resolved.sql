@@ -1,0 +1,55 @@
+-- Trainers name the same metric differently (TRL, verl, OpenRLHF); var
+-- metric_aliases lists the names per canonical metric, and per run the first
+-- alias in list order that the run actually logged wins.
+with
+
+history as (
+
+    select * from {{ ref('stg_wandb__history') }}
+
+),
+
+aliases as (
+
+    {% for canonical_name, alias_list in var('metric_aliases').items() %}
+    {% for alias in alias_list %}
+    select
+        {{ wb_text_literal(canonical_name) }} as canonical_name,
+        {{ wb_text_literal(alias) }} as metric_key,
+        {{ loop.index }} as alias_rank
+    {% if not loop.last %}union all{% endif %}
+    {% endfor %}
+    {% if not loop.last %}union all{% endif %}
+    {% endfor %}
+
+),
+
+logged_keys as (
+
+    select distinct
+        run_id,
+        metric_key
+
+    from history
+
+),
+
+final as (
+
+    select
+        logged_keys.run_id,
+        aliases.canonical_name,
+        aliases.metric_key,
+        aliases.alias_rank
+
+    from logged_keys
+    inner join aliases
+        on logged_keys.metric_key = aliases.metric_key
+    qualify row_number() over (
+        partition by logged_keys.run_id, aliases.canonical_name
+        order by aliases.alias_rank
+    ) = 1
+
+)
+
+select * from final

@@ -1,0 +1,46 @@
+-- Missing component or error type is grouped under '(unknown)' rather than
+-- dropped: an unlabelled error is still an error someone should see.
+with
+
+events as (
+
+    select * from {{ ref('stg_axiom__events') }}
+
+),
+
+error_events as (
+
+    select
+        hour_at,
+        event_at,
+        coalesce(component, '(unknown)') as component,
+        coalesce(error_type, '(unknown)') as error_type,
+        run_id,
+        message
+    from events
+    where event_kind = 'error'
+      and hour_at is not null
+
+),
+
+final as (
+
+    select
+        hour_at,
+        component,
+        error_type,
+        count(*) as n_events,
+        count(distinct run_id) as n_runs,
+        coalesce(
+            list(distinct run_id order by run_id) filter (where run_id is not null),
+            []::varchar[]
+        ) as run_ids,
+        arg_max(message, event_at) as last_message,
+        max(event_at) as last_at
+
+    from error_events
+    group by hour_at, component, error_type
+
+)
+
+select * from final

@@ -1,0 +1,64 @@
+-- Pooled rate per run, as in fct_extraction_hourly; extraction events that
+-- name no run are left out here (they still count in the hourly mart).
+with
+
+events as (
+
+    select * from {{ ref('stg_axiom__events') }}
+
+),
+
+runs as (
+
+    select * from {{ ref('stg_wandb__runs') }}
+
+),
+
+extractions as (
+
+    select
+        run_id,
+        event_at,
+        orders_expected,
+        orders_extracted
+    from events
+    where event_kind = 'extraction'
+      and run_id is not null
+
+),
+
+per_run as (
+
+    select
+        run_id,
+        count(*) as n_events,
+        coalesce(sum(orders_expected), 0) as orders_expected,
+        coalesce(sum(orders_extracted), 0) as orders_extracted,
+        sum(orders_extracted) / nullif(sum(orders_expected), 0) as extraction_rate,
+        min(event_at) as first_at,
+        max(event_at) as last_at
+
+    from extractions
+    group by run_id
+
+),
+
+final as (
+
+    select
+        per_run.run_id,
+        runs.run_name,
+        per_run.n_events,
+        per_run.orders_expected,
+        per_run.orders_extracted,
+        per_run.extraction_rate,
+        per_run.first_at,
+        per_run.last_at
+
+    from per_run
+    left join runs
+        on per_run.run_id = runs.run_id
+
+)
+
+select * from final

@@ -1,0 +1,43 @@
+with
+
+events as (
+
+    select * from {{ ref('stg_axiom__events') }}
+
+),
+
+requests as (
+
+    select
+        hour_at,
+        coalesce(engine, '(unknown)') as engine,
+        latency_s,
+        tokens_per_s,
+        queue_s,
+        batch_size
+    from events
+    where event_kind = 'inference'
+      and hour_at is not null
+
+),
+
+final as (
+
+    select
+        hour_at,
+        engine,
+        count(*) as n_requests,
+        quantile_cont(latency_s, 0.5) as latency_p50_s,
+        quantile_cont(latency_s, 0.95) as latency_p95_s,
+        max(latency_s) as latency_max_s,
+        avg(tokens_per_s) as tokens_per_s_mean,
+        quantile_cont(tokens_per_s, 0.5) as tokens_per_s_p50,
+        quantile_cont(queue_s, 0.95) as queue_p95_s,
+        avg(batch_size) as batch_size_mean
+
+    from requests
+    group by hour_at, engine
+
+)
+
+select * from final

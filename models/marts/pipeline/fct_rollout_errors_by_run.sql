@@ -1,0 +1,70 @@
+-- A run appears when it has rollouts or error events; error_rate is null for
+-- a run with error events but no rollouts (nothing to divide by).
+with
+
+events as (
+
+    select * from {{ ref('stg_axiom__events') }}
+
+),
+
+runs as (
+
+    select * from {{ ref('stg_wandb__runs') }}
+
+),
+
+rollout_counts as (
+
+    select
+        run_id,
+        count(*) as n_rollouts,
+        count(*) filter (where is_failed) as n_failed
+    from events
+    where event_kind = 'rollout'
+      and run_id is not null
+    group by run_id
+
+),
+
+error_event_counts as (
+
+    select
+        run_id,
+        count(*) as n_error_events
+    from events
+    where event_kind = 'error'
+      and run_id is not null
+    group by run_id
+
+),
+
+run_ids as (
+
+    select run_id from rollout_counts
+    union
+    select run_id from error_event_counts
+
+),
+
+final as (
+
+    select
+        run_ids.run_id,
+        runs.run_name,
+        coalesce(rollout_counts.n_rollouts, 0) as n_rollouts,
+        coalesce(rollout_counts.n_failed, 0) as n_failed,
+        rollout_counts.n_failed / rollout_counts.n_rollouts as error_rate,
+        coalesce(error_event_counts.n_error_events, 0) as n_error_events
+
+    from run_ids
+    left join rollout_counts
+        on run_ids.run_id = rollout_counts.run_id
+    left join error_event_counts
+        on run_ids.run_id = error_event_counts.run_id
+    left join runs
+        on run_ids.run_id = runs.run_id
+
+)
+
+select * from final

@@ -1,0 +1,71 @@
+-- Same quantile definition as fct_rollout_timing_hourly, per run instead of
+-- per hour. Rollouts that name no run cannot be attributed and are left out
+-- here (they still count in the hourly marts).
+with
+
+events as (
+
+    select * from {{ ref('stg_axiom__events') }}
+
+),
+
+runs as (
+
+    select * from {{ ref('stg_wandb__runs') }}
+
+),
+
+rollouts as (
+
+    select
+        run_id,
+        event_at,
+        duration_s,
+        is_failed
+    from events
+    where event_kind = 'rollout'
+      and run_id is not null
+
+),
+
+per_run as (
+
+    select
+        run_id,
+        count(*) as n_rollouts,
+        count(*) filter (where is_failed) as n_failed,
+        count(duration_s) as n_timed,
+        quantile_cont(duration_s, 0.5) as p50_s,
+        quantile_cont(duration_s, 0.95) as p95_s,
+        quantile_cont(duration_s, 0.99) as p99_s,
+        max(duration_s) as max_s,
+        min(event_at) as first_at,
+        max(event_at) as last_at
+
+    from rollouts
+    group by run_id
+
+),
+
+final as (
+
+    select
+        per_run.run_id,
+        runs.run_name,
+        per_run.n_rollouts,
+        per_run.n_failed,
+        per_run.n_timed,
+        per_run.p50_s,
+        per_run.p95_s,
+        per_run.p99_s,
+        per_run.max_s,
+        per_run.first_at,
+        per_run.last_at
+
+    from per_run
+    left join runs
+        on per_run.run_id = runs.run_id
+
+)
+
+select * from final

@@ -1,0 +1,124 @@
+-- Every field is read through the `event_fields` mapping (macros/events.sql),
+-- so a logger with other field names needs a var change, not a model change.
+with
+
+source as (
+
+    select * from {{ source('axiom', 'axiom_events') }}
+
+),
+
+-- Overlapping API windows and re-read files can deliver an event twice;
+-- the ingest key identifies it, and the newest batch wins.
+deduplicated as (
+
+    select *
+    from source
+    qualify row_number() over (
+        partition by event_key
+        order by batch_id desc, source, line
+    ) = 1
+
+),
+
+extracted as (
+
+    select
+        event_key as event_id,
+        coalesce(
+            time,
+            try_cast({{ event_field('time') }} as timestamptz)
+        ) as event_at,
+
+        {{ events_field_lower('event') }} as event_name,
+        {{ events_field_lower('level') }} as level,
+
+        {{ events_field_text('run_id') }} as run_id,
+        {{ events_field_text('rollout_id') }} as rollout_id,
+        {{ events_field_double('duration_s') }} as duration_s,
+        {{ events_field_text('status') }} as status,
+        {{ events_field_text('engine') }} as engine,
+        {{ events_field_text('worker') }} as worker,
+
+        {{ events_field_double('latency_s') }} as latency_s,
+        {{ events_field_double('tokens_per_s') }} as tokens_per_s,
+        cast(round({{ events_field_double('batch_size') }}) as bigint) as batch_size,
+        {{ events_field_double('queue_s') }} as queue_s,
+
+        cast(round({{ events_field_double('orders_expected') }}) as bigint) as orders_expected,
+        cast(round({{ events_field_double('orders_extracted') }}) as bigint) as orders_extracted,
+
+        {{ events_field_text('component') }} as component,
+        {{ events_field_text('error_type') }} as error_type,
+        {{ event_field('message') }} as message,
+
+        {{ events_field_text('host') }} as host,
+        {{ events_field_double('gpu_util') }} as gpu_util,
+        {{ events_field_double('gpu_mem_gb') }} as gpu_mem_gb,
+
+        record,
+        source,
+        line,
+        batch_id
+
+    from deduplicated
+
+),
+
+classified as (
+
+    select
+        *,
+        -- A failed rollout often also carries level=error; it stays a rollout
+        -- so it counts once, in the rollout error rate.
+        case
+            when event_name = 'rollout' then 'rollout'
+            when level = 'error' or event_name = 'error' then 'error'
+            when event_name in ('inference', 'extraction', 'heartbeat') then event_name
+            else 'other'
+        end as event_kind
+
+    from extracted
+
+),
+
+final as (
+
+    select
+        event_id,
+        event_at,
+        date_trunc('hour', event_at) as hour_at,
+        event_kind,
+        event_name,
+        run_id,
+        rollout_id,
+        duration_s,
+        status,
+        case
+            when event_kind = 'rollout' then coalesce(lower(status) <> 'ok', false)
+        end as is_failed,
+        engine,
+        worker,
+        latency_s,
+        tokens_per_s,
+        batch_size,
+        queue_s,
+        orders_expected,
+        orders_extracted,
+        level,
+        component,
+        error_type,
+        message,
+        host,
+        gpu_util,
+        gpu_mem_gb,
+        record,
+        source,
+        line,
+        batch_id
+
+    from classified
+
+)
+
+select * from final

@@ -1,0 +1,711 @@
+"""`grpo`: the analyst's questions, answered from the warehouse.
+
+A thin click layer: parse options, call pipelines.queries (or the Dagster job
+for `ingest`/`demo`), format. Exit codes: 0 answered; 1 `grpo check` found a
+failing error-severity target; 2 usage error or no data.
+"""
+
+from __future__ import annotations
+
+import csv
+import functools
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+import click
+
+EXIT_OK, EXIT_FAILED_CHECK, EXIT_USAGE = 0, 1, 2
+
+
+class GrpoError(click.ClickException):
+    exit_code = EXIT_USAGE
+
+
+def _console():
+    from rich.console import Console
+
+    return Console(highlight=False, soft_wrap=False)
+
+
+def _root(ctx: click.Context) -> Path:
+    from pipelines.settings import warehouse_root
+
+    return warehouse_root(ctx.obj.get("warehouse"))
+
+
+def json_option(f):
+    return click.option("--json", "as_json", is_flag=True, help="Print the answer as JSON (a stable, documented form).")(f)
+
+
+def window_options(default_last: str):
+    def deco(f):
+        f = click.option("--until", help="Window end, ISO-8601 (UTC unless an offset is given); default now.")(f)
+        f = click.option("--since", help="Window start, ISO-8601 (UTC unless an offset is given).")(f)
+        f = click.option("--last", help=f"Window length ending at --until: 30m, 6h, 2d (default {default_last}).")(f)
+        return f
+
+    return deco
+
+
+def _window(last, since, until, default_last: str):
+    from pipelines.timewin import WindowError, resolve
+
+    try:
+        return resolve(last, since, until, default_last=default_last)
+    except WindowError as exc:
+        raise GrpoError(str(exc)) from None
+
+
+def answers(f):
+    """Open the snapshot, map lookup/no-data failures to exit code 2 with a clear message."""
+
+    @functools.wraps(f)
+    def wrapper(*args, **kwargs):
+        from pipelines.queries import LookupFailed, NoDataError, open_snapshot
+
+        ctx = click.get_current_context()
+        try:
+            con = open_snapshot(_root(ctx))
+        except NoDataError as exc:
+            raise GrpoError(str(exc)) from None
+        try:
+            return f(con, *args, **kwargs)
+        except LookupFailed as exc:
+            listing = "\n".join(f"  {c}" for c in exc.candidates)
+            raise GrpoError(f"{exc}. Candidates:\n{listing}" if exc.candidates else str(exc)) from None
+        except NoDataError as exc:
+            raise GrpoError(str(exc)) from None
+        finally:
+            con.close()
+
+    return wrapper
+
+
+def emit_json(obj: Any) -> None:
+    click.echo(json.dumps(obj, indent=2, sort_keys=False, default=str))
+
+
+def _fmt(v: Any, digits: int = 3) -> str:
+    if v is None:
+        return "–"
+    if isinstance(v, bool):
+        return "yes" if v else "no"
+    if isinstance(v, float):
+        if abs(v) >= 1000:
+            return f"{v:,.0f}"
+        return f"{v:.{digits}g}" if abs(v) < 1 else f"{v:.{digits}f}".rstrip("0").rstrip(".")
+    if isinstance(v, int):
+        return f"{v:,}"
+    return str(v)
+
+
+def _pct(v: float | None) -> str:
+    return "–" if v is None else f"{100 * v:.2f} %"
+
+
+def _mark(passed: bool | None) -> str:
+    if passed is None:
+        return "[yellow]no data[/]"
+    return "[green]PASS[/]" if passed else "[red]FAIL[/]"
+
+
+def _table(title: str, columns: list[str], data: list[list[Any]]):
+    from rich.table import Table
+
+    t = Table(title=title, title_justify="left", show_edge=False, pad_edge=False, header_style="bold")
+    for c in columns:
+        t.add_column(c, overflow="fold")
+    for row in data:
+        t.add_row(*[x if isinstance(x, str) else _fmt(x) for x in row])
+    return t
+
+
+def _freshness_line(fresh: dict[str, Any]) -> str:
+    return (
+        f"[dim]data: latest event {fresh.get('latest_event_at') or 'none'}, "
+        f"latest step {fresh.get('latest_step') if fresh.get('latest_step') is not None else 'none'}, "
+        f"snapshot published {fresh.get('published_at') or 'never'}[/]"
+    )
+
+
+VERDICT_STYLE = {"learning": "green", "not_learning": "red", "unstable": "yellow", "insufficient_data": "dim"}
+
+
+# --- the group -----------------------------------------------------------------
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.option(
+    "--warehouse",
+    envvar="GRPO_WAREHOUSE",
+    type=click.Path(file_okay=False),
+    help="Warehouse directory (default ./warehouse, or $GRPO_WAREHOUSE).",
+)
+@click.version_option(package_name="grpo-warehouse")
+@click.pass_context
+def main(ctx: click.Context, warehouse: str | None) -> None:
+    """Answers about GRPO training runs from a local warehouse of W&B history and Axiom events.
+
+    Example:
+
+        grpo demo && grpo elo lr-sweep-2 && grpo check
+    """
+    ctx.ensure_object(dict)
+    ctx.obj["warehouse"] = warehouse
+
+
+# --- building -------------------------------------------------------------------
+
+
+def _run_job(ctx, as_json: bool, **sources) -> dict[str, Any]:
+    from rich.status import Status
+
+    from pipelines.ingest import totals
+    from pipelines.jobs import run_build_job
+    from pipelines.warehouse import Warehouse
+
+    wh = Warehouse(_root(ctx)).ensure()
+    before = totals(wh)
+    console = _console() if not as_json else None
+    status = Status("starting…", console=_console()) if console else None
+    if status:
+        status.start()
+
+    def on_message(msg: str) -> None:
+        if status:
+            status.update(msg)
+
+    try:
+        outcome = run_build_job(wh, on_message=on_message, **sources)
+    finally:
+        if status:
+            status.stop()
+    after = totals(wh)
+    summary = {
+        **after,
+        "new_runs": after["runs"] - before["runs"],
+        "new_history_rows": after["history_rows"] - before["history_rows"],
+        "new_events": after["events"] - before["events"],
+        "new_rejected": after["rejected"] - before["rejected"],
+        "warehouse": str(wh.root),
+        "success": outcome.success,
+        "errors": outcome.errors,
+        "checks": {
+            "passed": sum(1 for c in outcome.check_results if c["passed"]),
+            "failed": sum(1 for c in outcome.check_results if not c["passed"]),
+        },
+    }
+    return summary
+
+
+def _print_ingest_summary(summary: dict[str, Any]) -> None:
+    c = _console()
+    if summary["success"]:
+        c.print(f"[green]Warehouse updated[/] at {summary['warehouse']}")
+    else:
+        c.print(f"[red]The build failed[/] at {summary['warehouse']}:")
+        for e in summary["errors"]:
+            c.print(f"  [red]{e}[/]")
+    c.print(
+        _table(
+            "",
+            ["", "total", "added now"],
+            [
+                ["runs", summary["runs"], summary["new_runs"]],
+                ["history rows", summary["history_rows"], summary["new_history_rows"]],
+                ["events", summary["events"], summary["new_events"]],
+                ["rejected lines", summary["rejected"], summary["new_rejected"]],
+            ],
+        )
+    )
+    ch = summary["checks"]
+    c.print(f"checks: {ch['passed']} passed, {ch['failed']} failed (details: grpo check)")
+
+
+@main.command()
+@click.option("--wandb-dir", "wandb_dirs", multiple=True, type=click.Path(), help="Folder holding W&B run folders (repeatable).")
+@click.option("--events", "event_paths", multiple=True, type=click.Path(), help="NDJSON file or folder, gzip allowed (repeatable).")
+@click.option("--wandb-project", "wandb_projects", multiple=True, help="ENTITY/PROJECT read with the W&B API; key from WANDB_API_KEY (repeatable).")
+@click.option("--sweep", help="Only W&B API runs of this sweep id.")
+@click.option("--axiom-dataset", "axiom_datasets", multiple=True, help="Axiom dataset read with the API; token from AXIOM_TOKEN (repeatable).")
+@click.option("--since", help="First Axiom sync starts here (ISO-8601); later syncs resume from the stored cursor.")
+@json_option
+@click.pass_context
+def ingest(ctx, wandb_dirs, event_paths, wandb_projects, sweep, axiom_datasets, since, as_json) -> None:
+    """Ingest sources into the raw layer, build the marts, publish, run the checks.
+
+    Re-running is idempotent: only new runs, steps and lines are added.
+
+    Example:
+
+        grpo ingest --wandb-dir ~/train/wandb --events logs/axiom-export.ndjson.gz --json
+    """
+    if not (wandb_dirs or event_paths or wandb_projects or axiom_datasets):
+        raise GrpoError("nothing to ingest: give --wandb-dir, --events, --wandb-project or --axiom-dataset")
+    for p in (*wandb_dirs, *event_paths):
+        if not Path(p).exists():
+            raise GrpoError(f"no such file or directory: {p}")
+    summary = _run_job(
+        ctx,
+        as_json,
+        wandb_dirs=[str(Path(p).resolve()) for p in wandb_dirs],
+        event_paths=[str(Path(p).resolve()) for p in event_paths],
+        wandb_projects=list(wandb_projects),
+        sweep=sweep,
+        axiom_datasets=list(axiom_datasets),
+        since=since,
+    )
+    if as_json:
+        emit_json(summary)
+    else:
+        _print_ingest_summary(summary)
+    if not summary["success"]:
+        ctx.exit(EXIT_USAGE)
+
+
+@main.command()
+@click.option("--seed", default=7, show_default=True, help="Random seed of the generated league.")
+@json_option
+@click.pass_context
+def demo(ctx, seed: int, as_json: bool) -> None:
+    """Generate a demo league (real W&B offline runs + a day of events) and ingest it.
+
+    No network and no credentials needed.
+
+    Example:
+
+        grpo demo --warehouse /tmp/demo-wh
+    """
+    from pipelines.demo import generate_demo
+
+    root = _root(ctx)
+    out = root / "demo_sources"
+    c = _console()
+    if not as_json:
+        c.print(f"Generating the demo league in {out} …")
+    manifest = generate_demo(out, seed=seed)
+    summary = _run_job(ctx, as_json, wandb_dirs=[str(d) for d in manifest.wandb_dirs], event_paths=[str(manifest.events_dir)])
+    if as_json:
+        emit_json({**summary, "demo": manifest.to_dict()})
+        return
+    _print_ingest_summary(summary)
+    c.print("\n[bold]Try next[/]")
+    first = manifest.runs[0].name if manifest.runs else "RUN"
+    for cmd, why in [
+        (f"grpo elo {first}", "is this run learning? (fixed references, checkpoint gap)"),
+        ("grpo sweep --sweep lr-sweep", "which run of the sweep won?"),
+        (f"grpo metrics -r {first}", "KL, grad norm, reward, loss"),
+        ("grpo rollout-timing --last 24h", "rollout p50/p95/p99 against the target"),
+        ("grpo errors --last 24h", "failed rollouts and error events"),
+        ("grpo extraction-stats --last 24h", "order-extraction rate"),
+        ("grpo health --last 1h", "which components are alive"),
+        ("grpo check", "every target, pass/fail"),
+        ("grpo sql --tables", "what you can query with SQL"),
+    ]:
+        c.print(f"  [cyan]{cmd}[/]  [dim]{why}[/]")
+    if ctx.obj.get("warehouse"):
+        c.print(f"[dim](add --warehouse {root} or set GRPO_WAREHOUSE)[/]")
+    if not summary["success"]:
+        ctx.exit(EXIT_USAGE)
+
+
+# --- learning ---------------------------------------------------------------------
+
+
+@main.command()
+@click.argument("run")
+@click.option("--plot", type=click.Path(dir_okay=False), help="Write a PNG of the references, checkpoints and gap.")
+@json_option
+@answers
+def elo(con, run: str, plot: str | None, as_json: bool) -> None:
+    """Full Elo analysis of a run: fixed references, checkpoint gap, verdict.
+
+    RUN is a run name or id (a unique prefix works).
+
+    Example:
+
+        grpo elo lr-sweep-2 --plot elo.png
+    """
+    from pipelines import queries
+
+    ans = queries.elo(con, run)
+    if plot:
+        from pipelines.plots import plot_elo
+
+        plot_elo(queries.elo_series(con, ans["run_id"]), ans, Path(plot))
+    if as_json:
+        emit_json(ans)
+        return
+    c = _console()
+    v = ans["verdict"]
+    c.print(f"[bold]{ans['run']}[/] ({ans['run_id']}, sweep {ans['sweep']}): [bold {VERDICT_STYLE.get(v, '')}]{v}[/]")
+    if ans.get("reason"):
+        c.print(f"  {ans['reason']}")
+    c.print(
+        _table(
+            "Fixed references (their Elo falling = the policy is learning)",
+            ["player", "points", "first", "last", "delta", "slope/100 steps", "95 % CI", "trend"],
+            [
+                [r["player"], r["n_points"], r["first"], r["last"], r["delta"], r["slope_per_100_steps"],
+                 f"[{_fmt(r['ci95'][0])}, {_fmt(r['ci95'][1])}]", r["trend"]]
+                for r in ans["references"]
+            ],
+        )
+    )
+    g = ans["gap"]
+    c.print(
+        _table(
+            "Best checkpoint − base_model",
+            ["first", "last", "delta", "final (mean of last evals)", "slope/100 steps", "95 % CI", "trend"],
+            [[g["first"], g["last"], g["delta"], g["final"], g["slope_per_100_steps"],
+              f"[{_fmt(g['ci95'][0])}, {_fmt(g['ci95'][1])}]", g["trend"]]],
+        )
+    )
+    if ans["superseded_checkpoints"]:
+        c.print(
+            _table(
+                "Superseded checkpoints (declining after a newer one exists is a good sign)",
+                ["checkpoint", "superseded at step", "Elo change since"],
+                [[s["player"], s["superseded_at_step"], s["elo_change_after_superseded"]] for s in ans["superseded_checkpoints"]],
+            )
+        )
+    if plot:
+        c.print(f"plot written to {plot}")
+    c.print(_freshness_line(ans["freshness"]))
+
+
+@main.command()
+@click.option("--sweep", "sweep_text", required=True, help="Sweep id or name, group, or run-name prefix.")
+@click.option("--plot", type=click.Path(dir_okay=False), help="Write a PNG of the gaps of the sweep's runs.")
+@json_option
+@answers
+def sweep(con, sweep_text: str, plot: str | None, as_json: bool) -> None:
+    """Rank the runs of a sweep by their final checkpoint gap; statistical ties are marked.
+
+    Example:
+
+        grpo sweep --sweep lr-sweep --json
+    """
+    from pipelines import queries
+
+    ans = queries.sweep(con, sweep_text)
+    if plot:
+        from pipelines.plots import plot_sweep
+
+        plot_sweep(queries.sweep_gap_series(con, ans["sweep"]), ans, Path(plot))
+    if as_json:
+        emit_json(ans)
+        return
+    c = _console()
+    runs = ans["runs"]
+    if runs:
+        top = runs[0]
+        tie = " (a statistical tie with " + ", ".join(top["tied_with"]) + ")" if top["is_tie"] and top["tied_with"] else ""
+        c.print(f"Sweep [bold]{ans['sweep']}[/]: best run [bold]{top['run']}[/]{tie}")
+    keys = ans["varying_config_keys"]
+    c.print(
+        _table(
+            "Ranking by final checkpoint gap (best checkpoint Elo − base_model Elo)",
+            ["rank", "run", "verdict", "final gap", "± se", "last gap", "base_model Δ", "tie", *keys],
+            [
+                [r["rank"], r["run"], f"[{VERDICT_STYLE.get(r['verdict'], '')}]{r['verdict']}[/]", r["gap_final"], r["gap_final_se"],
+                 r["gap_last"], r["base_model_delta"], "tie" if r["is_tie"] else "", *[_fmt(r["config"].get(k)) for k in keys]]
+                for r in runs
+            ],
+        )
+    )
+    if plot:
+        c.print(f"plot written to {plot}")
+    c.print(_freshness_line(ans["freshness"]))
+
+
+@main.command()
+@click.option("-r", "--run", "run_text", required=True, help="Run name or id.")
+@click.option("--all-metrics", is_flag=True, help="Every logged metric, not only KL, grad norm, reward, loss and references.")
+@json_option
+@answers
+def metrics(con, run_text: str, all_metrics: bool, as_json: bool) -> None:
+    """Is the model learning? Training metrics of a run with stability against the targets.
+
+    Example:
+
+        grpo metrics -r lr-sweep-3 --all-metrics
+    """
+    from pipelines import queries
+    from pipelines.settings import dbt_vars, thresholds
+
+    ans = queries.metrics(con, run_text, all_metrics, dbt_vars()["metric_aliases"])
+    if as_json:
+        emit_json(ans)
+        return
+    t = thresholds()
+    c = _console()
+    v = ans["verdict"] or "insufficient_data"
+    c.print(f"[bold]{ans['run']}[/] ({ans['run_id']}): [bold {VERDICT_STYLE.get(v, '')}]{v}[/]")
+    if ans.get("reason"):
+        c.print(f"  {ans['reason']}")
+    s = ans["stability"]
+    if s:
+        spikes_ok = None if s.get("kl_spike_steps") is None else s["kl_spike_steps"] <= t.kl_spike_steps_allowed
+        c.print(
+            _table(
+                "Stability against the targets",
+                ["measure", "value", "target", ""],
+                [
+                    ["KL p95", s.get("kl_p95"), f"< {t.kl_stable_max}", _mark(None if s.get("kl_p95") is None else s["kl_p95"] < t.kl_stable_max)],
+                    ["KL spike steps", s.get("kl_spike_steps"), f"≤ {t.kl_spike_steps_allowed} above {t.kl_spike_min}", _mark(spikes_ok)],
+                    ["grad norm max", s.get("grad_norm_max"), f"< {t.grad_norm_max:g}", _mark(None if s.get("grad_norm_max") is None else s["grad_norm_max"] < t.grad_norm_max)],
+                    ["non-finite values", s.get("non_finite_values"), "0", _mark(None if s.get("non_finite_values") is None else s["non_finite_values"] == 0)],
+                ],
+            )
+        )
+    c.print(
+        _table(
+            "Metrics",
+            ["key", "count", "first", "last", "min", "max", "mean", "non-finite"],
+            [[m["key"], m["count"], m["first"], m["last"], m["min"], m["max"], m["mean"], m["non_finite"]] for m in ans["metrics"]],
+        )
+    )
+    c.print(_freshness_line(ans["freshness"]))
+
+
+# --- pipeline health ---------------------------------------------------------------
+
+
+def _no_data_note(c, count: int, what: str, w: dict) -> None:
+    if not count:
+        c.print(f"[yellow]No {what} in [{w['since']}, {w['until']}) — that means no data, not a clean bill.[/]")
+
+
+@main.command("rollout-timing")
+@window_options("6h")
+@json_option
+@answers
+def rollout_timing(con, last, since, until, as_json) -> None:
+    """Rollout throughput: duration p50/p95/p99/max in a window, per run and hour.
+
+    Example:
+
+        grpo rollout-timing --last 6h
+    """
+    from pipelines import queries
+    from pipelines.settings import thresholds
+
+    w = _window(last, since, until, "6h")
+    ans = queries.rollout_timing(con, w, thresholds())
+    if as_json:
+        emit_json(ans)
+        return
+    c = _console()
+    c.print(f"Rollouts in [{ans['since']}, {ans['until']}): {ans['count']:,}   p95 {_fmt(ans['p95_s'])} s vs target < {ans['target_p95_s']:g} s  {_mark(ans['passed'])}")
+    _no_data_note(c, ans["count"], "rollouts", ans)
+    if ans["count"]:
+        c.print(_table("", ["p50 s", "p95 s", "p99 s", "max s"], [[ans["p50_s"], ans["p95_s"], ans["p99_s"], ans["max_s"]]]))
+        c.print(_table("By run", ["run", "rollouts", "p50 s", "p95 s", "max s", ""], [[r["run"], r["count"], r["p50_s"], r["p95_s"], r["max_s"], _mark(r["passed"])] for r in ans["by_run"]]))
+        slow = [h for h in ans["by_hour"] if not h["passed"]]
+        if slow:
+            c.print(_table("Hours over target", ["hour", "rollouts", "p95 s"], [[h["hour"], h["count"], h["p95_s"]] for h in slow]))
+    c.print(_freshness_line(ans["freshness"]))
+
+
+@main.command()
+@window_options("1h")
+@json_option
+@answers
+def errors(con, last, since, until, as_json) -> None:
+    """Any errors? Failed-rollout rate against the target, error events by component and type.
+
+    Example:
+
+        grpo errors --last 1h
+    """
+    from pipelines import queries
+    from pipelines.settings import thresholds
+
+    w = _window(last, since, until, "1h")
+    ans = queries.errors(con, w, thresholds())
+    if as_json:
+        emit_json(ans)
+        return
+    c = _console()
+    c.print(
+        f"Error rate in [{ans['since']}, {ans['until']}): {_pct(ans['error_rate'])} "
+        f"({ans['failed_rollouts']:,} of {ans['rollouts']:,} rollouts failed) vs target < {_pct(ans['target_error_rate'])}  {_mark(ans['passed'])}; "
+        f"{ans['error_events']:,} error events"
+    )
+    _no_data_note(c, ans["rollouts"] + ans["error_events"], "rollouts or error events", ans)
+    if ans["by_run"]:
+        c.print(_table("By run", ["run", "rollouts", "failed", "error rate", ""], [[r["run"], r["rollouts"], r["failed_rollouts"], _pct(r["error_rate"]), _mark(r["passed"])] for r in ans["by_run"]]))
+    if ans["by_type"]:
+        c.print(_table("Error events by component and type", ["component", "type", "events", "last message"], [[r["component"], r["error_type"], r["events"], (r["last_message"] or "")[:80]] for r in ans["by_type"]]))
+    c.print(_freshness_line(ans["freshness"]))
+
+
+@main.command("extraction-stats")
+@window_options("24h")
+@json_option
+@answers
+def extraction_stats(con, last, since, until, as_json) -> None:
+    """Order-extraction rate (orders extracted / expected) against the target, per run.
+
+    Example:
+
+        grpo extraction-stats --last 24h
+    """
+    from pipelines import queries
+    from pipelines.settings import thresholds
+
+    w = _window(last, since, until, "24h")
+    ans = queries.extraction(con, w, thresholds())
+    if as_json:
+        emit_json(ans)
+        return
+    c = _console()
+    c.print(
+        f"Extraction rate in [{ans['since']}, {ans['until']}): {_pct(ans['extraction_rate'])} "
+        f"({ans['orders_extracted']:,} of {ans['orders_expected']:,} orders) vs target > {_pct(ans['target'])}  {_mark(ans['passed'])}"
+    )
+    _no_data_note(c, ans["events"], "extraction events", ans)
+    if ans["by_run"]:
+        c.print(_table("By run", ["run", "expected", "extracted", "rate", ""], [[r["run"], r["orders_expected"], r["orders_extracted"], _pct(r["extraction_rate"]), _mark(r["passed"])] for r in ans["by_run"]]))
+    c.print(_freshness_line(ans["freshness"]))
+
+
+@main.command()
+@window_options("1h")
+@json_option
+@answers
+def health(con, last, since, until, as_json) -> None:
+    """System health: each component's last heartbeat and whether it went stale.
+
+    Example:
+
+        grpo health --last 1h
+    """
+    from pipelines import queries
+    from pipelines.settings import thresholds
+
+    w = _window(last, since, until, "1h")
+    ans = queries.health(con, w, thresholds())
+    if as_json:
+        emit_json(ans)
+        return
+    c = _console()
+    comps = ans["components"]
+    bad = [x for x in comps if x["status"] != "ok"]
+    head = "[green]all components ok[/]" if comps and not bad else (f"[red]{len(bad)} of {len(comps)} components not ok[/]" if comps else "")
+    c.print(f"Health in [{ans['since']}, {ans['until']}) as of {ans['as_of']}: {head}")
+    _no_data_note(c, len(comps), "heartbeats", ans)
+    style = {"ok": "green", "stale": "red", "degraded": "yellow"}
+    if comps:
+        c.print(_table(f"Components (stale after {ans['stale_after_s']:g} s of silence)", ["component", "host", "last seen", "silent s", "heartbeats", "status"],
+                       [[x["component"], x["host"], x["last_seen"], x["silent_s"], x["heartbeats"], f"[{style.get(x['status'], '')}]{x['status']}[/]"] for x in comps]))
+    c.print(_freshness_line(ans["freshness"]))
+
+
+@main.command("check")
+@click.option("--all", "show_all", is_flag=True, help="List passing subjects too.")
+@json_option
+@click.pass_context
+def check_cmd(ctx, show_all: bool, as_json: bool) -> None:
+    """Do the targets hold? Exit code 1 when an error-severity target fails.
+
+    Example:
+
+        grpo check || echo "a target failed"
+    """
+    from pipelines import queries
+
+    @answers
+    def run(con):
+        return queries.check(con)
+
+    ans = run()
+    failing_error = [x for x in ans["checks"] if not x["passed"] and x["severity"] == "error"]
+    if as_json:
+        emit_json(ans)
+    else:
+        c = _console()
+        failed = [x for x in ans["checks"] if not x["passed"]]
+        c.print(
+            f"{len(ans['checks']) - len(failed)} passed, [red]{len(failing_error)} failed (error)[/], "
+            f"[yellow]{len(failed) - len(failing_error)} failed (warning)[/]"
+        )
+        shown = ans["checks"] if show_all else failed
+        if shown:
+            c.print(_table("", ["check", "subject", "value", "target", "severity", ""],
+                           [[x["name"], x["subject"], x["value"], f"{x['comparison']} {_fmt(x['threshold'])}", x["severity"], _mark(x["passed"])] for x in shown]))
+        c.print(_freshness_line(ans["freshness"]))
+    ctx.exit(EXIT_FAILED_CHECK if failing_error else EXIT_OK)
+
+
+# --- SQL and tracker -----------------------------------------------------------------
+
+
+@main.command("sql")
+@click.argument("query", required=False)
+@click.option("--tables", "list_tables", is_flag=True, help="List the queryable tables with their grain.")
+@click.option("--csv", "as_csv", is_flag=True, help="Print CSV.")
+@json_option
+@answers
+def sql_cmd(con, query: str | None, list_tables: bool, as_csv: bool, as_json: bool) -> None:
+    """Anything else: a read-only SQL query over every historical run at once.
+
+    Example:
+
+        grpo sql "select run_name, verdict from fct_learning_verdicts order by 1"
+    """
+    from pipelines import queries
+
+    if list_tables:
+        names = ["table_name", "description", "row_count"]
+        data = [tuple(r.values()) for r in queries.tables(con)]
+    else:
+        if not query:
+            raise GrpoError("give a query, or --tables to list what can be queried")
+        try:
+            names, data = queries.sql(con, query)
+        except queries.ReadOnlyViolation as exc:
+            raise GrpoError(str(exc)) from None
+        except (ValueError, Exception) as exc:  # duckdb errors: show the engine's one line
+            if isinstance(exc, click.ClickException):
+                raise
+            raise GrpoError(str(exc).splitlines()[0]) from None
+    if as_json:
+        emit_json(queries.clean([dict(zip(names, r)) for r in data]))
+    elif as_csv:
+        w = csv.writer(sys.stdout)
+        w.writerow(names)
+        w.writerows(data)
+    else:
+        _console().print(_table("", names, [list(r) for r in data]))
+
+
+@main.command()
+@click.option("--out", type=click.Path(dir_okay=False), default="EXPERIMENTS.md", show_default=True, help="Markdown file to (re)write.")
+@json_option
+@answers
+def tracker(con, out: str, as_json: bool) -> None:
+    """Update the experiment tracker: one markdown table per sweep with verdicts, gaps and pipeline figures.
+
+    Example:
+
+        grpo tracker --out docs/EXPERIMENTS.md
+    """
+    from pipelines import queries
+    from pipelines.tracker import render_tracker
+
+    runs = queries.retrospective(con)
+    fresh = queries.freshness(con)
+    text = render_tracker(runs, fresh)
+    Path(out).write_text(text, encoding="utf-8")
+    if as_json:
+        emit_json({"out": out, "runs": runs, "freshness": fresh})
+    else:
+        _console().print(f"wrote {out}: {len(runs)} runs")
+
+
+if __name__ == "__main__":  # pragma: no cover
+    main()

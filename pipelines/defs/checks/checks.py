@@ -1,0 +1,68 @@
+"""Asset checks encoding the targets of dbt_project.yml on the marts they concern."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import dagster as dg
+import duckdb
+
+from pipelines.checks import CHECKS, outcomes_for
+from pipelines.defs.warehouse.assets import SNAPSHOT_KEY
+from pipelines.defs.warehouse.resources import WarehouseResource
+
+SEVERITY = {"error": dg.AssetCheckSeverity.ERROR, "warn": dg.AssetCheckSeverity.WARN}
+MAX_LISTED = 20
+
+
+@dg.multi_asset_check(
+    specs=[
+        dg.AssetCheckSpec(
+            c.name,
+            asset=dg.AssetKey([c.asset]),
+            description=c.description,
+            # Evaluated on the published snapshot, so never blocked by (or blocking) a build.
+            additional_deps=[SNAPSHOT_KEY],
+        )
+        for c in CHECKS
+    ],
+    name="target_checks",
+    can_subset=True,
+)
+def target_checks(context: dg.AssetCheckExecutionContext, warehouse: WarehouseResource) -> Iterator[dg.AssetCheckResult]:
+    wh = warehouse.warehouse()
+    con = duckdb.connect(str(wh.snapshot_db), read_only=True)
+    try:
+        for check in CHECKS:
+            key = dg.AssetCheckKey(dg.AssetKey([check.asset]), check.name)
+            if key not in context.selected_asset_check_keys:
+                continue
+            rows = outcomes_for(con, check)
+            failing = [r for r in rows if not r["passed"]]
+            worst = failing[0] if failing else (rows[0] if rows else None)
+            yield dg.AssetCheckResult(
+                asset_key=key.asset_key,
+                check_name=check.name,
+                passed=not failing,
+                severity=SEVERITY[check.severity],
+                description=(
+                    f"{len(failing)} of {len(rows)} {check.subject_type}s miss the target"
+                    if failing
+                    else (f"all {len(rows)} {check.subject_type}s meet the target" if rows else "no data to check")
+                ),
+                metadata={
+                    "subjects": len(rows),
+                    "failing": len(failing),
+                    "threshold": float(worst["threshold"]) if worst and worst["threshold"] is not None else None,
+                    "comparison": worst["comparison"] if worst else None,
+                    "worst_value": float(worst["value"]) if worst and worst["value"] is not None else None,
+                    "offending": dg.MetadataValue.md(
+                        "\n".join(
+                            f"- {r['subject_label'] or r['subject']}: {r['value']}" for r in failing[:MAX_LISTED]
+                        )
+                        or "none"
+                    ),
+                },
+            )
+    finally:
+        con.close()

@@ -1,0 +1,906 @@
+"""A realistic demo league: W&B runs written offline by the real `wandb` library, plus 24 h of events.
+
+`generate_demo(out_dir)` needs no network and no credentials. It writes
+
+* ``out_dir/wandb/offline-run-*/run-<id>.wandb``: two sweeps of three GRPO runs
+  (``lr-sweep-1..3``, ``kl-sweep-1..3``, sweep = W&B group) and a short
+  ``smoke-test-1``, each logging train metrics every step and league Elo every
+  25 steps;
+* ``out_dir/events/*.ndjson[.gz]``: Axiom-shaped rollout, inference,
+  extraction, error and heartbeat events over the 24 hours ending at `now`,
+  with a few deliberately bad lines;
+* ``out_dir/demo-manifest.json``: what was generated and what the warehouse
+  should conclude from it (verdicts, the slow hour, the extraction problem,
+  the silent component...).
+
+Every series is designed so its intended verdict holds under the rules in
+``dbt_project.yml`` for any seed: noise is made orthogonal to a straight line
+before it is added (so a flat series has an OLS slope of exactly zero and a
+trending one exactly its designed slope), and each run's checkpoint Elo is
+shifted so its final gap is exactly the designed one (so the tie stays a tie
+and the clear winner stays clear). `demo_runs()` returns the same series
+without writing anything.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import gzip
+import hashlib
+import json
+import math
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable, Mapping
+from concurrent.futures import ThreadPoolExecutor, as_completed
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+__all__ = [
+    "DemoEventFacts",
+    "DemoManifest",
+    "DemoRun",
+    "demo_runs",
+    "generate_demo",
+]
+
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+MANIFEST_NAME = "demo-manifest.json"
+WANDB_SUBDIR = "wandb"
+EVENTS_SUBDIR = "events"
+# wandb's own config, cache and data dirs, kept inside out_dir so nothing lands in ~.
+WANDB_HOME_SUBDIR = ".wandb-home"
+
+DEMO_PROJECT = "grpo-demo"
+DEMO_ENTITY = "demo"
+EVAL_EVERY = 25
+CHECKPOINT_EVERY = 100
+FINAL_GAP_WINDOW = 5  # mirrors var final_gap_window: the designed final gap is over these evals
+BASE_MODEL = "base_model"
+FIXED_REFERENCES = (BASE_MODEL, "chaos_bot")
+SMOKE_STEPS = 3 * EVAL_EVERY  # three evaluation points: below var min_eval_points
+MIN_STEPS = 2 * CHECKPOINT_EVERY  # fewer leaves too few checkpoint evals for a learning verdict
+
+TRAIN_KEYS = ("train/kl", "train/grad_norm", "train/reward_mean", "train/loss", "train/learning_rate")
+ELO_PREFIX = "elo/"
+
+HOUR = 3600.0
+ENGINES = ("vllm-a", "vllm-b")
+WORKERS = tuple(f"worker-{i}" for i in range(8))
+# (component, host, typical gpu memory GB); the last one goes silent.
+HEARTBEAT_COMPONENTS = (
+    ("rollout-worker", "gpu-node-1", 38.0),
+    ("reward-server", "gpu-node-4", 22.0),
+    ("vllm-a", "gpu-node-2", 71.0),
+    ("vllm-b", "gpu-node-3", 71.0),
+)
+SILENT_COMPONENT = "vllm-b"
+HEARTBEAT_EVERY_S = 30.0
+ROLLOUTS_PER_MIN = 3.0
+INFERENCE_PER_MIN = 2.0
+EXTRACTIONS_PER_MIN = 1.0
+NORMAL_ERROR_RATE = 0.003
+BAD_LINES = 3
+
+
+# --- the generated runs ---------------------------------------------------------
+
+
+@dataclass
+class DemoRun:
+    """One generated W&B run: identity, config, intent, and the exact numbers it logged."""
+
+    run_id: str
+    name: str
+    sweep: str  # the W&B group
+    config: dict[str, Any]
+    intended_verdict: str  # learning | not_learning | unstable | insufficient_data
+    final_gap: float | None  # mean best-checkpoint minus base_model Elo over the last evals
+    steps: np.ndarray = field(repr=False)  # training steps logged (1..n)
+    train: dict[str, np.ndarray] = field(repr=False)  # TRAIN_KEYS -> values aligned with `steps`
+    eval_steps: np.ndarray = field(repr=False)
+    elo: dict[str, np.ndarray] = field(repr=False)  # player -> Elo aligned with eval_steps, NaN before it exists
+    wandb_file: Path | None = None
+
+    @property
+    def checkpoints(self) -> list[str]:
+        return [p for p in self.elo if p.startswith("ckpt_")]
+
+    def gap(self) -> tuple[np.ndarray, np.ndarray]:
+        """(eval steps with a checkpoint, best checkpoint minus base_model Elo at each)."""
+        ckpts = self.checkpoints
+        if not ckpts:
+            return np.array([], dtype=np.int64), np.array([], dtype=float)
+        stacked = np.vstack([self.elo[c] for c in ckpts])
+        has = ~np.all(np.isnan(stacked), axis=0)
+        best = np.nanmax(stacked[:, has], axis=0)
+        return self.eval_steps[has], best - self.elo[BASE_MODEL][has]
+
+    def history_rows(self) -> list[tuple[int, dict[str, float]]]:
+        """What `run.log` receives: one dict per step, Elo in the same dict on eval steps."""
+        eval_at = {int(s): i for i, s in enumerate(self.eval_steps)}
+        rows = []
+        for i, step in enumerate(self.steps.tolist()):
+            row = {k: float(v[i]) for k, v in self.train.items()}
+            j = eval_at.get(step)
+            if j is not None:
+                for player, values in self.elo.items():
+                    if not math.isnan(values[j]):
+                        row[ELO_PREFIX + player] = round(float(values[j]), 2)
+            rows.append((step, row))
+        return rows
+
+    def to_dict(self, include_series: bool = False) -> dict[str, Any]:
+        out: dict[str, Any] = {
+            "run_id": self.run_id,
+            "name": self.name,
+            "sweep": self.sweep,
+            "group": self.sweep,
+            "config": self.config,
+            "intended_verdict": self.intended_verdict,
+            "final_gap": self.final_gap,
+            "n_steps": int(len(self.steps)),
+            "n_eval_points": int(len(self.eval_steps)),
+            "checkpoints": self.checkpoints,
+            "wandb_file": str(self.wandb_file) if self.wandb_file else None,
+        }
+        if include_series:
+            out["steps"] = self.steps.tolist()
+            out["train"] = {k: _json_floats(v) for k, v in self.train.items()}
+            out["eval_steps"] = self.eval_steps.tolist()
+            out["elo"] = {k: _json_floats(v) for k, v in self.elo.items()}
+        return out
+
+
+@dataclass(frozen=True)
+class _Plan:
+    name: str
+    sweep: str
+    verdict: str
+    learning_rate: float
+    kl_coef: float
+    final_gap: float  # designed final gap (Elo); for not_learning: checkpoints this far above base
+    ref_decline: float  # fitted base_model drop over the run (Elo); 0 = flat references
+    kl_level: float  # typical KL late in the run
+    reward_gain: float  # reward_mean rise over the run
+
+
+# Two sweeps of three: lr-sweep has a clear winner (lr-sweep-2) and an
+# unstable high-LR run; kl-sweep has a statistical tie between its best two and
+# a too-strong KL penalty that stops learning. The smoke test is too short.
+_PLANS = (
+    _Plan("lr-sweep-1", "lr-sweep", "learning", 5e-7, 0.05, 150.0, 70.0, 0.03, 0.20),
+    _Plan("lr-sweep-2", "lr-sweep", "learning", 1e-6, 0.05, 240.0, 120.0, 0.045, 0.40),
+    _Plan("lr-sweep-3", "lr-sweep", "unstable", 3e-6, 0.05, 170.0, 90.0, 0.06, 0.30),
+    _Plan("kl-sweep-1", "kl-sweep", "learning", 8e-7, 0.01, 205.0, 100.0, 0.055, 0.33),
+    _Plan("kl-sweep-2", "kl-sweep", "learning", 8e-7, 0.05, 202.0, 100.0, 0.04, 0.32),
+    _Plan("kl-sweep-3", "kl-sweep", "not_learning", 8e-7, 0.5, 4.0, 0.0, 0.004, 0.0),
+    _Plan("smoke-test-1", "smoke-test", "insufficient_data", 1e-6, 0.05, 0.0, 0.0, 0.03, 0.0),
+)
+
+
+def demo_run_id(seed: int, name: str) -> str:
+    """A stable 8-character W&B run id for (seed, run name)."""
+    digest = int.from_bytes(hashlib.sha256(f"grpo-demo:{seed}:{name}".encode()).digest()[:8], "big")
+    alphabet = "0123456789abcdefghijklmnopqrstuvwxyz"
+    chars = []
+    for _ in range(8):
+        digest, r = divmod(digest, 36)
+        chars.append(alphabet[r])
+    return "".join(chars)
+
+
+def demo_runs(seed: int = 7, steps: int = 400) -> list[DemoRun]:
+    """The demo's runs with every logged number, deterministic in (seed, steps); writes nothing."""
+    if steps < MIN_STEPS:
+        raise ValueError(f"steps must be at least {MIN_STEPS} (got {steps}): fewer leaves no learning signal to show")
+    runs = []
+    for index, plan in enumerate(_PLANS):
+        rng = np.random.default_rng([seed, index])
+        n = SMOKE_STEPS if plan.verdict == "insufficient_data" else steps
+        runs.append(_make_run(plan, demo_run_id(seed, plan.name), n, seed, rng))
+    return runs
+
+
+def _make_run(plan: _Plan, run_id: str, n: int, seed: int, rng: np.random.Generator) -> DemoRun:
+    step = np.arange(1, n + 1)
+    progress = _progress(step, n)
+    eval_steps = step[step % EVAL_EVERY == 0]
+    eval_progress = _progress(eval_steps, n)
+    learning = plan.verdict in ("learning", "unstable")
+
+    # Fixed references lose rating as the policy beats them; noise is detrended so
+    # the fitted change is exactly the designed one.
+    elo: dict[str, np.ndarray] = {}
+    ref_sd = 8.0 if learning else 10.0
+    elo[BASE_MODEL] = 1000.0 - plan.ref_decline * eval_progress + _flat_noise(rng, eval_steps, ref_sd)
+    elo["chaos_bot"] = 820.0 - 0.6 * plan.ref_decline * eval_progress + _flat_noise(rng, eval_steps, ref_sd)
+
+    # A checkpoint enters the league at its save step with the policy's strength
+    # then, and drifts up a little as the references it beats deflate.
+    ckpt_sd = 8.0 if learning else 5.0
+    rise = max(plan.final_gap - plan.ref_decline, 0.0) if learning else 0.0
+    for c in eval_steps[eval_steps % CHECKPOINT_EVERY == 0]:
+        present = eval_steps >= c
+        p_c = float(_progress(np.array([c]), n)[0])
+        values = np.full(len(eval_steps), np.nan)
+        base_then = elo[BASE_MODEL][present][0]
+        if learning:
+            drift = 0.15 * plan.ref_decline * (eval_progress[present] - p_c)
+            values[present] = 1000.0 + rise * p_c + drift + rng.normal(0.0, ckpt_sd, present.sum())
+        else:
+            # Checkpoints stay level with where base_model was when they were saved.
+            values[present] = base_then + plan.final_gap + rng.normal(0.0, ckpt_sd, present.sum())
+        elo[f"ckpt_{int(c)}"] = values
+
+    run = DemoRun(
+        run_id=run_id,
+        name=plan.name,
+        sweep=plan.sweep,
+        config=_config(plan, n, seed),
+        intended_verdict=plan.verdict,
+        final_gap=None,
+        steps=step,
+        train=_train_series(plan, step, progress, rng),
+        eval_steps=eval_steps,
+        elo=elo,
+    )
+    if run.checkpoints:
+        _, gap = run.gap()
+        shift = plan.final_gap - float(np.mean(gap[-FINAL_GAP_WINDOW:]))
+        for c in run.checkpoints:
+            elo[c] = elo[c] + shift
+        _, gap = run.gap()
+        run.final_gap = round(float(np.mean(gap[-FINAL_GAP_WINDOW:])), 6)
+    for player in elo:
+        elo[player] = np.round(elo[player], 2)  # what run.log writes
+    return run
+
+
+def _progress(step: np.ndarray, n: int) -> np.ndarray:
+    """Training progress in [0, 1]: fast early, saturating late."""
+    tau = 0.6 * n
+    return (1.0 - np.exp(-step / tau)) / (1.0 - math.exp(-n / tau))
+
+
+def _flat_noise(rng: np.random.Generator, x: np.ndarray, sd: float) -> np.ndarray:
+    """Gaussian noise with its least-squares line removed, rescaled to `sd`."""
+    noise = rng.normal(0.0, sd, len(x))
+    xc = x - x.mean()
+    noise = noise - noise.mean() - xc * (xc @ noise) / (xc @ xc)
+    std = noise.std(ddof=1)
+    return noise * (sd / std) if std > 0 else noise
+
+
+def _train_series(plan: _Plan, step: np.ndarray, progress: np.ndarray, rng: np.random.Generator) -> dict[str, np.ndarray]:
+    n = len(step)
+    learning = plan.verdict in ("learning", "unstable")
+    # KL grows smoothly from a third of its final level; AR(1) noise keeps it smooth.
+    kl = plan.kl_level * (0.35 + 0.65 * progress) * (1.0 + 0.12 * _ar1(rng, n, 0.8))
+    kl = np.clip(kl, 0.3 * plan.kl_level, 0.09)
+    grad_norm = np.clip(rng.lognormal(math.log(3.0 if learning else 2.0), 0.3, n), 1.0, 10.0)
+    reward = 0.18 + plan.reward_gain * progress + rng.normal(0.0, 0.025, n)
+    loss = 0.04 * (1.0 - progress) + rng.normal(0.0, 0.012, n)
+    warmup = np.minimum(1.0, step / 20.0)
+    cosine = 0.1 + 0.9 * 0.5 * (1.0 + np.cos(np.pi * (step - 1) / max(n - 1, 1)))
+    lr = plan.learning_rate * warmup * cosine
+
+    if plan.verdict == "unstable":
+        # A ten-step KL blow-up with exploding gradients and one NaN, then recovery.
+        start = int(0.58 * n)
+        window = np.arange(start, start + 10)
+        bump = np.sin(np.linspace(0.15, np.pi - 0.15, len(window)))
+        kl[window] = 0.22 + 0.45 * bump + rng.uniform(0.0, 0.03, len(window))
+        spikes = window[[3, 4, 6, 7]]
+        grad_norm[spikes] = rng.uniform(60.0, 180.0, len(spikes))
+        grad_norm[window[5]] = np.nan
+        reward[window] -= 0.12 * bump
+        loss[window] += 0.3 * bump
+    return {
+        "train/kl": np.round(kl, 6),
+        "train/grad_norm": np.round(grad_norm, 4),
+        "train/reward_mean": np.round(np.clip(reward, 0.0, 1.0), 4),
+        "train/loss": np.round(loss, 5),
+        "train/learning_rate": lr,
+    }
+
+
+def _ar1(rng: np.random.Generator, n: int, phi: float) -> np.ndarray:
+    eps = rng.normal(0.0, math.sqrt(1.0 - phi * phi), n)
+    out = np.empty(n)
+    out[0] = rng.normal()
+    for i in range(1, n):
+        out[i] = phi * out[i - 1] + eps[i]
+    return out
+
+
+def _config(plan: _Plan, n: int, seed: int) -> dict[str, Any]:
+    return {
+        "algo": "grpo",
+        "model": {"base": "Qwen/Qwen2.5-7B-Instruct", "dtype": "bfloat16", "max_seq_len": 4096},
+        "learning_rate": plan.learning_rate,
+        "kl_coef": plan.kl_coef,
+        "batch_size": 64,
+        "group_size": 8,
+        "total_steps": n,
+        "seed": seed,
+        "optimizer": {"name": "adamw", "betas": [0.9, 0.999], "weight_decay": 0.0, "warmup_steps": 20},
+        "eval": {"every_steps": EVAL_EVERY, "league": list(FIXED_REFERENCES), "games_per_pair": 40},
+        "checkpoint_every": CHECKPOINT_EVERY,
+        "reward": {"name": "diplomacy_orders", "format_bonus": 0.1},
+    }
+
+
+def _json_floats(values: np.ndarray) -> list[float | None]:
+    return [None if math.isnan(v) else float(v) for v in values.tolist()]
+
+
+# --- manifest ------------------------------------------------------------------
+
+
+@dataclass
+class DemoEventFacts:
+    """What the generated events are meant to show (times are ISO 8601 UTC, hours are their start)."""
+
+    window_start: str
+    window_end: str
+    files: list[str]
+    lines: int  # every line written, bad ones included
+    counts: dict[str, int]  # good events per kind
+    bad_lines: int
+    bad_line_locations: list[dict[str, Any]]
+    slow_hour: str
+    slow_hour_p95_s: float
+    normal_p95_s_max: float  # the highest hourly rollout p95 outside the slow hour
+    error_hour: str
+    error_hour_rate: float
+    normal_error_rate: float
+    extraction_problem: dict[str, Any]  # run_id, run_name, hours, rate over those hours
+    silent_component: dict[str, Any]  # component, host, last_heartbeat_at
+    components: list[str]
+
+    def to_dict(self) -> dict[str, Any]:
+        return dict(self.__dict__)
+
+
+@dataclass
+class DemoManifest:
+    """Everything `generate_demo` wrote and what the warehouse should conclude from it."""
+
+    out_dir: Path
+    wandb_dirs: list[Path]
+    events_dir: Path
+    seed: int
+    now: str
+    project: str
+    entity: str
+    runs: list[DemoRun]
+    sweeps: dict[str, dict[str, Any]]
+    events: DemoEventFacts
+    seconds: float
+
+    def run(self, name: str) -> DemoRun:
+        for r in self.runs:
+            if r.name == name:
+                return r
+        raise KeyError(name)
+
+    def to_dict(self, include_series: bool = False) -> dict[str, Any]:
+        return {
+            "out_dir": str(self.out_dir),
+            "wandb_dirs": [str(d) for d in self.wandb_dirs],
+            "events_dir": str(self.events_dir),
+            "seed": self.seed,
+            "now": self.now,
+            "project": self.project,
+            "entity": self.entity,
+            "runs": [r.to_dict(include_series) for r in self.runs],
+            "sweeps": self.sweeps,
+            "events": self.events.to_dict(),
+            "seconds": self.seconds,
+        }
+
+
+def _sweeps(runs: list[DemoRun]) -> dict[str, dict[str, Any]]:
+    """Per sweep: runs ranked by designed final gap, and whether the top two are a tie."""
+    out: dict[str, dict[str, Any]] = {}
+    for run in runs:
+        if run.final_gap is None:
+            continue
+        out.setdefault(run.sweep, {"runs": []})["runs"].append(run)
+    result = {}
+    for sweep, entry in out.items():
+        ranked = sorted(entry["runs"], key=lambda r: r.final_gap, reverse=True)
+        top, second = ranked[0], ranked[1]
+        tie = top.final_gap - second.final_gap < 10.0  # designed as 3 Elo vs >= 70 Elo: nothing in between
+        result[sweep] = {
+            "runs": [r.name for r in ranked],
+            "final_gaps": {r.name: r.final_gap for r in ranked},
+            "winner": None if tie else top.name,
+            "tie": [top.name, second.name] if tie else None,
+        }
+    return result
+
+
+# --- W&B runs --------------------------------------------------------------------
+
+
+def _wandb_env(out_dir: Path) -> dict[str, str]:
+    home = out_dir / WANDB_HOME_SUBDIR
+    env = dict(os.environ)
+    for key in [k for k in env if k.startswith("WANDB_")]:
+        del env[key]  # a user's WANDB_API_KEY, WANDB_BASE_URL... play no part offline
+    env.update(
+        WANDB_SILENT="true",
+        WANDB_MODE="offline",
+        WANDB_DIR=str(out_dir),
+        WANDB_CONFIG_DIR=str(home / "config"),
+        WANDB_CACHE_DIR=str(home / "cache"),
+        WANDB_DATA_DIR=str(home / "data"),
+        WANDB_ARTIFACT_DIR=str(home / "artifacts"),
+        WANDB_DISABLE_GIT="true",
+        WANDB_DISABLE_CODE="true",
+        PYTHONPATH=os.pathsep.join([str(PROJECT_ROOT), env.get("PYTHONPATH", "")]).rstrip(os.pathsep),
+    )
+    return env
+
+
+def _write_wandb_run(out_dir: Path, run: DemoRun, spec_dir: Path) -> Path:
+    """Log `run` with the real wandb library in a fresh interpreter; return its `.wandb` file."""
+    spec = {
+        "dir": str(out_dir),
+        "project": DEMO_PROJECT,
+        "entity": DEMO_ENTITY,
+        "id": run.run_id,
+        "name": run.name,
+        "group": run.sweep,
+        "config": run.config,
+        "rows": run.history_rows(),
+    }
+    spec_path = spec_dir / f"{run.name}.json"
+    spec_path.write_text(json.dumps(spec), encoding="utf-8")
+    # A process per run: wandb keeps global state (the service, the current run)
+    # that must not carry from one demo run into the next.
+    proc = subprocess.run(
+        [sys.executable, "-m", "pipelines.demo", "--write-run", str(spec_path)],
+        cwd=out_dir,
+        env=_wandb_env(out_dir),
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    if proc.returncode != 0:
+        tail = (proc.stderr or proc.stdout).strip()[-2000:]
+        raise RuntimeError(f"writing W&B run {run.name} failed (exit {proc.returncode}):\n{tail}")
+    found = sorted((out_dir / WANDB_SUBDIR).glob(f"offline-run-*-{run.run_id}/run-{run.run_id}.wandb"))
+    if len(found) != 1:
+        raise RuntimeError(f"expected one .wandb file for {run.name} ({run.run_id}), found {len(found)}")
+    return found[0]
+
+
+def _log_run_from_spec(spec_path: Path) -> None:
+    """The child-process side of `_write_wandb_run`."""
+    import wandb
+
+    spec = json.loads(spec_path.read_text(encoding="utf-8"))
+    settings = wandb.Settings(
+        console="off",
+        symlink=False,  # concurrent runs in one dir would race on latest-run
+        x_disable_stats=True,
+        x_disable_meta=True,
+        disable_git=True,
+        save_code=False,
+    )
+    run = wandb.init(
+        mode="offline",
+        dir=spec["dir"],
+        project=spec["project"],
+        entity=spec["entity"],
+        id=spec["id"],
+        name=spec["name"],
+        group=spec["group"],
+        job_type="train",
+        config=spec["config"],
+        settings=settings,
+    )
+    try:
+        for step, row in spec["rows"]:
+            run.log(row, step=step)
+    finally:
+        run.finish()
+
+
+# --- events ------------------------------------------------------------------------
+
+
+@dataclass
+class _Lines:
+    """Event lines of one kind with their times in epoch milliseconds, for a global sort."""
+
+    kind: str
+    t_ms: np.ndarray
+    lines: list[str]
+
+
+def _iso_ms(t_ms: np.ndarray) -> np.ndarray:
+    return np.char.add(np.datetime_as_string(t_ms.astype("datetime64[ms]"), unit="ms"), "Z")
+
+
+def _iso(ts: float) -> str:
+    return dt.datetime.fromtimestamp(ts, dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def _fmt(values: np.ndarray, digits: int) -> list[str]:
+    return [f"{v:.{digits}f}" for v in values.tolist()]
+
+
+def _events(runs: list[DemoRun], now: dt.datetime, rng: np.random.Generator) -> tuple[list[_Lines], dict[str, Any]]:
+    end = now.timestamp()
+    start = end - 24 * HOUR
+    top = math.floor(end / HOUR) * HOUR  # start of the current (partial) hour
+    slow_hour = top - 10 * HOUR
+    incident_at = top - 2 * HOUR + 20 * 60  # vllm-b dies; "~2 h" before now
+    incident_end = incident_at + 9 * 60  # until the router drops it, its rollouts fail fast
+    extraction_hours = [top - h * HOUR for h in range(18, 12, -1)]
+    smoke_start = top - 21 * HOUR + 10 * 60
+    full_hours_from, full_hours_to = math.ceil(start / HOUR) * HOUR, top  # errors only in full hours
+
+    sweep_runs = [r for r in runs if r.intended_verdict != "insufficient_data"]
+    smoke = [r for r in runs if r.intended_verdict == "insufficient_data"]
+    extraction_run = next(r for r in runs if r.name == "lr-sweep-1")
+    windows = [(r, start, end) for r in sweep_runs] + [(r, smoke_start, smoke_start + 30 * 60) for r in smoke]
+
+    out: list[_Lines] = []
+    r_t, r_run, r_id, r_dur, r_err, r_engine, r_worker, r_kind = [], [], [], [], [], [], [], []
+    for run, a, b in windows:
+        n = rng.poisson(ROLLOUTS_PER_MIN * (b - a) / 60)
+        t = np.sort(rng.uniform(a, b, n))
+        slow = (t >= slow_hour) & (t < slow_hour + HOUR)
+        dur = np.where(
+            slow, rng.lognormal(math.log(105.0), 0.3, n), rng.lognormal(math.log(40.0), 0.3, n)
+        )
+        engine = rng.integers(0, 2, n)
+        engine[t >= incident_end] = 0  # vllm-b is gone
+        # Background failures: evenly spaced (one per ~333 rollouts of a run), so
+        # no run-hour is ever above the error-rate target by chance; none in the
+        # partial first/last hours, where one failure would be a large share.
+        err_kind = np.zeros(n, dtype=np.int8)  # 0 ok, 1 background failure, 2 engine died
+        spacing = round(1 / NORMAL_ERROR_RATE)
+        if run.intended_verdict != "insufficient_data" and n > spacing:
+            idx = np.arange(int(rng.integers(0, spacing)), n, spacing)
+            idx = idx[(t[idx] >= full_hours_from) & (t[idx] < full_hours_to)]
+            err_kind[idx] = 1
+        died = (engine == 1) & (t >= incident_at) & (t < incident_end)
+        err_kind[died] = 2
+        failed = err_kind > 0
+        dur = np.where(failed, rng.uniform(0.3, 3.0, n), dur)  # failures fail fast
+        r_t.append(t)
+        r_run.append(np.full(n, run.run_id))
+        r_id.append(np.char.add(f"{run.run_id}-r", np.char.zfill(np.arange(n).astype(str), 6)))
+        r_dur.append(dur)
+        r_err.append(failed)
+        r_kind.append(err_kind)
+        r_engine.append(engine)
+        r_worker.append(rng.integers(0, len(WORKERS), n))
+    t = np.concatenate(r_t)
+    run_ids = np.concatenate(r_run)
+    rollout_ids = np.concatenate(r_id)
+    dur = np.concatenate(r_dur)
+    failed = np.concatenate(r_err)
+    err_kind = np.concatenate(r_kind)
+    engine = np.concatenate(r_engine)
+    worker = np.concatenate(r_worker)
+    t_ms = np.round(t * 1000).astype(np.int64)
+    times = _iso_ms(t_ms)
+    durs = _fmt(dur, 3)
+    out.append(
+        _Lines(
+            "rollout",
+            t_ms,
+            [
+                f'{{"_time":"{ti}","event":"rollout","run_id":"{ri}","rollout_id":"{rid}","duration_s":{d},'
+                f'"status":"{"error" if f else "ok"}","engine":"{ENGINES[e]}","worker":"{WORKERS[w]}"}}'
+                for ti, ri, rid, d, f, e, w in zip(
+                    times.tolist(), run_ids.tolist(), rollout_ids.tolist(), durs, failed.tolist(), engine.tolist(), worker.tolist()
+                )
+            ],
+        )
+    )
+
+    # Errors: one per failed rollout, plus a few reward-server errors that did not fail a rollout.
+    background = [
+        ("rollout-worker", "ParseError", "could not parse orders from completion"),
+        ("reward-server", "RewardTimeout", "reward request timed out after 30s"),
+        ("inference", "RequestTimeout", "generation request timed out"),
+        ("rollout-worker", "OutOfMemoryError", "CUDA out of memory while scoring group"),
+    ]
+    fi = np.flatnonzero(failed)
+    pick = rng.integers(0, len(background), len(fi))
+    e_lines, e_t = [], []
+    for i, k in zip(fi.tolist(), pick.tolist()):
+        if err_kind[i] == 2:
+            comp, etype, msg = "inference", "EngineDeadError", "vllm-b: connection refused (engine not responding)"
+        else:
+            comp, etype, msg = background[k]
+        ms = int(t_ms[i]) + 5
+        e_t.append(ms)
+        e_lines.append((ms, comp, etype, msg, str(run_ids[i]), str(rollout_ids[i])))
+    extra_n = 12
+    extra_t = np.sort(rng.uniform(start + 60, end - 60, extra_n))
+    extra_runs = rng.choice([r.run_id for r in sweep_runs], extra_n)
+    for ts, rid in zip(extra_t.tolist(), extra_runs.tolist()):
+        ms = round(ts * 1000)
+        e_lines.append((ms, "reward-server", "RewardModelRetry", "reward model returned 503; retried", rid, None))
+    e_ms = np.array([x[0] for x in e_lines], dtype=np.int64)
+    e_times = _iso_ms(e_ms).tolist()
+    out.append(
+        _Lines(
+            "error",
+            e_ms,
+            [
+                f'{{"_time":"{ti}","level":"error","run_id":"{rid}","component":"{comp}","error_type":"{etype}",'
+                f'"message":"{msg}"' + (f',"rollout_id":"{roll}"}}' if roll else "}")
+                for ti, (_, comp, etype, msg, rid, roll) in zip(e_times, e_lines)
+            ],
+        )
+    )
+
+    # Inference requests per engine; everything is slower in the slow hour.
+    i_parts = []
+    for run, a, b in windows:
+        n = rng.poisson(INFERENCE_PER_MIN * (b - a) / 60)
+        ti = np.sort(rng.uniform(a, b, n))
+        eng = rng.integers(0, 2, n)
+        eng[ti >= incident_at] = 0
+        i_parts.append((ti, np.full(n, run.run_id), eng))
+    ti = np.concatenate([p[0] for p in i_parts])
+    irun = np.concatenate([p[1] for p in i_parts])
+    ieng = np.concatenate([p[2] for p in i_parts])
+    n = len(ti)
+    slow = (ti >= slow_hour) & (ti < slow_hour + HOUR)
+    factor = np.where(slow, 3.0, 1.0)
+    latency = rng.lognormal(math.log(2.4), 0.25, n) * factor
+    tps = rng.normal(1850.0, 120.0, n) / factor
+    batch = rng.choice([8, 16, 32, 64], n)
+    queue = rng.exponential(0.25, n) * np.where(slow, 12.0, 1.0)
+    i_ms = np.round(ti * 1000).astype(np.int64)
+    out.append(
+        _Lines(
+            "inference",
+            i_ms,
+            [
+                f'{{"_time":"{tt}","event":"inference","run_id":"{ri}","engine":"{ENGINES[e]}","latency_s":{la},'
+                f'"tokens_per_s":{tp},"batch_size":{bs},"queue_s":{q}}}'
+                for tt, ri, e, la, tp, bs, q in zip(
+                    _iso_ms(i_ms).tolist(), irun.tolist(), ieng.tolist(), _fmt(latency, 3), _fmt(tps, 1),
+                    batch.tolist(), _fmt(queue, 3)
+                )
+            ],
+        )
+    )
+
+    # Extraction: ~99 % of expected orders, except lr-sweep-1 during six hours.
+    x_parts = []
+    for run, a, b in windows:
+        n = rng.poisson(EXTRACTIONS_PER_MIN * (b - a) / 60)
+        tx = np.sort(rng.uniform(a, b, n))
+        expected = rng.poisson(34, n) + 6
+        rate = np.full(n, 0.99)
+        if run is extraction_run:
+            bad = (tx >= extraction_hours[0]) & (tx < extraction_hours[-1] + HOUR)
+            rate[bad] = 0.6
+        extracted = rng.binomial(expected, rate)
+        x_parts.append((tx, np.full(n, run.run_id), expected, extracted))
+    tx = np.concatenate([p[0] for p in x_parts])
+    x_ms = np.round(tx * 1000).astype(np.int64)
+    xrun = np.concatenate([p[1] for p in x_parts])
+    xexp = np.concatenate([p[2] for p in x_parts])
+    xgot = np.concatenate([p[3] for p in x_parts])
+    out.append(
+        _Lines(
+            "extraction",
+            x_ms,
+            [
+                f'{{"_time":"{tt}","event":"extraction","run_id":"{ri}","orders_expected":{a},"orders_extracted":{b}}}'
+                for tt, ri, a, b in zip(_iso_ms(x_ms).tolist(), xrun.tolist(), xexp.tolist(), xgot.tolist())
+            ],
+        )
+    )
+
+    # Heartbeats every 30 s per component; vllm-b stops when it dies.
+    h_parts = []
+    for ci, (comp, host, mem) in enumerate(HEARTBEAT_COMPONENTS):
+        stop = incident_at if comp == SILENT_COMPONENT else end
+        offset = float(rng.uniform(0, HEARTBEAT_EVERY_S))
+        th = np.arange(start + offset, stop, HEARTBEAT_EVERY_S) + rng.uniform(-0.4, 0.4)
+        th = th[(th >= start) & (th < stop)]
+        n = len(th)
+        util = np.clip(rng.normal(82.0 if comp != "reward-server" else 55.0, 6.0, n), 0, 100)
+        gmem = np.clip(rng.normal(mem, 1.5, n), 0, 80)
+        h_ms = np.round(th * 1000).astype(np.int64)
+        h_parts.append((h_ms, [
+            f'{{"_time":"{tt}","event":"heartbeat","component":"{comp}","host":"{host}","status":"ok",'
+            f'"gpu_util":{u},"gpu_mem_gb":{m}}}'
+            for tt, u, m in zip(_iso_ms(h_ms).tolist(), _fmt(util, 1), _fmt(gmem, 2))
+        ]))
+    out.append(
+        _Lines("heartbeat", np.concatenate([p[0] for p in h_parts]), [line for p in h_parts for line in p[1]])
+    )
+    silent_last = int(h_parts[[c[0] for c in HEARTBEAT_COMPONENTS].index(SILENT_COMPONENT)][0].max())
+
+    # Facts, computed from the generated numbers themselves.
+    hour_of = np.floor(t / HOUR) * HOUR
+    full = (hour_of >= full_hours_from) & (hour_of < full_hours_to)
+    hourly_p95 = {h: float(np.percentile(dur[hour_of == h], 95)) for h in np.unique(hour_of[full])}
+    hourly_err = {h: float(failed[hour_of == h].mean()) for h in np.unique(hour_of[full])}
+    error_hour = max(hourly_err, key=hourly_err.get)
+    x_hour = np.floor(tx / HOUR) * HOUR
+    in_problem = (xrun == extraction_run.run_id) & np.isin(x_hour, extraction_hours)
+    facts = {
+        "window_start": _iso(start),
+        "window_end": _iso(end),
+        "slow_hour": _iso(slow_hour),
+        "slow_hour_p95_s": round(hourly_p95[slow_hour], 3),
+        "normal_p95_s_max": round(max(v for h, v in hourly_p95.items() if h != slow_hour), 3),
+        "error_hour": _iso(error_hour),
+        "error_hour_rate": round(hourly_err[error_hour], 6),
+        "normal_error_rate": round(float(failed[err_kind == 1].size / max(len(failed), 1)), 6),
+        "extraction_problem": {
+            "run_id": extraction_run.run_id,
+            "run_name": extraction_run.name,
+            "hours": [_iso(h) for h in extraction_hours],
+            "rate": round(float(xgot[in_problem].sum() / xexp[in_problem].sum()), 6),
+        },
+        "silent_component": {
+            "component": SILENT_COMPONENT,
+            "host": dict((c, h) for c, h, _ in HEARTBEAT_COMPONENTS)[SILENT_COMPONENT],
+            "last_heartbeat_at": dt.datetime.fromtimestamp(silent_last / 1000, dt.UTC).isoformat().replace("+00:00", "Z"),
+        },
+        "components": [c for c, _, _ in HEARTBEAT_COMPONENTS],
+    }
+    assert error_hour == math.floor(incident_at / HOUR) * HOUR, "the incident hour should be the worst error hour"
+    return out, facts
+
+
+def _bad_lines(now: dt.datetime) -> list[tuple[str, str]]:
+    """Lines an ingester must reject (and count), each with why."""
+    t = (now - dt.timedelta(minutes=7)).strftime("%Y-%m-%dT%H:%M:%S.000Z")
+    return [
+        ("truncated_json", f'{{"_time":"{t}","event":"rollout","run_id":"demo","rollout_id":"x","duration_s":4'),
+        ("missing_time", '{"event":"rollout","run_id":"demo","rollout_id":"y","duration_s":41.2,"status":"ok"}'),
+        ("not_json", "Traceback (most recent call last): worker-3 crashed while flushing logs"),
+    ]
+
+
+def _write_events(events_dir: Path, parts: list[_Lines], now: dt.datetime) -> tuple[list[Path], int, dict, list]:
+    """One file per UTC day, lines in time order; older days (or a lone day) gzipped as an archive would be."""
+    t_ms = np.concatenate([p.t_ms for p in parts])
+    lines = [line for p in parts for line in p.lines]
+    order = np.argsort(t_ms, kind="stable")
+    day = (t_ms[order] // 86_400_000).astype(np.int64)
+    days = np.unique(day)
+    events_dir.mkdir(parents=True, exist_ok=True)
+    written: list[Path] = []
+    bad_locations = []
+    bounds = np.searchsorted(day, days)
+    for k, d in enumerate(days.tolist()):
+        lo = int(bounds[k])
+        hi = int(bounds[k + 1]) if k + 1 < len(days) else len(order)
+        chunk = [lines[i] for i in order[lo:hi].tolist()]
+        name = dt.datetime.fromtimestamp(d * 86_400, dt.UTC).strftime("axiom-export-%Y-%m-%d")
+        if k == len(days) - 1:
+            # The bad lines go into the newest file, spread out, at known line numbers.
+            for j, (kind, bad) in enumerate(_bad_lines(now)):
+                pos = len(chunk) * (j + 1) // (BAD_LINES + 1)
+                chunk.insert(pos, bad)
+            for j, (kind, bad) in enumerate(_bad_lines(now)):
+                bad_locations.append({"file": name + ".ndjson", "line": chunk.index(bad) + 1, "kind": kind})
+        body = ("\n".join(chunk) + "\n").encode()
+        if k < len(days) - 1 or len(days) == 1:  # always one gzip file among them
+            path = events_dir / f"{name}.ndjson.gz"
+            with gzip.open(path, "wb", compresslevel=1) as fh:
+                fh.write(body)
+        else:
+            path = events_dir / f"{name}.ndjson"
+            path.write_bytes(body)
+        written.append(path)
+    return written, len(lines) + BAD_LINES, {p.kind: len(p.lines) for p in parts}, bad_locations
+
+
+# --- entry point ---------------------------------------------------------------------
+
+
+def _utc_now_minute() -> dt.datetime:
+    return dt.datetime.now(dt.UTC).replace(second=0, microsecond=0)
+
+
+def _prepare_out_dir(out_dir: Path) -> None:
+    """Create `out_dir`, or clear a previous demo there; never touch a directory we did not make."""
+    if out_dir.exists():
+        if not out_dir.is_dir():
+            raise NotADirectoryError(f"demo output path is a file: {out_dir}")
+        entries = list(out_dir.iterdir())
+        if entries and not (out_dir / MANIFEST_NAME).exists():
+            raise FileExistsError(
+                f"{out_dir} is not empty and holds no {MANIFEST_NAME}; choose an empty or new directory for the demo"
+            )
+        for sub in (WANDB_SUBDIR, EVENTS_SUBDIR, WANDB_HOME_SUBDIR):
+            shutil.rmtree(out_dir / sub, ignore_errors=True)
+        (out_dir / MANIFEST_NAME).unlink(missing_ok=True)
+    out_dir.mkdir(parents=True, exist_ok=True)
+
+
+def generate_demo(
+    out_dir: Path,
+    *,
+    seed: int = 7,
+    now: dt.datetime | None = None,
+    steps: int = 400,
+    progress: Callable[[str], None] | None = None,
+) -> DemoManifest:
+    """Write the demo league's W&B runs and events under `out_dir` and return what they are meant to show.
+
+    `now` is the end of the 24-hour event window (default: the current UTC time
+    rounded down to the minute; a naive datetime is taken as UTC). Running it
+    again on the same `out_dir` replaces the previous demo.
+    """
+    began = time.perf_counter()
+    say = progress or (lambda _msg: None)
+    out_dir = Path(out_dir).expanduser().resolve()
+    now = _utc_now_minute() if now is None else (now.replace(tzinfo=dt.UTC) if now.tzinfo is None else now.astimezone(dt.UTC))
+    runs = demo_runs(seed, steps)
+    _prepare_out_dir(out_dir)
+
+    say(f"writing {len(runs)} W&B runs (offline, {steps} steps each) to {out_dir / WANDB_SUBDIR}")
+    (out_dir / WANDB_SUBDIR).mkdir(exist_ok=True)
+    with tempfile.TemporaryDirectory(prefix="grpo-demo-") as spec_dir, ThreadPoolExecutor(max_workers=2) as pool:
+        futures = {pool.submit(_write_wandb_run, out_dir, run, Path(spec_dir)): run for run in runs}
+        for done, future in enumerate(as_completed(futures), start=1):
+            run = futures[future]
+            run.wandb_file = future.result()
+            say(f"  [{done}/{len(runs)}] {run.name} ({run.run_id}): intended {run.intended_verdict}")
+
+    say("writing 24 h of events")
+    parts, facts = _events(runs, now, np.random.default_rng([seed, 1000]))
+    files, n_lines, counts, bad_locations = _write_events(out_dir / EVENTS_SUBDIR, parts, now)
+    event_facts = DemoEventFacts(
+        files=[str(p) for p in files],
+        lines=n_lines,
+        counts=counts,
+        bad_lines=BAD_LINES,
+        bad_line_locations=bad_locations,
+        **facts,
+    )
+    say(f"  {n_lines:,} lines in {len(files)} files ({BAD_LINES} deliberately bad)")
+
+    manifest = DemoManifest(
+        out_dir=out_dir,
+        wandb_dirs=[out_dir / WANDB_SUBDIR],
+        events_dir=out_dir / EVENTS_SUBDIR,
+        seed=seed,
+        now=now.isoformat().replace("+00:00", "Z"),
+        project=DEMO_PROJECT,
+        entity=DEMO_ENTITY,
+        runs=runs,
+        sweeps=_sweeps(runs),
+        events=event_facts,
+        seconds=0.0,
+    )
+    manifest.seconds = round(time.perf_counter() - began, 2)
+    (out_dir / MANIFEST_NAME).write_text(json.dumps(manifest.to_dict(), indent=2) + "\n", encoding="utf-8")
+    say(f"demo written in {manifest.seconds:.1f} s; manifest at {out_dir / MANIFEST_NAME}")
+    return manifest
+
+
+if __name__ == "__main__":
+    if len(sys.argv) == 3 and sys.argv[1] == "--write-run":
+        _log_run_from_spec(Path(sys.argv[2]))
+    else:
+        sys.exit("usage: python -m pipelines.demo --write-run SPEC.json  (internal; use generate_demo)")

@@ -1,0 +1,98 @@
+"""Run the Dagster job in-process for the CLI (`grpo ingest`, `grpo demo`).
+
+Imported only by those commands: Dagster and dbt stay off the query path.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+from pipelines.warehouse import Warehouse
+
+
+@dataclass
+class JobOutcome:
+    success: bool
+    failed_steps: list[str]
+    errors: list[str]
+    check_results: list[dict]
+
+
+def run_build_job(
+    warehouse: Warehouse,
+    *,
+    wandb_dirs: Sequence[str] = (),
+    wandb_projects: Sequence[str] = (),
+    sweep: str | None = None,
+    event_paths: Sequence[str] = (),
+    axiom_datasets: Sequence[str] = (),
+    since: str | None = None,
+    on_message: Callable[[str], None] | None = None,
+) -> JobOutcome:
+    """Ingest the given sources, build dbt, publish the snapshot and run the checks."""
+    from pipelines.defs.dbt.project import ensure_manifest
+
+    os.environ["GRPO_WAREHOUSE"] = str(warehouse.root)
+    ensure_manifest()
+
+    import dagster as dg
+
+    from pipelines.defs.axiom.resources import EventSourcesResource
+    from pipelines.defs.wandb.resources import WandbSourcesResource
+    from pipelines.defs.warehouse.resources import WarehouseResource
+    from pipelines.definitions import build_definitions
+
+    defs = build_definitions(
+        warehouse=WarehouseResource(root=str(warehouse.root)),
+        wandb_sources=WandbSourcesResource(run_dirs=list(wandb_dirs), projects=list(wandb_projects), sweep=sweep),
+        event_sources=EventSourcesResource(paths=list(event_paths), axiom_datasets=list(axiom_datasets), since=since),
+    )
+    job = defs.resolve_job_def("build_warehouse")
+
+    @dg.logger
+    def relay(_init_context) -> logging.Logger:
+        logger = logging.Logger("grpo-relay", level=logging.INFO)
+
+        class _Handler(logging.Handler):
+            def emit(self, record: logging.LogRecord) -> None:
+                if on_message is None:
+                    return
+                msg = getattr(record, "dagster_meta", {}).get("orig_message") or record.getMessage()
+                on_message(str(msg).splitlines()[0][:160])
+
+        logger.addHandler(_Handler())
+        return logger
+
+    instance = dg.DagsterInstance.get() if os.environ.get("DAGSTER_HOME") else dg.DagsterInstance.ephemeral()
+    result = job.execute_in_process(
+        instance=instance,
+        raise_on_error=False,
+        logger_defs={"relay": relay},
+        run_config={"loggers": {"relay": {}}},
+    )
+    failed, errors = [], []
+    for ev in result.all_events:
+        if ev.event_type_value == "STEP_FAILURE":
+            failed.append(ev.step_key or "?")
+            data = ev.event_specific_data
+            err = getattr(data, "error", None)
+            if err is not None:
+                errors.append(_first_line(err))
+    checks = []
+    for ev in result.all_events:
+        if ev.event_type_value == "ASSET_CHECK_EVALUATION":
+            e = ev.event_specific_data
+            checks.append({"name": e.check_name, "asset": e.asset_key.to_user_string(), "passed": e.passed})
+    return JobOutcome(result.success, failed, errors, checks)
+
+
+def _first_line(err) -> str:
+    """The most useful single line of a Dagster error: the innermost cause's message."""
+    node = err
+    while getattr(node, "cause", None) is not None:
+        node = node.cause
+    text = (node.message or "").strip()
+    return text.splitlines()[-1] if text else "unknown error"

@@ -1,0 +1,594 @@
+"""The analyst's questions, answered from the published snapshot.
+
+Each function takes an open read-only connection (see `open_snapshot`) and
+returns plain dicts in the documented `--json` shape; the CLI only formats
+them. Every value a user typed is bound as a parameter, never spliced into SQL.
+Nothing here imports Dagster or dbt: this is the CLI's fast path.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import difflib
+import json
+import math
+from pathlib import Path
+from typing import Any
+
+import duckdb
+
+from pipelines.settings import Thresholds
+from pipelines.timewin import Window, iso
+
+
+class NoDataError(RuntimeError):
+    """The warehouse holds nothing to answer with (exit code 2)."""
+
+
+class LookupFailed(RuntimeError):
+    """A run or sweep did not match exactly one thing (exit code 2)."""
+
+    def __init__(self, message: str, candidates: list[str]) -> None:
+        super().__init__(message)
+        self.candidates = candidates
+
+
+class ReadOnlyViolation(RuntimeError):
+    """`grpo sql` was asked to change something."""
+
+
+def open_snapshot(root: Path) -> duckdb.DuckDBPyConnection:
+    """A read-only connection to the published snapshot; it can read only the warehouse's raw files."""
+    path = root / "grpo.duckdb"
+    if not path.exists():
+        raise NoDataError(f"no warehouse at {root} yet: run `grpo demo` or `grpo ingest ...` first")
+    raw = str(root / "raw") + "/"
+    con = duckdb.connect(
+        str(path),
+        read_only=True,
+        config={"allowed_directories": [raw], "enable_external_access": False, "TimeZone": "UTC"},
+    )
+    con.execute("set lock_configuration = true")
+    return con
+
+
+def rows(con: duckdb.DuckDBPyConnection, sql: str, params: list | None = None) -> list[dict[str, Any]]:
+    cur = con.execute(sql, params or [])
+    names = [d[0] for d in cur.description]
+    return [dict(zip(names, r)) for r in cur.fetchall()]
+
+
+def one(con: duckdb.DuckDBPyConnection, sql: str, params: list | None = None) -> dict[str, Any] | None:
+    r = rows(con, sql, params)
+    return r[0] if r else None
+
+
+def clean(value: Any) -> Any:
+    """JSON-safe values: NaN/±Inf become null, timestamps ISO-8601 UTC, decimals floats."""
+    if isinstance(value, float):
+        return None if not math.isfinite(value) else value
+    if isinstance(value, dt.datetime):
+        if value.tzinfo is None:
+            value = value.replace(tzinfo=dt.UTC)
+        return iso(value)
+    if isinstance(value, dt.date):
+        return value.isoformat()
+    if isinstance(value, dict):
+        return {k: clean(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [clean(v) for v in value]
+    if hasattr(value, "__float__") and not isinstance(value, (int, bool)):
+        return clean(float(value))
+    return value
+
+
+# --- freshness ---------------------------------------------------------------
+
+
+def freshness(con: duckdb.DuckDBPyConnection, run_id: str | None = None) -> dict[str, Any]:
+    """How fresh the data behind an answer is: latest event, latest step, publish time."""
+    ev = one(con, "select max(event_at) as latest_event_at, count(*) as events from stg_axiom__events")
+    if run_id is None:
+        st = one(con, "select max(last_step) as latest_step, max(ingested_at) as latest_run_ingest from stg_wandb__runs")
+    else:
+        st = one(
+            con,
+            "select last_step as latest_step, ingested_at as latest_run_ingest from stg_wandb__runs where run_id = ?",
+            [run_id],
+        )
+    pub = one(con, "select published_at from _snapshot")
+    return clean(
+        {
+            "latest_event_at": ev["latest_event_at"] if ev else None,
+            "latest_step": st["latest_step"] if st else None,
+            "latest_run_ingest": st["latest_run_ingest"] if st else None,
+            "published_at": pub["published_at"] if pub else None,
+        }
+    )
+
+
+# --- lookups -------------------------------------------------------------------
+
+
+def resolve_run(con: duckdb.DuckDBPyConnection, text: str) -> dict[str, Any]:
+    """A run by exact id or name, else by a unique prefix; otherwise LookupFailed with candidates."""
+    runs = rows(con, "select run_id, run_name, sweep_key from dim_runs order by run_name, run_id")
+    if not runs:
+        raise NoDataError("the warehouse holds no W&B runs yet")
+    exact = [r for r in runs if text in (r["run_id"], r["run_name"])]
+    if len(exact) == 1:
+        return exact[0]
+    if len(exact) > 1:
+        raise LookupFailed(f"run {text!r} is ambiguous", [_run_label(r) for r in exact])
+    prefix = [r for r in runs if (r["run_name"] or "").startswith(text) or r["run_id"].startswith(text)]
+    if len(prefix) == 1:
+        return prefix[0]
+    if prefix:
+        raise LookupFailed(f"run {text!r} is ambiguous", [_run_label(r) for r in prefix])
+    names = [r["run_name"] or r["run_id"] for r in runs]
+    close = difflib.get_close_matches(text, names, n=5, cutoff=0.3) or names[:10]
+    raise LookupFailed(f"no run named or with id {text!r}", close)
+
+
+def _run_label(r: dict[str, Any]) -> str:
+    return f"{r['run_name']} ({r['run_id']})"
+
+
+def resolve_sweep(con: duckdb.DuckDBPyConnection, text: str) -> str:
+    """The sweep key matching a sweep id or name, a group, or a run-name prefix."""
+    keys = rows(
+        con,
+        "select distinct sweep_key from dim_runs "
+        "where sweep_key = ? or sweep_id = ? or run_group = ? or starts_with(run_name, ?) "
+        "order by sweep_key",
+        [text, text, text, text],
+    )
+    found = [k["sweep_key"] for k in keys]
+    if len(found) == 1:
+        return found[0]
+    if found:
+        raise LookupFailed(f"sweep {text!r} matches several sweeps", found)
+    all_keys = [k["sweep_key"] for k in rows(con, "select distinct sweep_key from dim_runs order by 1")]
+    if not all_keys:
+        raise NoDataError("the warehouse holds no W&B runs yet")
+    raise LookupFailed(f"no sweep, group or run-name prefix matches {text!r}", all_keys)
+
+
+# --- learning --------------------------------------------------------------------
+
+
+def elo(con: duckdb.DuckDBPyConnection, run_text: str) -> dict[str, Any]:
+    run = resolve_run(con, run_text)
+    rid = run["run_id"]
+    verdict = one(con, "select * from fct_learning_verdicts where run_id = ?", [rid]) or {}
+    refs = rows(con, "select * from fct_reference_trends where run_id = ? order by player", [rid])
+    gap = one(con, "select * from fct_gap_trends where run_id = ?", [rid]) or {}
+    stability = one(con, "select * from fct_training_stability where run_id = ?", [rid]) or {}
+    superseded = rows(
+        con, "select * from fct_superseded_checkpoints where run_id = ? order by checkpoint_step", [rid]
+    )
+    return clean(
+        {
+            "run": run["run_name"],
+            "run_id": rid,
+            "sweep": run["sweep_key"],
+            "verdict": verdict.get("verdict", "insufficient_data"),
+            "reason": verdict.get("reason"),
+            "n_eval_points": verdict.get("n_eval_points"),
+            "references": [
+                {
+                    "player": r["player"],
+                    "n_points": r["n_points"],
+                    "first": r["first_elo"],
+                    "last": r["last_elo"],
+                    "delta": r["delta"],
+                    "slope_per_100_steps": r["slope_per_100_steps"],
+                    "ci95": [r["slope_ci95_lo"], r["slope_ci95_hi"]],
+                    "trend": r["trend"],
+                }
+                for r in refs
+            ],
+            "gap": {
+                "first": gap.get("gap_first"),
+                "last": gap.get("gap_last"),
+                "delta": gap.get("gap_delta"),
+                "final": gap.get("gap_final"),
+                "slope_per_100_steps": gap.get("slope_per_100_steps"),
+                "ci95": [gap.get("slope_ci95_lo"), gap.get("slope_ci95_hi")],
+                "trend": gap.get("trend", "insufficient_data"),
+            },
+            "stability": {
+                "kl_p95": stability.get("kl_p95"),
+                "kl_max": stability.get("kl_max"),
+                "kl_spike_steps": stability.get("kl_spike_steps"),
+                "grad_norm_max": stability.get("grad_norm_max"),
+                "grad_norm_over_steps": stability.get("grad_norm_over_steps"),
+            },
+            "superseded_checkpoints": [
+                {
+                    "player": s["player"],
+                    "checkpoint_step": s["checkpoint_step"],
+                    "superseded_at_step": s["superseded_at_step"],
+                    "elo_change_after_superseded": s["elo_change_after_superseded"],
+                }
+                for s in superseded
+            ],
+            "freshness": freshness(con, rid),
+        }
+    )
+
+
+def elo_series(con: duckdb.DuckDBPyConnection, run_id: str) -> dict[str, Any]:
+    """Trajectories for the plot: players by kind, and the gap."""
+    traj = rows(
+        con,
+        "select player, player_kind, step, elo from fct_elo_trajectory where run_id = ? and isfinite(elo) order by player, step",
+        [run_id],
+    )
+    gaps = rows(con, "select step, gap from fct_checkpoint_gaps where run_id = ? order by step", [run_id])
+    return {"trajectory": traj, "gaps": gaps}
+
+
+def sweep(con: duckdb.DuckDBPyConnection, text: str) -> dict[str, Any]:
+    key = resolve_sweep(con, text)
+    ranking = rows(con, "select * from fct_sweep_rankings where sweep_key = ? order by rank, run_name", [key])
+    varying = rows(
+        con, "select config_key from fct_sweep_config_variation where sweep_key = ? order by config_key", [key]
+    )
+    varying_keys = [v["config_key"] for v in varying]
+    config: dict[str, dict[str, Any]] = {}
+    if varying_keys:
+        for r in rows(
+            con,
+            "select c.run_id, c.config_key, c.value_json from dim_run_config c "
+            "join dim_runs d on d.run_id = c.run_id "
+            "where d.sweep_key = ? and list_contains(?, c.config_key)",
+            [key, varying_keys],
+        ):
+            config.setdefault(r["run_id"], {})[r["config_key"]] = _json_value(r["value_json"])
+    latest = one(con, "select max(last_step) as s from dim_runs where sweep_key = ?", [key])
+    fresh = freshness(con)
+    fresh["latest_step"] = latest["s"] if latest else None
+    return clean(
+        {
+            "sweep": key,
+            "varying_config_keys": varying_keys,
+            "runs": [
+                {
+                    "rank": r["rank"],
+                    "run": r["run_name"],
+                    "run_id": r["run_id"],
+                    "verdict": r["verdict"],
+                    "gap_last": r["gap_last"],
+                    "gap_final": r["gap_final"],
+                    "gap_final_se": r["gap_final_se"],
+                    "base_model_delta": r["base_model_delta"],
+                    "is_tie": r["is_tie"],
+                    "tied_with": list(r["tied_with"] or []),
+                    "config": config.get(r["run_id"], {}),
+                }
+                for r in ranking
+            ],
+            "freshness": fresh,
+        }
+    )
+
+
+def sweep_gap_series(con: duckdb.DuckDBPyConnection, sweep_key: str) -> list[dict[str, Any]]:
+    return rows(
+        con,
+        "select g.run_id, d.run_name, g.step, g.gap from fct_checkpoint_gaps g "
+        "join dim_runs d on d.run_id = g.run_id where d.sweep_key = ? order by d.run_name, g.step",
+        [sweep_key],
+    )
+
+
+def _json_value(text: str | None) -> Any:
+    if text is None:
+        return None
+    try:
+        return json.loads(text)
+    except ValueError:
+        return text
+
+
+CANONICAL_METRICS = ("kl", "grad_norm", "reward", "loss")
+
+
+def metrics(con: duckdb.DuckDBPyConnection, run_text: str, all_metrics: bool, aliases: dict[str, list[str]]) -> dict[str, Any]:
+    run = resolve_run(con, run_text)
+    rid = run["run_id"]
+    summaries = rows(con, "select * from fct_metric_summaries where run_id = ? order by metric_key", [rid])
+    if not all_metrics:
+        wanted: list[str] = []
+        present = {s["metric_key"] for s in summaries}
+        for name in CANONICAL_METRICS:
+            hit = next((a for a in aliases.get(name, []) if a in present), None)
+            if hit:
+                wanted.append(hit)
+        wanted += sorted(k for k in present if k.startswith("elo/") and _is_reference(con, rid, k))
+        summaries = [s for s in summaries if s["metric_key"] in wanted]
+        summaries.sort(key=lambda s: wanted.index(s["metric_key"]))
+    verdict = one(con, "select verdict, reason from fct_learning_verdicts where run_id = ?", [rid]) or {}
+    stability = one(con, "select * from fct_training_stability where run_id = ?", [rid]) or {}
+    return clean(
+        {
+            "run": run["run_name"],
+            "run_id": rid,
+            "verdict": verdict.get("verdict"),
+            "reason": verdict.get("reason"),
+            "stability": {k: v for k, v in stability.items() if k not in ("run_id", "run_name")},
+            "metrics": [
+                {
+                    "key": s["metric_key"],
+                    "count": s["n_values"],
+                    "first": s["first_value"],
+                    "last": s["last_value"],
+                    "min": s["min_value"],
+                    "max": s["max_value"],
+                    "mean": s["mean_value"],
+                    "non_finite": s["non_finite"],
+                }
+                for s in summaries
+            ],
+            "freshness": freshness(con, rid),
+        }
+    )
+
+
+def _is_reference(con: duckdb.DuckDBPyConnection, run_id: str, key: str) -> bool:
+    r = one(
+        con,
+        "select 1 as x from fct_reference_trends where run_id = ? and ? = concat('elo/', player)",
+        [run_id, key],
+    )
+    return r is not None
+
+
+# --- pipeline health -----------------------------------------------------------------
+
+_WINDOW = "event_at >= ? and event_at < ?"
+
+
+def _window_params(w: Window) -> list[Any]:
+    return [w.since, w.until]
+
+
+def rollout_timing(con: duckdb.DuckDBPyConnection, w: Window, t: Thresholds) -> dict[str, Any]:
+    overall = one(
+        con,
+        f"""select count(*) as count,
+                   quantile_cont(duration_s, 0.5) as p50_s, quantile_cont(duration_s, 0.95) as p95_s,
+                   quantile_cont(duration_s, 0.99) as p99_s, max(duration_s) as max_s
+            from stg_axiom__events where event_kind = 'rollout' and duration_s is not null and {_WINDOW}""",
+        _window_params(w),
+    )
+    by_run = rows(
+        con,
+        f"""select e.run_id, coalesce(any_value(r.run_name), e.run_id) as run, count(*) as count,
+                   quantile_cont(e.duration_s, 0.5) as p50_s, quantile_cont(e.duration_s, 0.95) as p95_s,
+                   max(e.duration_s) as max_s
+            from stg_axiom__events e left join dim_runs r on r.run_id = e.run_id
+            where e.event_kind = 'rollout' and e.duration_s is not null and {_WINDOW.replace('event_at', 'e.event_at')}
+            group by e.run_id order by p95_s desc nulls last""",
+        _window_params(w),
+    )
+    by_hour = rows(
+        con,
+        f"""select date_trunc('hour', event_at) as hour, count(*) as count,
+                   quantile_cont(duration_s, 0.95) as p95_s
+            from stg_axiom__events where event_kind = 'rollout' and duration_s is not null and {_WINDOW}
+            group by 1 order by 1""",
+        _window_params(w),
+    )
+    p95 = overall["p95_s"] if overall else None
+    return clean(
+        {
+            **w.as_dict(),
+            "count": overall["count"] if overall else 0,
+            "p50_s": overall["p50_s"] if overall else None,
+            "p95_s": p95,
+            "p99_s": overall["p99_s"] if overall else None,
+            "max_s": overall["max_s"] if overall else None,
+            "target_p95_s": t.rollout_p95_max_s,
+            "passed": None if p95 is None else bool(p95 < t.rollout_p95_max_s),
+            "by_run": [{**r, "passed": r["p95_s"] is not None and r["p95_s"] < t.rollout_p95_max_s} for r in by_run],
+            "by_hour": [{**h, "passed": h["p95_s"] < t.rollout_p95_max_s} for h in by_hour],
+            "freshness": freshness(con),
+        }
+    )
+
+
+def errors(con: duckdb.DuckDBPyConnection, w: Window, t: Thresholds) -> dict[str, Any]:
+    tot = one(
+        con,
+        f"""select count(*) filter (where event_kind = 'rollout') as rollouts,
+                   count(*) filter (where event_kind = 'rollout' and is_failed) as failed_rollouts,
+                   count(*) filter (where event_kind = 'error') as error_events
+            from stg_axiom__events where {_WINDOW}""",
+        _window_params(w),
+    ) or {"rollouts": 0, "failed_rollouts": 0, "error_events": 0}
+    rate = tot["failed_rollouts"] / tot["rollouts"] if tot["rollouts"] else None
+    by_component = rows(
+        con,
+        f"""select coalesce(component, '(none)') as component, count(*) as events,
+                   count(distinct run_id) as runs, max(event_at) as last_at
+            from stg_axiom__events where event_kind = 'error' and {_WINDOW}
+            group by 1 order by events desc, component""",
+        _window_params(w),
+    )
+    by_type = rows(
+        con,
+        f"""select coalesce(component, '(none)') as component, coalesce(error_type, '(none)') as error_type,
+                   count(*) as events, arg_max(message, event_at) as last_message
+            from stg_axiom__events where event_kind = 'error' and {_WINDOW}
+            group by 1, 2 order by events desc, 1, 2""",
+        _window_params(w),
+    )
+    by_run = rows(
+        con,
+        f"""select e.run_id, coalesce(any_value(r.run_name), e.run_id) as run,
+                   count(*) as rollouts, count(*) filter (where e.is_failed) as failed_rollouts,
+                   count(*) filter (where e.is_failed) / count(*) as error_rate
+            from stg_axiom__events e left join dim_runs r on r.run_id = e.run_id
+            where e.event_kind = 'rollout' and {_WINDOW.replace('event_at', 'e.event_at')}
+            group by e.run_id order by error_rate desc""",
+        _window_params(w),
+    )
+    return clean(
+        {
+            **w.as_dict(),
+            "rollouts": tot["rollouts"],
+            "failed_rollouts": tot["failed_rollouts"],
+            "error_rate": rate,
+            "error_events": tot["error_events"],
+            "target_error_rate": t.error_rate_max,
+            "passed": None if rate is None else bool(rate < t.error_rate_max),
+            "by_run": [{**r, "passed": r["error_rate"] < t.error_rate_max} for r in by_run],
+            "by_component": by_component,
+            "by_type": by_type,
+            "freshness": freshness(con),
+        }
+    )
+
+
+def extraction(con: duckdb.DuckDBPyConnection, w: Window, t: Thresholds) -> dict[str, Any]:
+    tot = one(
+        con,
+        f"""select count(*) as events, sum(orders_expected) as orders_expected, sum(orders_extracted) as orders_extracted
+            from stg_axiom__events where event_kind = 'extraction' and {_WINDOW}""",
+        _window_params(w),
+    )
+    expected = (tot or {}).get("orders_expected") or 0
+    extracted = (tot or {}).get("orders_extracted") or 0
+    rate = extracted / expected if expected else None
+    by_run = rows(
+        con,
+        f"""select e.run_id, coalesce(any_value(r.run_name), e.run_id) as run,
+                   sum(e.orders_expected) as orders_expected, sum(e.orders_extracted) as orders_extracted,
+                   sum(e.orders_extracted) / nullif(sum(e.orders_expected), 0) as extraction_rate
+            from stg_axiom__events e left join dim_runs r on r.run_id = e.run_id
+            where e.event_kind = 'extraction' and {_WINDOW.replace('event_at', 'e.event_at')}
+            group by e.run_id order by extraction_rate asc nulls last""",
+        _window_params(w),
+    )
+    return clean(
+        {
+            **w.as_dict(),
+            "events": (tot or {}).get("events") or 0,
+            "orders_expected": expected,
+            "orders_extracted": extracted,
+            "extraction_rate": rate,
+            "target": t.extraction_rate_min,
+            "passed": None if rate is None else bool(rate > t.extraction_rate_min),
+            "by_run": [
+                {**r, "passed": r["extraction_rate"] is not None and r["extraction_rate"] > t.extraction_rate_min}
+                for r in by_run
+            ],
+            "freshness": freshness(con),
+        }
+    )
+
+
+def health(con: duckdb.DuckDBPyConnection, w: Window, t: Thresholds) -> dict[str, Any]:
+    fresh = freshness(con)
+    # Staleness is judged at the window's end, but never past the newest
+    # ingested event: a lagging ingest is reported as freshness, not as every
+    # component being down.
+    latest = one(con, "select max(event_at) as t from stg_axiom__events")
+    ref = w.until
+    if latest and latest["t"] is not None and latest["t"] < ref:
+        ref = latest["t"]
+    comps = rows(
+        con,
+        f"""select component, coalesce(host, '') as host, max(event_at) as last_seen, count(*) as heartbeats,
+                   arg_max(status, event_at) as last_status, arg_max(gpu_util, event_at) as gpu_util
+            from stg_axiom__events where event_kind = 'heartbeat' and {_WINDOW}
+            group by component, host order by component, host""",
+        _window_params(w),
+    )
+    out = []
+    for c in comps:
+        silent = (ref - c["last_seen"]).total_seconds()
+        if silent > t.heartbeat_stale_after_s:
+            status = "stale"
+        elif (c["last_status"] or "ok").lower() not in ("ok", "healthy", "up"):
+            status = "degraded"
+        else:
+            status = "ok"
+        out.append({**c, "silent_s": max(silent, 0.0), "status": status})
+    return clean(
+        {
+            **w.as_dict(),
+            "as_of": ref,
+            "stale_after_s": t.heartbeat_stale_after_s,
+            "components": out,
+            "freshness": fresh,
+        }
+    )
+
+
+def check(con: duckdb.DuckDBPyConnection) -> dict[str, Any]:
+    from pipelines.checks import CHECKS
+
+    names = {(c.check_name, c.subject_type): c.name for c in CHECKS}
+    out = rows(
+        con,
+        "select check_name, subject_type, subject, subject_label, value, threshold, comparison, passed, severity "
+        "from fct_check_outcomes order by passed, severity, check_name, subject",
+    )
+    return clean(
+        {
+            "checks": [
+                {
+                    "name": names.get((r["check_name"], r["subject_type"]), r["check_name"]),
+                    "metric": r["check_name"],
+                    "subject_type": r["subject_type"],
+                    "subject": r["subject_label"] or r["subject"],
+                    "subject_id": r["subject"],
+                    "passed": bool(r["passed"]),
+                    "severity": r["severity"],
+                    "value": r["value"],
+                    "threshold": r["threshold"],
+                    "comparison": r["comparison"],
+                }
+                for r in out
+            ],
+            "freshness": freshness(con),
+        }
+    )
+
+
+# --- SQL and catalog -------------------------------------------------------------------
+
+ALLOWED_STATEMENTS = {"SELECT", "EXPLAIN"}
+
+
+def sql(con: duckdb.DuckDBPyConnection, query: str) -> tuple[list[str], list[tuple]]:
+    """Run a read-only query; anything but SELECT/EXPLAIN is refused before it runs."""
+    try:
+        statements = con.extract_statements(query)
+    except duckdb.Error as exc:
+        raise ValueError(f"cannot parse the query: {exc}") from None
+    if not statements:
+        raise ValueError("the query is empty")
+    for st in statements:
+        kind = st.type.name
+        if kind not in ALLOWED_STATEMENTS:
+            raise ReadOnlyViolation(
+                f"grpo sql is read-only: {kind} statements are refused (only SELECT queries run here)"
+            )
+    cur = None
+    for st in statements:
+        cur = con.execute(st)
+    assert cur is not None
+    names = [d[0] for d in cur.description] if cur.description else []
+    return names, cur.fetchall()
+
+
+def tables(con: duckdb.DuckDBPyConnection) -> list[dict[str, Any]]:
+    return rows(con, "select table_name, description, row_count from _tables order by table_name")
+
+
+def retrospective(con: duckdb.DuckDBPyConnection) -> list[dict[str, Any]]:
+    return clean(rows(con, "select * from fct_run_retrospective order by sweep_key, run_name"))

@@ -1,0 +1,65 @@
+"""One place for thresholds, naming rules and paths.
+
+The values live in the ``vars:`` block of ``dbt_project.yml`` (commented there),
+so dbt models, Dagster asset checks and the CLI read the same numbers. This
+module only loads them; nothing is read at import time.
+"""
+
+from __future__ import annotations
+
+import functools
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+DBT_PROJECT_FILE = PROJECT_ROOT / "dbt_project.yml"
+WAREHOUSE_ENV = "GRPO_WAREHOUSE"
+DEFAULT_WAREHOUSE = "warehouse"
+
+
+def warehouse_root(explicit: str | os.PathLike | None = None) -> Path:
+    """The warehouse directory: an explicit path, else ``$GRPO_WAREHOUSE``, else ``./warehouse``."""
+    chosen = explicit or os.environ.get(WAREHOUSE_ENV) or DEFAULT_WAREHOUSE
+    return Path(chosen).expanduser().resolve()
+
+
+@functools.lru_cache(maxsize=1)
+def dbt_vars() -> dict[str, Any]:
+    """The ``vars:`` block of dbt_project.yml, parsed once per process."""
+    import yaml  # local import: only callers that need settings pay for it
+
+    with DBT_PROJECT_FILE.open(encoding="utf-8") as fh:
+        return dict(yaml.safe_load(fh).get("vars") or {})
+
+
+@dataclass(frozen=True)
+class Thresholds:
+    rollout_p95_max_s: float
+    extraction_rate_min: float
+    error_rate_max: float
+    grad_norm_max: float
+    kl_stable_max: float
+    kl_spike_min: float
+    kl_spike_steps_allowed: int
+    heartbeat_stale_after_s: float
+
+
+def thresholds() -> Thresholds:
+    v = dbt_vars()
+    return Thresholds(
+        rollout_p95_max_s=float(v["rollout_p95_max_s"]),
+        extraction_rate_min=float(v["extraction_rate_min"]),
+        error_rate_max=float(v["error_rate_max"]),
+        grad_norm_max=float(v["grad_norm_max"]),
+        kl_stable_max=float(v["kl_stable_max"]),
+        kl_spike_min=float(v["kl_spike_min"]),
+        kl_spike_steps_allowed=int(v["kl_spike_steps_allowed"]),
+        heartbeat_stale_after_s=float(v["heartbeat_stale_after_s"]),
+    )
+
+
+def event_fields() -> dict[str, str]:
+    """Our event field name -> the field name in the user's events."""
+    return dict(dbt_vars()["event_fields"])

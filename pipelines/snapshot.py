@@ -1,0 +1,95 @@
+"""Publish the marts as one read-only snapshot file that readers can always open.
+
+DuckDB allows one writer per file and a reader blocks that writer (TECH_NOTES
+D6), so readers never touch dbt's build database. After each build, the marts
+are copied into a new file which then replaces `grpo.duckdb` with one atomic
+rename: a reader that opened the old file keeps reading it consistently; the
+next reader opens the new one. Nobody ever opens `grpo.duckdb` for writing in
+place, so read-only readers never block anyone and never see a mix of two
+builds.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import datetime as dt
+import json
+import os
+from pathlib import Path
+
+import duckdb
+
+from pipelines.warehouse import EVENTS, HISTORY, HISTORY_OTHER, REJECTS, RUNS, Warehouse
+
+# Big row-level staging views stay out of the copy; the raw parquet views below
+# serve them without duplicating the data.
+SKIPPED_RELATIONS = {"stg_wandb__history", "stg_wandb__history_other"}
+RAW_VIEWS = {
+    "raw_wandb_runs": RUNS,
+    "raw_wandb_history": HISTORY,
+    "raw_wandb_history_other": HISTORY_OTHER,
+    "raw_axiom_events": EVENTS,
+    "raw_axiom_rejects": REJECTS,
+}
+
+
+def _sql_literal(text: str) -> str:
+    return "'" + text.replace("'", "''") + "'"
+
+
+def _quote_ident(name: str) -> str:
+    return '"' + name.replace('"', '""') + '"'
+
+
+def model_descriptions(manifest_path: Path | None) -> dict[str, str]:
+    """Model name -> its description (which states its grain) from dbt's manifest."""
+    if manifest_path is None or not manifest_path.exists():
+        return {}
+    with open(manifest_path, encoding="utf-8") as fh:
+        manifest = json.load(fh)
+    return {
+        node["name"]: (node.get("description") or "").strip()
+        for node in manifest.get("nodes", {}).values()
+        if node.get("resource_type") == "model"
+    }
+
+
+def publish(warehouse: Warehouse, manifest_path: Path | None = None) -> dict[str, int]:
+    """Copy every dbt relation into a fresh snapshot and swap it in; returns rows per table."""
+    root = warehouse.root
+    tmp = root / f".grpo.duckdb.{os.getpid()}.tmp"
+    with contextlib.suppress(FileNotFoundError):
+        tmp.unlink()
+    descriptions = model_descriptions(manifest_path)
+    rows: dict[str, int] = {}
+    con = duckdb.connect(str(tmp))
+    try:
+        con.execute("set TimeZone='UTC'")
+        con.execute(f"attach {_sql_literal(str(warehouse.build_db))} as build (read_only)")
+        relations = con.execute(
+            "select table_name from information_schema.tables "
+            "where table_catalog = 'build' and table_schema = 'main' order by table_name"
+        ).fetchall()
+        for (name,) in relations:
+            if name in SKIPPED_RELATIONS or name.startswith("dbt_"):
+                continue
+            con.execute(f"create table {_quote_ident(name)} as select * from build.main.{_quote_ident(name)}")
+            rows[name] = int(con.execute(f"select count(*) from {_quote_ident(name)}").fetchall()[0][0])
+        con.execute("detach build")
+        for view, table in RAW_VIEWS.items():
+            con.execute(
+                f"create view {_quote_ident(view)} as select * from read_parquet({_sql_literal(warehouse.table_glob(table))})"
+            )
+        catalog = [(name, descriptions.get(name, ""), n) for name, n in rows.items()]
+        catalog += [(v, f"Raw layer: every stored row of {t} (parquet, all history).", None) for v, t in RAW_VIEWS.items()]
+        con.execute("create table _tables (table_name varchar, description varchar, row_count bigint)")
+        con.executemany("insert into _tables values (?, ?, ?)", catalog)
+        con.execute(
+            "create table _snapshot as select ?::timestamptz as published_at",
+            [dt.datetime.now(dt.UTC)],
+        )
+        con.execute("checkpoint")
+    finally:
+        con.close()
+    os.replace(tmp, warehouse.snapshot_db)
+    return rows

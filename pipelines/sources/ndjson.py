@@ -1,0 +1,601 @@
+"""Events from local NDJSON files: Axiom exports and structured logs.
+
+Each non-blank line of a file is one JSON object, i.e. one event. Every valid
+event is kept with all of its fields; lines that cannot be loaded become
+rejects with a reason, and the rest of the file still loads.
+
+Parsing is vectorised: a block of text is split into lines with numpy, handed
+to an in-memory DuckDB as an Arrow table, and DuckDB's JSON functions compute
+each line's timestamp and reject reason. No Python code runs per line.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import zlib
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, BinaryIO
+
+import duckdb
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from pipelines.sources.base import EVENT_COLUMNS, REJECT_COLUMNS, EventChunk
+
+# Names a directory scan picks up; files named explicitly are read whatever their name.
+SUFFIXES = (".ndjson", ".jsonl", ".json")
+GZIP_MAGIC = b"\x1f\x8b"
+UTF8_BOM = b"\xef\xbb\xbf"
+# The cursor fingerprints this many leading bytes to notice a replaced or rewritten file.
+HEAD_BYTES = 4096
+# Rejected lines keep at most this many characters of their raw text.
+REJECT_RAW_MAX_CHARS = 64 * 1024
+# Text per yielded chunk (bounds memory), and per read: reads above ~32 MB are
+# fresh mmaps on every call, which costs more in page faults than the parsing.
+DEFAULT_CHUNK_BYTES = 64 * 1024 * 1024
+READ_BYTES = 16 * 1024 * 1024
+
+# One row per line of `lines(line, text)`: the event time, or why the line is not an event.
+# $1 JSON path of the time field, $2 its name for messages, $3 event_key prefix.
+_PARSE_SQL = r"""
+with extracted as (
+    select line, text, try(json_extract(text, $1)) as time_json
+    from lines
+),
+
+timed as (
+    select
+        *,
+        case
+            when time_json is null then null
+            when starts_with(time_json, '"') then
+                case
+                    when regexp_matches(time_json, '^"\s*[0-9]{4}-')
+                        then try_cast(time_json ->> '$' as timestamptz)
+                end
+            when json_type(time_json) in ('UBIGINT', 'BIGINT', 'DOUBLE') then
+                try(to_timestamp(
+                    time_json::double / case
+                        when abs(time_json::double) < 1e11 then 1
+                        when abs(time_json::double) < 1e14 then 1e3
+                        when abs(time_json::double) < 1e17 then 1e6
+                        else 1e9
+                    end
+                ))
+        end as parsed_at
+    from extracted
+)
+
+select
+    line,
+    case when isfinite(parsed_at) then parsed_at end as time,
+    case
+        when isfinite(parsed_at) then null
+        when trim(text, e' \t\r\f\v') = '' then 'blank'
+        when not json_valid(text) then 'not valid JSON'
+        when json_type(text) <> 'OBJECT' then 'not a JSON object (' || lower(json_type(text)) || ')'
+        when time_json is null or time_json = 'null' then 'missing ' || $2
+        else 'unparseable ' || $2 || ' ''' || left(
+            case when starts_with(time_json, '"') then time_json ->> '$' else time_json end, 100
+        ) || ''''
+    end as reason,
+    $3 || line as event_key
+from timed
+"""
+
+_BLANK = "blank"
+
+
+def json_path(field_name: str) -> str:
+    """A DuckDB JSON path selecting the top-level member `field_name`, quoted."""
+    return '$."' + field_name.replace("\\", "\\\\").replace('"', '\\"') + '"'
+
+
+class NdjsonEventSource:
+    """Events from NDJSON files (optionally gzip-compressed), read incrementally.
+
+    `paths` are files or directories; directories are searched recursively for
+    ``*.ndjson``, ``*.jsonl``, ``*.json`` and the same names ending in ``.gz``.
+    Gzip is recognised by its magic bytes, whatever the name.
+
+    Each event's time is its `time_field` (default: ``event_fields()["time"]``,
+    i.e. ``_time``), read as UTC:
+
+    * strings: ISO-8601 / RFC 3339 (``2024-05-01T12:00:00Z``, ``...+02:00``,
+      fractional seconds, a space instead of ``T``); a string without an offset
+      is UTC. Sub-microsecond digits are truncated.
+    * numbers: Unix epoch, with the unit taken from the magnitude: below 1e11
+      seconds, below 1e14 milliseconds, below 1e17 microseconds, else
+      nanoseconds. For any date between 1973 and 5138 this is unambiguous.
+
+    Anything else (missing, null, other strings, booleans, objects,
+    ``infinity``) makes the line a reject.
+
+    Cursor per file (key: resolved absolute path), the state after a chunk::
+
+        {"lines": lines consumed (blank ones included, so numbers stay physical),
+         "bytes": decompressed bytes consumed,
+         "head_sha256": sha256 of the first min(4096, bytes) bytes,
+         "open_line": the last consumed line had no newline yet,
+         "size", "mtime_ns": the file's stat when a read finished, else None}
+
+    A file whose size and mtime match the cursor is skipped unread. If the
+    fingerprinted head no longer matches, or the file is shorter than what was
+    consumed, the file was replaced: it is read again from line 1 with a
+    warning, and those chunks are marked ``dedupe`` because their event keys
+    (source and line number) repeat stored ones. A last line without a newline
+    is loaded only if it is already a complete JSON object; otherwise it is left
+    for a later read, as the writer is probably still writing it.
+    """
+
+    name = "ndjson"
+
+    def __init__(
+        self,
+        paths: Sequence[str | os.PathLike[str]],
+        time_field: str | None = None,
+        chunk_bytes: int = DEFAULT_CHUNK_BYTES,
+    ) -> None:
+        if time_field is None:
+            from pipelines.settings import event_fields
+
+            time_field = event_fields()["time"]
+        if chunk_bytes <= 0:
+            raise ValueError(f"chunk_bytes must be positive, got {chunk_bytes}")
+        self.paths = [Path(p) for p in paths]
+        self.time_field = time_field
+        self.chunk_bytes = chunk_bytes
+
+    def files(self) -> list[Path]:
+        """The files to read, resolved, in a stable order; a missing path raises."""
+        found: dict[Path, None] = {}
+        for p in self.paths:
+            if not p.exists():
+                raise FileNotFoundError(f"event path does not exist: {p}")
+            p = p.resolve()
+            if p.is_dir():
+                matches = (
+                    f.resolve()
+                    for f in p.rglob("*")
+                    if f.name.lower().removesuffix(".gz").endswith(SUFFIXES) and f.is_file()
+                )
+                found.update(dict.fromkeys(sorted(matches)))
+            else:
+                found[p] = None
+        return list(found)
+
+    def chunks(self, cursors: Mapping[str, dict[str, Any]]) -> Iterator[EventChunk]:
+        """New events since `cursors`, one or more chunks per file that has any."""
+        files = self.files()
+        con = duckdb.connect(":memory:")
+        try:
+            con.execute("SET TimeZone = 'UTC'")
+            parser = _Parser(con, self.time_field)
+            for path in files:
+                yield from _FileRead(path, cursors.get(str(path)), parser, self.chunk_bytes).chunks()
+        finally:
+            con.close()
+
+
+def source_key_of(path: str | os.PathLike[str]) -> str:
+    """The identity of a file across syncs: its resolved absolute path."""
+    return str(Path(path).resolve())
+
+
+# --- reading one file --------------------------------------------------------
+
+
+@dataclass
+class _Progress:
+    lines: int = 0
+    consumed: int = 0
+    open_line: bool = False
+
+
+@dataclass
+class _Parts:
+    """Parsed blocks waiting to be yielded as one chunk."""
+
+    events: list[pa.Table] = field(default_factory=list)
+    rejects: list[pa.Table] = field(default_factory=list)
+    text_bytes: int = 0
+
+
+class _FileRead:
+    def __init__(self, path: Path, cursor: Mapping[str, Any] | None, parser: _Parser, chunk_bytes: int) -> None:
+        self.path = path
+        self.key = str(path)
+        self.cursor = dict(cursor or {})
+        self.parser = parser
+        self.chunk_bytes = chunk_bytes
+        self.read_bytes = min(READ_BYTES, chunk_bytes)
+        self.warnings: list[str] = []
+        self.restarted = False
+        self.head = b""
+
+    def chunks(self) -> Iterator[EventChunk]:
+        stat = self.path.stat()
+        with open(self.path, "rb") as fh:
+            stream: _Stream = _GzipStream(fh) if fh.read(2) == GZIP_MAGIC else _PlainStream(fh)
+            fh.seek(0)
+            self.head = stream.read_exactly(HEAD_BYTES)
+            progress, pending = self._resume(stream, stat)
+            if progress is None:
+                return
+            yield from self._read(stream, progress, pending, stat)
+
+    def _resume(self, stream: _Stream, stat: os.stat_result) -> tuple[_Progress | None, bytes]:
+        """Where to continue, and bytes already read past that point; None if nothing changed."""
+        c = self.cursor
+        consumed = int(c.get("bytes") or 0)
+        if not c or consumed == 0:
+            return _Progress(), self.head
+        matches = self._head_sha(consumed) == c.get("head_sha256") and len(self.head) >= min(HEAD_BYTES, consumed)
+        if matches and c.get("size") == stat.st_size and c.get("mtime_ns") == stat.st_mtime_ns:
+            return None, b""
+        if matches and consumed <= len(self.head):
+            return _Progress(int(c["lines"]), consumed, bool(c.get("open_line"))), self.head[consumed:]
+        if matches and stream.skip(consumed - len(self.head)):
+            return _Progress(int(c["lines"]), consumed, bool(c.get("open_line"))), b""
+        self.restarted = True
+        self.warnings.append(
+            f"{self.key} changed before the {consumed} bytes already read (replaced or rewritten?); "
+            "reading it again from line 1"
+        )
+        stream.restart()
+        self.head = stream.read_exactly(HEAD_BYTES)
+        return _Progress(), self.head
+
+    def _head_sha(self, consumed: int) -> str:
+        return hashlib.sha256(self.head[: min(HEAD_BYTES, consumed)]).hexdigest()
+
+    def _read(self, stream: _Stream, progress: _Progress, pending: bytes, stat: os.stat_result) -> Iterator[EventChunk]:
+        parts = _Parts()
+        eof = False
+        while not eof:
+            block = stream.read(self.read_bytes)
+            eof = not block
+            data = pending + block if pending else block
+            if not data:
+                break
+            if progress.open_line:
+                data = self._close_open_line(data, progress, parts, eof)
+                if data is None:  # the continuation has no newline yet
+                    pending = b""
+                    break
+            pending = self._parse_block(data, progress, parts, eof)
+            if parts.text_bytes >= self.chunk_bytes:
+                yield self._chunk(parts, progress, final=False, stat=stat)
+                parts = _Parts()
+        if stream.error:
+            self.warnings.append(f"{self.key}: {stream.error}; stopped reading there")
+        if parts.text_bytes or parts.events or parts.rejects or self.warnings:
+            yield self._chunk(parts, progress, final=True, stat=stat)
+
+    def _close_open_line(self, data: bytes, progress: _Progress, parts: _Parts, eof: bool) -> bytes | None:
+        """Consume the newline ending a line that was loaded before its newline was written."""
+        for terminator in (b"\n", b"\r\n"):
+            if data.startswith(terminator):
+                self._advance(progress, parts, len(terminator), lines=0)
+                progress.open_line = False
+                return data[len(terminator) :]
+        end = data.find(b"\n")
+        if end < 0:
+            return data if not eof else None
+        # Text was appended to a line already loaded as a complete object: that text is no event.
+        fragment = data[: end + 1]
+        raw = fragment.rstrip(b"\r\n").decode("utf-8", "replace")[:REJECT_RAW_MAX_CHARS]
+        parts.rejects.append(
+            pa.Table.from_pylist(
+                [{"source": self.key, "line": progress.lines, "reason": "text appended to a loaded line", "raw": raw}],
+                schema=REJECT_COLUMNS,
+            )
+        )
+        self._advance(progress, parts, len(fragment), lines=0)
+        progress.open_line = False
+        return data[end + 1 :]
+
+    def _parse_block(self, data: bytes, progress: _Progress, parts: _Parts, eof: bool) -> bytes:
+        """Parse the complete lines of `data`; return the unconsumed rest."""
+        ends = _line_ends(data)
+        tail_start = int(ends[-1]) + 1 if len(ends) else 0
+        take_tail = eof and tail_start < len(data) and self.parser.is_complete_object(data[tail_start:])
+        if take_tail:
+            ends = np.append(ends, len(data))
+        if not len(ends):
+            return data
+        end = len(data) if take_tail else tail_start
+        skip_bom = progress.consumed == 0 and data.startswith(UTF8_BOM)
+        events, rejects = self.parser.parse(data, ends, progress.lines + 1, self.key, skip_bom)
+        parts.events.append(events)
+        parts.rejects.append(rejects)
+        self._advance(progress, parts, end, lines=len(ends))
+        progress.open_line = take_tail
+        return data[end:]
+
+    @staticmethod
+    def _advance(progress: _Progress, parts: _Parts, nbytes: int, lines: int) -> None:
+        progress.consumed += nbytes
+        progress.lines += lines
+        parts.text_bytes += nbytes
+
+    def _chunk(self, parts: _Parts, progress: _Progress, final: bool, stat: os.stat_result) -> EventChunk:
+        cursor = {
+            "lines": progress.lines,
+            "bytes": progress.consumed,
+            "head_sha256": self._head_sha(progress.consumed),
+            "open_line": progress.open_line,
+            # Only a finished read may vouch that an unchanged file holds nothing new.
+            "size": stat.st_size if final else None,
+            "mtime_ns": stat.st_mtime_ns if final else None,
+        }
+        chunk = EventChunk(
+            source_key=self.key,
+            events=_concat(parts.events, EVENT_COLUMNS),
+            rejects=_concat(parts.rejects, REJECT_COLUMNS),
+            cursor=cursor,
+            dedupe=self.restarted,
+            warnings=self.warnings,
+        )
+        self.warnings = []
+        return chunk
+
+
+def _line_ends(data: bytes) -> np.ndarray:
+    """Offsets of every newline in `data`."""
+    return np.flatnonzero(np.frombuffer(data, np.uint8) == 10)
+
+
+def _concat(tables: list[pa.Table], schema: pa.Schema) -> pa.Table:
+    tables = [t for t in tables if t.num_rows]
+    if not tables:
+        return schema.empty_table()
+    return pa.concat_tables(tables) if len(tables) > 1 else tables[0]
+
+
+# --- parsing -------------------------------------------------------------------
+
+
+class _Parser:
+    def __init__(self, con: duckdb.DuckDBPyConnection, time_field: str) -> None:
+        self.con = con
+        self.time_field = time_field
+        self.path = json_path(time_field)
+
+    def is_complete_object(self, text: bytes) -> bool:
+        """Whether an unterminated last line is already a whole JSON object."""
+        try:
+            s = text.decode("utf-8")
+        except UnicodeDecodeError:
+            return False
+        if not s.strip():
+            return False
+        rows = self.con.execute("select coalesce(try(json_type(?::varchar)) = 'OBJECT', false)", [s]).fetchall()
+        return bool(rows[0][0])
+
+    def parse(
+        self, data: bytes, ends: np.ndarray, first_line: int, source: str, skip_bom: bool
+    ) -> tuple[pa.Table, pa.Table]:
+        """Events and rejects of the lines of `data` ending at `ends` (exclusive offsets)."""
+        n = len(ends)
+        text = _lines_array(data, ends, skip_bom)
+        lines = pa.array(np.arange(first_line, first_line + n, dtype=np.int64))
+        invalid_utf8 = None
+        try:
+            text.validate(full=True)
+        except pa.ArrowInvalid:
+            text, invalid_utf8 = self._decode_utf8(text)
+        self.con.register("lines", pa.table({"line": lines, "text": text}))
+        try:
+            prefix = hashlib.sha256(source.encode()).hexdigest()[:16] + ":"
+            result = self.con.sql(_PARSE_SQL, params=[self.path, self.time_field, prefix]).fetch_arrow_table()
+        finally:
+            self.con.unregister("lines")
+        reason = result["reason"]
+        if invalid_utf8 is not None:
+            reason = pc.if_else(invalid_utf8, pa.scalar("not valid UTF-8"), reason)
+        ok = pc.is_null(reason)
+        n_ok = pc.sum(ok).as_py() or 0
+        events_cols = {"time": result["time"], "record": text, "line": lines, "event_key": result["event_key"]}
+        if n_ok < n:
+            events_cols = {k: pc.filter(v, ok) for k, v in events_cols.items()}
+        events = pa.Table.from_arrays(
+            [events_cols["time"], events_cols["record"], _repeat(source, n_ok), events_cols["line"], events_cols["event_key"]],
+            schema=EVENT_COLUMNS,
+        )
+        return events, self._rejects(text, lines, reason, ok, invalid_utf8, data, ends, skip_bom, source)
+
+    def _decode_utf8(self, text: pa.Array) -> tuple[pa.Array, pa.Array]:
+        """Lines as strings, null where the bytes are not UTF-8, plus that null mask."""
+        binary = text.view(pa.binary())
+        self.con.register("raw_lines", pa.table({"b": binary}))
+        try:
+            decoded = self.con.sql("select try(decode(b)) as text from raw_lines").fetch_arrow_table()["text"]
+        finally:
+            self.con.unregister("raw_lines")
+        decoded = decoded.combine_chunks()
+        invalid = pc.and_(pc.is_null(decoded), pc.is_valid(binary))
+        return pc.fill_null(decoded, ""), invalid
+
+    @staticmethod
+    def _rejects(
+        text: pa.Array,
+        lines: pa.Array,
+        reason: pa.ChunkedArray,
+        ok: pa.ChunkedArray,
+        invalid_utf8: pa.Array | None,
+        data: bytes,
+        ends: np.ndarray,
+        skip_bom: bool,
+        source: str,
+    ) -> pa.Table:
+        bad = pc.and_(pc.invert(ok), pc.not_equal(reason, pa.scalar(_BLANK)))
+        n_bad = pc.sum(bad).as_py() or 0
+        if not n_bad:
+            return REJECT_COLUMNS.empty_table()
+        raw = pc.utf8_slice_codeunits(pc.filter(text, bad), 0, REJECT_RAW_MAX_CHARS)
+        if invalid_utf8 is not None and pc.any(invalid_utf8).as_py():
+            # Only the few undecodable lines are decoded here, with replacement characters.
+            starts = np.concatenate([[len(UTF8_BOM) if skip_bom else 0], ends[:-1] + 1])
+            bad_idx = np.flatnonzero(pc.filter(bad, bad).is_valid())  # placeholder for shape
+            bad_idx = np.flatnonzero(np.asarray(bad.to_numpy(zero_copy_only=False)))
+            utf8_bad = np.asarray(invalid_utf8.to_numpy(zero_copy_only=False))[bad_idx]
+            values = raw.to_pylist()
+            for k in np.flatnonzero(utf8_bad):
+                i = bad_idx[k]
+                chunk = data[starts[i] : ends[i]].rstrip(b"\r")
+                values[k] = chunk.decode("utf-8", "replace")[:REJECT_RAW_MAX_CHARS]
+            raw = pa.array(values, pa.string())
+        return pa.Table.from_arrays(
+            [_repeat(source, n_bad), pc.filter(lines, bad), pc.filter(reason, bad), raw],
+            schema=REJECT_COLUMNS,
+        )
+
+
+def _lines_array(data: bytes, ends: np.ndarray, skip_bom: bool) -> pa.StringArray:
+    """The lines of `data` (newline and a trailing CR removed) as one string array.
+
+    The text is copied once, without its line terminators, so every line is a
+    contiguous slice; no per-line objects are created.
+    """
+    n = len(ends)
+    stop = int(ends[-1]) if n else 0
+    body = data[:stop]  # the last line's terminator (if any) sits at `stop`
+    crlf = body.find(b"\r") >= 0
+    starts = np.empty(n, dtype=np.int64)
+    starts[0] = len(UTF8_BOM) if skip_bom else 0
+    starts[1:] = ends[:-1] + 1
+    stops = ends.astype(np.int64)
+    if crlf:
+        buf = np.frombuffer(data, np.uint8)
+        has_cr = (stops > starts) & (buf[np.maximum(stops - 1, 0)] == 13)
+        stops = stops - has_cr
+        keep = np.ones(len(body), dtype=bool)
+        keep[ends[:-1]] = False
+        keep[stops[has_cr]] = False
+        if skip_bom:
+            keep[: len(UTF8_BOM)] = False
+        clean = np.frombuffer(body, np.uint8)[keep].tobytes()
+        lengths = stops - starts
+    else:
+        clean = body.replace(b"\n", b"")
+        lengths = stops - starts
+        if skip_bom:
+            clean = clean[len(UTF8_BOM) :]
+    offsets = np.zeros(n + 1, dtype=np.int64)
+    np.cumsum(lengths, out=offsets[1:])
+    if offsets[-1] >= 2**31:
+        return pa.LargeStringArray.from_buffers(n, pa.py_buffer(offsets), pa.py_buffer(clean)).cast(pa.string())
+    return pa.StringArray.from_buffers(n, pa.py_buffer(offsets.astype(np.int32)), pa.py_buffer(clean))
+
+
+def _repeat(value: str, n: int) -> pa.StringArray:
+    """`value` n times, built from buffers (pa.repeat is slow for strings)."""
+    b = value.encode()
+    offsets = np.arange(n + 1, dtype=np.int64) * len(b)
+    if n * len(b) >= 2**31:
+        return pa.repeat(value, n)
+    return pa.StringArray.from_buffers(n, pa.py_buffer(offsets.astype(np.int32)), pa.py_buffer(b * n))
+
+
+# --- byte streams ----------------------------------------------------------------
+
+
+class _Stream:
+    error: str | None = None
+
+    def read(self, n: int) -> bytes:
+        raise NotImplementedError
+
+    def restart(self) -> None:
+        raise NotImplementedError
+
+    def read_exactly(self, n: int) -> bytes:
+        """Up to n bytes, fewer only at the end of the stream."""
+        out = []
+        got = 0
+        while got < n:
+            b = self.read(n - got)
+            if not b:
+                break
+            out.append(b)
+            got += len(b)
+        return b"".join(out)
+
+    def skip(self, n: int) -> bool:
+        """Skip n bytes; False if the stream ends first."""
+        while n > 0:
+            b = self.read(min(n, READ_BYTES))
+            if not b:
+                return False
+            n -= len(b)
+        return True
+
+
+class _PlainStream(_Stream):
+    def __init__(self, fh: BinaryIO) -> None:
+        self.fh = fh
+
+    def read(self, n: int) -> bytes:
+        return self.fh.read(n)
+
+    def restart(self) -> None:
+        self.fh.seek(0)
+
+    def skip(self, n: int) -> bool:
+        pos = self.fh.tell() + n
+        if pos > os.fstat(self.fh.fileno()).st_size:
+            return False
+        self.fh.seek(pos)
+        return True
+
+
+class _GzipStream(_Stream):
+    """Decompressed bytes of a gzip file: several members, and a truncated end, are fine.
+
+    A truncated stream (a file still being written) simply ends where the
+    decodable data ends; corrupt data ends it too and sets `error`.
+    """
+
+    def __init__(self, fh: BinaryIO) -> None:
+        self.fh = fh
+        self.restart()
+
+    def restart(self) -> None:
+        self.fh.seek(0)
+        self.d = zlib.decompressobj(16 + zlib.MAX_WBITS)
+        self.input = b""
+        self.done = False
+        self.error = None
+
+    def read(self, n: int) -> bytes:
+        out: list[bytes] = []
+        got = 0
+        while got < n and not self.done:
+            if not self.input:
+                self.input = self.fh.read(1 << 20)
+                if not self.input:
+                    self.done = True  # end of file; a member may be unfinished (still being written)
+                    break
+            try:
+                b = self.d.decompress(self.input, n - got)
+            except zlib.error as exc:
+                self.error = f"gzip data is corrupt ({exc})"
+                self.done = True
+                break
+            self.input = self.d.unconsumed_tail
+            if self.d.eof:
+                rest = self.d.unused_data
+                self.d = zlib.decompressobj(16 + zlib.MAX_WBITS)
+                # Trailing zero padding after the last member is allowed, as gzip(1) allows it.
+                self.input = rest if rest.strip(b"\x00") else b""
+                if not self.input and not rest:
+                    self.input = b""
+            if b:
+                out.append(b)
+                got += len(b)
+        return b"".join(out)

@@ -1,0 +1,368 @@
+"""The raw layer: append-only parquet batches, committed atomically.
+
+Layout under the warehouse root (see warehouse/README.md)::
+
+    raw/<table>/schema.parquet            empty, typed: readers see an empty table, not an error
+    raw/<table>/batch-<batch_id>-<n>.parquet
+    raw/_batches/<batch_id>.json          commit record, written last
+    build/warehouse.duckdb                dbt's private build database
+    grpo.duckdb                           the published read-only snapshot
+
+Every data file is written to a temporary name and renamed into place, so a
+reader never sees half a file. A batch counts only once its commit record
+exists: the next ingest deletes data files of uncommitted (crashed) batches
+before it starts, and the incremental state (steps per run, lines per file) is
+folded from commit records only. Together this makes ingest crash-safe and
+idempotent.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import datetime as dt
+import errno
+import fcntl
+import json
+import os
+import secrets
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+UTC_TS = pa.timestamp("us", tz="UTC")
+
+RUNS = "wandb_runs"
+HISTORY = "wandb_history"
+HISTORY_OTHER = "wandb_history_other"
+EVENTS = "axiom_events"
+REJECTS = "axiom_rejects"
+
+SCHEMAS: dict[str, pa.Schema] = {
+    # One row per run *version*: a new row is appended only when a run's
+    # metadata changed (state, summary, config...); staging keeps the latest.
+    RUNS: pa.schema(
+        [
+            ("run_id", pa.string()),
+            ("run_name", pa.string()),
+            ("project", pa.string()),
+            ("entity", pa.string()),
+            ("run_group", pa.string()),
+            ("job_type", pa.string()),
+            ("sweep_id", pa.string()),
+            ("tags", pa.list_(pa.string())),
+            ("notes", pa.string()),
+            ("host", pa.string()),
+            ("config_json", pa.string()),
+            ("summary_json", pa.string()),
+            ("state", pa.string()),
+            ("exit_code", pa.int32()),
+            ("started_at", UTC_TS),
+            ("runtime_s", pa.float64()),
+            ("last_step", pa.int64()),
+            ("source", pa.string()),
+            ("fingerprint", pa.string()),
+            ("batch_id", pa.string()),
+            ("ingested_at", UTC_TS),
+        ]
+    ),
+    # Long form: one row per run, step and numeric metric. NaN/±Inf are kept.
+    HISTORY: pa.schema(
+        [
+            ("run_id", pa.string()),
+            ("step", pa.int64()),
+            ("wall_time", UTC_TS),
+            ("key", pa.string()),
+            ("value", pa.float64()),
+            ("batch_id", pa.string()),
+        ]
+    ),
+    # Non-numeric history values (strings, booleans, lists, media refs), as JSON.
+    HISTORY_OTHER: pa.schema(
+        [
+            ("run_id", pa.string()),
+            ("step", pa.int64()),
+            ("wall_time", UTC_TS),
+            ("key", pa.string()),
+            ("value_json", pa.string()),
+            ("batch_id", pa.string()),
+        ]
+    ),
+    # One row per event, with every original field kept in `record` (JSON text).
+    EVENTS: pa.schema(
+        [
+            ("time", UTC_TS),
+            ("record", pa.string()),
+            ("source", pa.string()),
+            ("line", pa.int64()),
+            ("event_key", pa.string()),
+            ("batch_id", pa.string()),
+        ]
+    ),
+    # Lines that could not be loaded, with the reason and the raw text.
+    REJECTS: pa.schema(
+        [
+            ("source", pa.string()),
+            ("line", pa.int64()),
+            ("reason", pa.string()),
+            ("raw", pa.string()),
+            ("batch_id", pa.string()),
+        ]
+    ),
+}
+
+
+class WarehouseBusyError(RuntimeError):
+    """Another process holds the warehouse write lock."""
+
+
+def new_batch_id(now: dt.datetime | None = None) -> str:
+    """A sortable, unique batch id: UTC time to the microsecond plus randomness."""
+    now = now or dt.datetime.now(dt.UTC)
+    return now.strftime("%Y%m%dT%H%M%S%fZ") + "-" + secrets.token_hex(4)
+
+
+def write_parquet_atomic(table: pa.Table, path: Path) -> None:
+    """Write `table` to `path` so that readers see either no file or the whole file."""
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    try:
+        pq.write_table(table, tmp, compression="zstd", row_group_size=1_000_000)
+        with open(tmp, "rb") as fh:
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            tmp.unlink()
+        raise
+
+
+def write_json_atomic(obj: Any, path: Path) -> None:
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    with open(tmp, "w", encoding="utf-8") as fh:
+        json.dump(obj, fh, indent=1, sort_keys=True, default=str)
+        fh.flush()
+        os.fsync(fh.fileno())
+    os.replace(tmp, path)
+    _fsync_dir(path.parent)
+
+
+def _fsync_dir(directory: Path) -> None:
+    fd = os.open(directory, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+@dataclass
+class RunState:
+    last_step: int | None = None
+    fingerprint: str | None = None
+
+
+@dataclass
+class IngestState:
+    """Incremental state folded from commit records, in batch order."""
+
+    runs: dict[str, RunState] = field(default_factory=dict)
+    event_sources: dict[str, dict[str, Any]] = field(default_factory=dict)
+
+
+class Warehouse:
+    def __init__(self, root: str | os.PathLike) -> None:
+        self.root = Path(root).resolve()
+
+    # --- paths -------------------------------------------------------------
+    @property
+    def raw(self) -> Path:
+        return self.root / "raw"
+
+    @property
+    def batches_dir(self) -> Path:
+        return self.raw / "_batches"
+
+    @property
+    def build_db(self) -> Path:
+        return self.root / "build" / "warehouse.duckdb"
+
+    @property
+    def snapshot_db(self) -> Path:
+        return self.root / "grpo.duckdb"
+
+    def table_dir(self, table: str) -> Path:
+        return self.raw / table
+
+    def table_glob(self, table: str) -> str:
+        return str(self.table_dir(table) / "*.parquet")
+
+    # --- setup ---------------------------------------------------------------
+    def ensure(self) -> Warehouse:
+        """Create the layout; each raw table gets an empty typed schema file."""
+        for table, schema in SCHEMAS.items():
+            d = self.table_dir(table)
+            d.mkdir(parents=True, exist_ok=True)
+            schema_file = d / "schema.parquet"
+            if not schema_file.exists():
+                write_parquet_atomic(schema.empty_table(), schema_file)
+        self.batches_dir.mkdir(parents=True, exist_ok=True)
+        self.build_db.parent.mkdir(parents=True, exist_ok=True)
+        return self
+
+    @contextlib.contextmanager
+    def lock(self, timeout_s: float = 0.0, purpose: str = "ingest") -> Iterator[None]:
+        """Exclusive write lock over the warehouse (one ingest or build at a time).
+
+        Waits up to `timeout_s`, then raises WarehouseBusyError naming the holder.
+        """
+        self.root.mkdir(parents=True, exist_ok=True)
+        path = self.root / ".lock"
+        fh = open(path, "a+", encoding="utf-8")
+        deadline = time.monotonic() + timeout_s
+        try:
+            while True:
+                try:
+                    fcntl.flock(fh.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+                    break
+                except OSError as exc:
+                    if exc.errno not in (errno.EAGAIN, errno.EACCES):
+                        raise
+                    if time.monotonic() >= deadline:
+                        fh.seek(0)
+                        holder = fh.read().strip() or "another process"
+                        raise WarehouseBusyError(
+                            f"warehouse {self.root} is busy: {holder} holds its write lock; "
+                            "try again when it finishes"
+                        ) from None
+                    time.sleep(0.2)
+            fh.seek(0)
+            fh.truncate()
+            fh.write(f"{purpose} (pid {os.getpid()})")
+            fh.flush()
+            yield
+        finally:
+            with contextlib.suppress(OSError):
+                fcntl.flock(fh.fileno(), fcntl.LOCK_UN)
+            fh.close()
+
+    # --- batches -------------------------------------------------------------
+    def committed_batches(self) -> list[dict[str, Any]]:
+        if not self.batches_dir.exists():
+            return []
+        records = []
+        for p in sorted(self.batches_dir.glob("*.json")):
+            with open(p, encoding="utf-8") as fh:
+                records.append(json.load(fh))
+        return records
+
+    def clean_orphans(self) -> list[Path]:
+        """Delete data files of batches that never committed, and stray temp files.
+
+        Call only while holding the lock.
+        """
+        committed = {p.stem for p in self.batches_dir.glob("*.json")} if self.batches_dir.exists() else set()
+        removed: list[Path] = []
+        for table in SCHEMAS:
+            d = self.table_dir(table)
+            if not d.exists():
+                continue
+            for p in d.iterdir():
+                if p.name.endswith(".tmp"):
+                    p.unlink(missing_ok=True)
+                    removed.append(p)
+                elif p.name.startswith("batch-") and batch_id_of(p) not in committed:
+                    p.unlink(missing_ok=True)
+                    removed.append(p)
+        if self.batches_dir.exists():
+            for p in self.batches_dir.glob(".*.tmp"):
+                p.unlink(missing_ok=True)
+        return removed
+
+    def state(self) -> IngestState:
+        state = IngestState()
+        for record in self.committed_batches():
+            for run_id, rs in (record.get("wandb_runs") or {}).items():
+                cur = state.runs.setdefault(run_id, RunState())
+                if rs.get("last_step") is not None:
+                    cur.last_step = max(cur.last_step if cur.last_step is not None else -1, int(rs["last_step"]))
+                if rs.get("fingerprint") is not None:
+                    cur.fingerprint = rs["fingerprint"]
+            for key, cursor in (record.get("event_sources") or {}).items():
+                state.event_sources[key] = cursor
+        return state
+
+    def batch(self) -> RawBatch:
+        return RawBatch(self)
+
+
+def batch_id_of(path: Path) -> str:
+    # batch-<batch_id>-<n>.parquet; batch_id itself contains one '-'.
+    stem = path.name[len("batch-") :].removesuffix(".parquet")
+    return stem.rsplit("-", 1)[0]
+
+
+class RawBatch:
+    """One ingest's worth of raw files, committed together (or not at all)."""
+
+    def __init__(self, warehouse: Warehouse) -> None:
+        self.warehouse = warehouse
+        self.batch_id = new_batch_id()
+        self.ingested_at = dt.datetime.now(dt.UTC)
+        self.files: dict[str, list[str]] = {}
+        self.rows: dict[str, int] = {t: 0 for t in SCHEMAS}
+        self.wandb_runs: dict[str, dict[str, Any]] = {}
+        self.event_sources: dict[str, dict[str, Any]] = {}
+        self.committed = False
+
+    def write(self, table: str, data: pa.Table) -> int:
+        """Append `data` (columns of SCHEMAS[table] minus batch columns) as one file."""
+        if data.num_rows == 0:
+            return 0
+        schema = SCHEMAS[table]
+        data = data.append_column("batch_id", pa.array([self.batch_id] * data.num_rows, pa.string()))
+        if "ingested_at" in schema.names:
+            data = data.append_column("ingested_at", pa.array([self.ingested_at] * data.num_rows, UTC_TS))
+        data = data.select(schema.names).cast(schema)
+        n = len(self.files.setdefault(table, []))
+        name = f"batch-{self.batch_id}-{n:05d}.parquet"
+        write_parquet_atomic(data, self.warehouse.table_dir(table) / name)
+        self.files[table].append(name)
+        self.rows[table] += data.num_rows
+        return data.num_rows
+
+    def record_run(self, run_id: str, last_step: int | None, fingerprint: str | None) -> None:
+        self.wandb_runs[run_id] = {"last_step": last_step, "fingerprint": fingerprint}
+
+    def record_event_source(self, key: str, cursor: dict[str, Any]) -> None:
+        self.event_sources[key] = cursor
+
+    def commit(self) -> dict[str, Any]:
+        record = {
+            "batch_id": self.batch_id,
+            "ingested_at": self.ingested_at.isoformat(),
+            "files": self.files,
+            "rows": self.rows,
+            "wandb_runs": self.wandb_runs,
+            "event_sources": self.event_sources,
+        }
+        for table in self.files:
+            _fsync_dir(self.warehouse.table_dir(table))
+        write_json_atomic(record, self.warehouse.batches_dir / f"{self.batch_id}.json")
+        self.committed = True
+        return record
+
+    def abort(self) -> None:
+        for table, names in self.files.items():
+            for name in names:
+                (self.warehouse.table_dir(table) / name).unlink(missing_ok=True)
+        self.files.clear()
+
+    def __enter__(self) -> RawBatch:
+        return self
+
+    def __exit__(self, exc_type, exc, tb) -> None:
+        if exc_type is not None and not self.committed:
+            self.abort()
