@@ -41,7 +41,8 @@
             max({{ x }}) as last_step,
             arg_min({{ y }}, {{ x }}) as first_value,
             arg_max({{ y }}, {{ x }}) as last_value,
-            regr_slope({{ y }}, {{ x }}) as slope,
+            -- one point, or all at one x: no slope (DuckDB would say NaN)
+            case when regr_sxx({{ y }}, {{ x }}) > 0 then regr_slope({{ y }}, {{ x }}) end as slope,
             regr_sxx({{ y }}, {{ x }}) as sxx,
             regr_syy({{ y }}, {{ x }}) as syy,
             regr_sxy({{ y }}, {{ x }}) as sxy,

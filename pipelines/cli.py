@@ -192,6 +192,7 @@ def _run_job(ctx, as_json: bool, **sources) -> dict[str, Any]:
         "warehouse": str(wh.root),
         "success": outcome.success,
         "errors": outcome.errors,
+        "build_log": str(outcome.log_path),
         "checks": {
             "passed": sum(1 for c in outcome.check_results if c["passed"]),
             "failed": sum(1 for c in outcome.check_results if not c["passed"]),
@@ -208,6 +209,7 @@ def _print_ingest_summary(summary: dict[str, Any]) -> None:
         c.print(f"[red]The build failed[/] at {summary['warehouse']}:")
         for e in summary["errors"]:
             c.print(f"  [red]{e}[/]")
+        c.print(f"  full log: {summary['build_log']}")
     c.print(
         _table(
             "",

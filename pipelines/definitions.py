@@ -25,7 +25,7 @@ ALL_ASSETS = [wandb_raw, events_raw, grpo_dbt_models, warehouse_snapshot]
 # process may write the DuckDB build file, so there is nothing to parallelise.
 build_warehouse_job = dg.define_asset_job(
     "build_warehouse",
-    selection=dg.AssetSelection.all(include_sources=False),
+    selection=dg.AssetSelection.all(),
     description="Ingest every configured source, build all dbt models and tests, publish the snapshot, run the target checks.",
     executor_def=dg.in_process_executor,
 )
@@ -35,8 +35,10 @@ def build_definitions(
     warehouse: WarehouseResource | None = None,
     wandb_sources: WandbSourcesResource | None = None,
     event_sources: EventSourcesResource | None = None,
+    loggers: dict[str, dg.LoggerDefinition] | None = None,
 ) -> dg.Definitions:
     return dg.Definitions(
+        loggers=loggers,
         assets=ALL_ASSETS,
         asset_checks=[target_checks],
         jobs=[build_warehouse_job],

@@ -20,6 +20,7 @@ import pyarrow as pa
 from pipelines.sources.base import EventChunk, EventSource, RunSource
 from pipelines.sources.errors import SourceError
 from pipelines.warehouse import (
+    SCHEMAS,
     EVENTS,
     HISTORY,
     HISTORY_OTHER,
@@ -30,6 +31,8 @@ from pipelines.warehouse import (
 )
 
 log = logging.getLogger(__name__)
+
+RUN_COLUMNS = pa.schema([f for f in SCHEMAS[RUNS] if f.name not in ("batch_id", "ingested_at")])
 
 # Flush buffered history to a file once this many rows are waiting: large
 # enough for good parquet row groups, small enough to bound memory.
@@ -87,10 +90,21 @@ def ingest(
             for esource in event_sources:
                 _ingest_events(warehouse, esource, state.event_sources, batch, report, say)
             report.events_seconds = time.perf_counter() - t0
-            batch.commit()
+            if batch.files or _state_changed(batch, state):
+                batch.commit()
+            else:
+                report.batch_id = None  # nothing new: no empty commit records piling up
     for w in report.warnings:
         log.warning(w)
     return report
+
+
+def _state_changed(batch: RawBatch, state) -> bool:
+    for run_id, rs in batch.wandb_runs.items():
+        old = state.runs.get(run_id)
+        if old is None or old.last_step != rs["last_step"] or old.fingerprint != rs["fingerprint"]:
+            return True
+    return any(state.event_sources.get(k) != v for k, v in batch.event_sources.items())
 
 
 class _HistoryBuffer:
@@ -137,7 +151,7 @@ def _ingest_runs(source: RunSource, state, batch: RawBatch, report: IngestReport
         report.new_history_other_rows += read.other.num_rows
         fingerprint = read.meta.fingerprint()
         if stored is None or stored.fingerprint != fingerprint:
-            meta_rows.append(read.meta.row())
+            meta_rows.append({**read.meta.row(), "fingerprint": fingerprint})
             if stored is None:
                 report.new_runs += 1
             else:
@@ -148,7 +162,7 @@ def _ingest_runs(source: RunSource, state, batch: RawBatch, report: IngestReport
     history.flush()
     other.flush()
     if meta_rows:
-        batch.write(RUNS, pa.Table.from_pylist(meta_rows))
+        batch.write(RUNS, pa.Table.from_pylist(meta_rows, schema=RUN_COLUMNS))
 
 
 def _ingest_events(

@@ -5,10 +5,12 @@ Imported only by those commands: Dagster and dbt stay off the query path.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 
 from pipelines.warehouse import Warehouse
 
@@ -19,6 +21,7 @@ class JobOutcome:
     failed_steps: list[str]
     errors: list[str]
     check_results: list[dict]
+    log_path: Path
 
 
 def run_build_job(
@@ -45,13 +48,6 @@ def run_build_job(
     from pipelines.defs.warehouse.resources import WarehouseResource
     from pipelines.definitions import build_definitions
 
-    defs = build_definitions(
-        warehouse=WarehouseResource(root=str(warehouse.root)),
-        wandb_sources=WandbSourcesResource(run_dirs=list(wandb_dirs), projects=list(wandb_projects), sweep=sweep),
-        event_sources=EventSourcesResource(paths=list(event_paths), axiom_datasets=list(axiom_datasets), since=since),
-    )
-    job = defs.resolve_job_def("build_warehouse")
-
     @dg.logger
     def relay(_init_context) -> logging.Logger:
         logger = logging.Logger("grpo-relay", level=logging.INFO)
@@ -66,13 +62,24 @@ def run_build_job(
         logger.addHandler(_Handler())
         return logger
 
-    instance = dg.DagsterInstance.get() if os.environ.get("DAGSTER_HOME") else dg.DagsterInstance.ephemeral()
-    result = job.execute_in_process(
-        instance=instance,
-        raise_on_error=False,
-        logger_defs={"relay": relay},
-        run_config={"loggers": {"relay": {}}},
+    defs = build_definitions(
+        warehouse=WarehouseResource(root=str(warehouse.root)),
+        wandb_sources=WandbSourcesResource(run_dirs=list(wandb_dirs), projects=list(wandb_projects), sweep=sweep),
+        event_sources=EventSourcesResource(paths=list(event_paths), axiom_datasets=list(axiom_datasets), since=since),
+        loggers={"relay": relay},
     )
+    job = defs.resolve_job_def("build_warehouse")
+    instance = dg.DagsterInstance.get() if os.environ.get("DAGSTER_HOME") else dg.DagsterInstance.ephemeral()
+    # dagster-dbt echoes dbt's log to stdout; keep it in a file so `--json`
+    # output stays parseable and the terminal shows only the progress line.
+    log_path = warehouse.root / "build" / "last_build.log"
+    log_path.parent.mkdir(parents=True, exist_ok=True)
+    with open(log_path, "w", encoding="utf-8") as log_file, contextlib.redirect_stdout(log_file):
+        result = job.execute_in_process(
+            instance=instance,
+            raise_on_error=False,
+            run_config={"loggers": {"relay": {}}},
+        )
     failed, errors = [], []
     for ev in result.all_events:
         if ev.event_type_value == "STEP_FAILURE":
@@ -86,7 +93,7 @@ def run_build_job(
         if ev.event_type_value == "ASSET_CHECK_EVALUATION":
             e = ev.event_specific_data
             checks.append({"name": e.check_name, "asset": e.asset_key.to_user_string(), "passed": e.passed})
-    return JobOutcome(result.success, failed, errors, checks)
+    return JobOutcome(result.success, failed, errors, checks, log_path)
 
 
 def _first_line(err) -> str:

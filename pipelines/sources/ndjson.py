@@ -40,10 +40,15 @@ DEFAULT_CHUNK_BYTES = 64 * 1024 * 1024
 READ_BYTES = 16 * 1024 * 1024
 
 # One row per line of `lines(line, text)`: the event time, or why the line is not an event.
-# $1 JSON path of the time field, $2 its name for messages, $3 event_key prefix.
+# $1 JSON path of the time field, $2 its name (for messages), $3 the event_key prefix.
+# The common path parses each line's JSON once; only lines without a time pay
+# for the checks that name the reason.
 _PARSE_SQL = r"""
 with extracted as (
-    select line, text, try(json_extract(text, $1)) as time_json
+    select
+        line,
+        text,
+        try(json_extract_string(text, $1)) as time_value
     from lines
 ),
 
@@ -51,39 +56,34 @@ timed as (
     select
         *,
         case
-            when time_json is null then null
-            when starts_with(time_json, '"') then
-                case
-                    when regexp_matches(time_json, '^"\s*[0-9]{4}-')
-                        then try_cast(time_json ->> '$' as timestamptz)
-                end
-            when json_type(time_json) in ('UBIGINT', 'BIGINT', 'DOUBLE') then
+            -- a leading digit keeps out the cast's special words (epoch, infinity)
+            when ascii(time_value) between 48 and 57 then coalesce(
+                try_cast(time_value as timestamptz),
                 try(to_timestamp(
-                    time_json::double / case
-                        when abs(time_json::double) < 1e11 then 1
-                        when abs(time_json::double) < 1e14 then 1e3
-                        when abs(time_json::double) < 1e17 then 1e6
+                    try_cast(time_value as double) / case
+                        when abs(try_cast(time_value as double)) < 1e11 then 1
+                        when abs(try_cast(time_value as double)) < 1e14 then 1e3
+                        when abs(try_cast(time_value as double)) < 1e17 then 1e6
                         else 1e9
                     end
                 ))
+            )
         end as parsed_at
     from extracted
 )
 
 select
     line,
-    case when isfinite(parsed_at) then parsed_at end as time,
+    parsed_at as time,
     case
-        when isfinite(parsed_at) then null
+        when parsed_at is not null then null
         when trim(text, e' \t\r\f\v') = '' then 'blank'
         when not json_valid(text) then 'not valid JSON'
         when json_type(text) <> 'OBJECT' then 'not a JSON object (' || lower(json_type(text)) || ')'
-        when time_json is null or time_json = 'null' then 'missing ' || $2
-        else 'unparseable ' || $2 || ' ''' || left(
-            case when starts_with(time_json, '"') then time_json ->> '$' else time_json end, 100
-        ) || ''''
+        when time_value is null then 'missing ' || $2
+        else 'unparseable ' || $2 || ' ''' || left(time_value, 100) || ''''
     end as reason,
-    $3 || line as event_key
+    concat($3, line) as event_key
 from timed
 """
 
@@ -255,29 +255,37 @@ class _FileRead:
 
     def _read(self, stream: _Stream, progress: _Progress, pending: bytes, stat: os.stat_result) -> Iterator[EventChunk]:
         parts = _Parts()
+        yielded = False
         eof = False
         while not eof:
             block = stream.read(self.read_bytes)
             eof = not block
             data = pending + block if pending else block
+            pending = b""
             if not data:
                 break
             if progress.open_line:
-                data = self._close_open_line(data, progress, parts, eof)
-                if data is None:  # the continuation has no newline yet
-                    pending = b""
-                    break
+                rest = self._close_open_line(data, progress, parts)
+                if rest is None:  # what follows the loaded line has no newline yet
+                    pending = data
+                    continue
+                data = rest
             pending = self._parse_block(data, progress, parts, eof)
             if parts.text_bytes >= self.chunk_bytes:
                 yield self._chunk(parts, progress, final=False, stat=stat)
                 parts = _Parts()
+                yielded = True
         if stream.error:
             self.warnings.append(f"{self.key}: {stream.error}; stopped reading there")
-        if parts.text_bytes or parts.events or parts.rejects or self.warnings:
+        # After intermediate chunks, a last (maybe empty) one records that the read finished.
+        if parts.text_bytes or self.warnings or yielded:
             yield self._chunk(parts, progress, final=True, stat=stat)
 
-    def _close_open_line(self, data: bytes, progress: _Progress, parts: _Parts, eof: bool) -> bytes | None:
-        """Consume the newline ending a line that was loaded before its newline was written."""
+    def _close_open_line(self, data: bytes, progress: _Progress, parts: _Parts) -> bytes | None:
+        """Consume the newline after a line that was loaded before its newline was written.
+
+        Returns the data after it, or None while that newline has not arrived.
+        """
         for terminator in (b"\n", b"\r\n"):
             if data.startswith(terminator):
                 self._advance(progress, parts, len(terminator), lines=0)
@@ -285,16 +293,12 @@ class _FileRead:
                 return data[len(terminator) :]
         end = data.find(b"\n")
         if end < 0:
-            return data if not eof else None
+            return None
         # Text was appended to a line already loaded as a complete object: that text is no event.
         fragment = data[: end + 1]
         raw = fragment.rstrip(b"\r\n").decode("utf-8", "replace")[:REJECT_RAW_MAX_CHARS]
-        parts.rejects.append(
-            pa.Table.from_pylist(
-                [{"source": self.key, "line": progress.lines, "reason": "text appended to a loaded line", "raw": raw}],
-                schema=REJECT_COLUMNS,
-            )
-        )
+        reject = {"source": self.key, "line": progress.lines, "reason": "text appended to a loaded line", "raw": raw}
+        parts.rejects.append(pa.Table.from_pylist([reject], schema=REJECT_COLUMNS))
         self._advance(progress, parts, len(fragment), lines=0)
         progress.open_line = False
         return data[end + 1 :]
@@ -380,114 +384,95 @@ class _Parser:
     def parse(
         self, data: bytes, ends: np.ndarray, first_line: int, source: str, skip_bom: bool
     ) -> tuple[pa.Table, pa.Table]:
-        """Events and rejects of the lines of `data` ending at `ends` (exclusive offsets)."""
+        """Events and rejects of the lines of `data` that end at offsets `ends`."""
         n = len(ends)
         text = _lines_array(data, ends, skip_bom)
         lines = pa.array(np.arange(first_line, first_line + n, dtype=np.int64))
-        invalid_utf8 = None
+        undecodable = None
         try:
             text.validate(full=True)
         except pa.ArrowInvalid:
-            text, invalid_utf8 = self._decode_utf8(text)
+            text, undecodable = self._decode_utf8(text)
+        prefix = hashlib.sha256(source.encode()).hexdigest()[:16] + ":"
         self.con.register("lines", pa.table({"line": lines, "text": text}))
         try:
-            prefix = hashlib.sha256(source.encode()).hexdigest()[:16] + ":"
-            result = self.con.sql(_PARSE_SQL, params=[self.path, self.time_field, prefix]).fetch_arrow_table()
+            result = self.con.sql(_PARSE_SQL, params=[self.path, self.time_field, prefix]).to_arrow_table()
         finally:
             self.con.unregister("lines")
-        reason = result["reason"]
-        if invalid_utf8 is not None:
-            reason = pc.if_else(invalid_utf8, pa.scalar("not valid UTF-8"), reason)
+        reason = result["reason"].combine_chunks()
+        if undecodable is not None:
+            reason = pc.if_else(undecodable, pa.scalar("not valid UTF-8"), reason)
         ok = pc.is_null(reason)
         n_ok = pc.sum(ok).as_py() or 0
-        events_cols = {"time": result["time"], "record": text, "line": lines, "event_key": result["event_key"]}
-        if n_ok < n:
-            events_cols = {k: pc.filter(v, ok) for k, v in events_cols.items()}
-        events = pa.Table.from_arrays(
-            [events_cols["time"], events_cols["record"], _repeat(source, n_ok), events_cols["line"], events_cols["event_key"]],
-            schema=EVENT_COLUMNS,
-        )
-        return events, self._rejects(text, lines, reason, ok, invalid_utf8, data, ends, skip_bom, source)
+        columns = [result["time"].combine_chunks(), text, lines, result["event_key"].combine_chunks()]
+        if n_ok < n:  # the common all-valid case keeps `text` zero-copy
+            columns = [pc.filter(c, ok) for c in columns]
+        time, record, line, key = columns
+        events = pa.Table.from_arrays([time, record, _repeat(source, n_ok), line, key], schema=EVENT_COLUMNS)
 
-    def _decode_utf8(self, text: pa.Array) -> tuple[pa.Array, pa.Array]:
-        """Lines as strings, null where the bytes are not UTF-8, plus that null mask."""
-        binary = text.view(pa.binary())
-        self.con.register("raw_lines", pa.table({"b": binary}))
-        try:
-            decoded = self.con.sql("select try(decode(b)) as text from raw_lines").fetch_arrow_table()["text"]
-        finally:
-            self.con.unregister("raw_lines")
-        decoded = decoded.combine_chunks()
-        invalid = pc.and_(pc.is_null(decoded), pc.is_valid(binary))
-        return pc.fill_null(decoded, ""), invalid
-
-    @staticmethod
-    def _rejects(
-        text: pa.Array,
-        lines: pa.Array,
-        reason: pa.ChunkedArray,
-        ok: pa.ChunkedArray,
-        invalid_utf8: pa.Array | None,
-        data: bytes,
-        ends: np.ndarray,
-        skip_bom: bool,
-        source: str,
-    ) -> pa.Table:
-        bad = pc.and_(pc.invert(ok), pc.not_equal(reason, pa.scalar(_BLANK)))
+        bad = pc.and_kleene(pc.invert(ok), pc.not_equal(reason, pa.scalar(_BLANK)))
         n_bad = pc.sum(bad).as_py() or 0
         if not n_bad:
-            return REJECT_COLUMNS.empty_table()
+            return events, REJECT_COLUMNS.empty_table()
         raw = pc.utf8_slice_codeunits(pc.filter(text, bad), 0, REJECT_RAW_MAX_CHARS)
-        if invalid_utf8 is not None and pc.any(invalid_utf8).as_py():
-            # Only the few undecodable lines are decoded here, with replacement characters.
-            starts = np.concatenate([[len(UTF8_BOM) if skip_bom else 0], ends[:-1] + 1])
-            bad_idx = np.flatnonzero(pc.filter(bad, bad).is_valid())  # placeholder for shape
-            bad_idx = np.flatnonzero(np.asarray(bad.to_numpy(zero_copy_only=False)))
-            utf8_bad = np.asarray(invalid_utf8.to_numpy(zero_copy_only=False))[bad_idx]
-            values = raw.to_pylist()
-            for k in np.flatnonzero(utf8_bad):
-                i = bad_idx[k]
-                chunk = data[starts[i] : ends[i]].rstrip(b"\r")
-                values[k] = chunk.decode("utf-8", "replace")[:REJECT_RAW_MAX_CHARS]
-            raw = pa.array(values, pa.string())
-        return pa.Table.from_arrays(
-            [_repeat(source, n_bad), pc.filter(lines, bad), pc.filter(reason, bad), raw],
-            schema=REJECT_COLUMNS,
+        if undecodable is not None:
+            raw = _with_undecodable_raw(raw, bad, undecodable, data, ends, skip_bom)
+        rejects = pa.Table.from_arrays(
+            [_repeat(source, n_bad), pc.filter(lines, bad), pc.filter(reason, bad), raw], schema=REJECT_COLUMNS
         )
+        return events, rejects
+
+    def _decode_utf8(self, text: pa.StringArray) -> tuple[pa.Array, pa.Array]:
+        """Lines as valid strings ("" where the bytes are not UTF-8), and that mask."""
+        self.con.register("raw_lines", pa.table({"b": text.view(pa.binary())}))
+        try:
+            result = self.con.sql("select try(decode(b)) as text from raw_lines").to_arrow_table()
+        finally:
+            self.con.unregister("raw_lines")
+        decoded = result["text"].combine_chunks()
+        return pc.fill_null(decoded, ""), pc.is_null(decoded)
+
+
+def _with_undecodable_raw(
+    raw: pa.Array, bad: pa.Array, undecodable: pa.Array, data: bytes, ends: np.ndarray, skip_bom: bool
+) -> pa.Array:
+    """Reject texts where the few lines that are not UTF-8 show with replacement characters."""
+    bad_rows = np.flatnonzero(bad.to_numpy(zero_copy_only=False))
+    undecodable_rows = undecodable.to_numpy(zero_copy_only=False)
+    values = raw.to_pylist()
+    for k, i in enumerate(bad_rows):
+        if undecodable_rows[i]:
+            start = len(UTF8_BOM) if skip_bom and i == 0 else (int(ends[i - 1]) + 1 if i else 0)
+            line = data[start : int(ends[i])].rstrip(b"\r")
+            values[k] = line.decode("utf-8", "replace")[:REJECT_RAW_MAX_CHARS]
+    return pa.array(values, pa.string())
 
 
 def _lines_array(data: bytes, ends: np.ndarray, skip_bom: bool) -> pa.StringArray:
-    """The lines of `data` (newline and a trailing CR removed) as one string array.
+    """The lines of `data` ending at offsets `ends`, without their line terminators.
 
-    The text is copied once, without its line terminators, so every line is a
-    contiguous slice; no per-line objects are created.
+    The text is copied once with the terminators left out, so that every line
+    is a contiguous slice of one buffer; no per-line objects are made. Bytes
+    after the last line may remain in the buffer, unreferenced.
     """
     n = len(ends)
-    stop = int(ends[-1]) if n else 0
-    body = data[:stop]  # the last line's terminator (if any) sits at `stop`
-    crlf = body.find(b"\r") >= 0
     starts = np.empty(n, dtype=np.int64)
     starts[0] = len(UTF8_BOM) if skip_bom else 0
     starts[1:] = ends[:-1] + 1
     stops = ends.astype(np.int64)
-    if crlf:
-        buf = np.frombuffer(data, np.uint8)
-        has_cr = (stops > starts) & (buf[np.maximum(stops - 1, 0)] == 13)
+    if data.find(b"\r", 0, int(stops[-1])) < 0:
+        clean = data.replace(b"\n", b"")
+    else:  # CRLF endings: drop each line's trailing CR as well
+        raw = np.frombuffer(data, np.uint8)
+        has_cr = (stops > starts) & (raw[np.maximum(stops - 1, 0)] == 13)
         stops = stops - has_cr
-        keep = np.ones(len(body), dtype=bool)
-        keep[ends[:-1]] = False
+        keep = raw != 10
         keep[stops[has_cr]] = False
-        if skip_bom:
-            keep[: len(UTF8_BOM)] = False
-        clean = np.frombuffer(body, np.uint8)[keep].tobytes()
-        lengths = stops - starts
-    else:
-        clean = body.replace(b"\n", b"")
-        lengths = stops - starts
-        if skip_bom:
-            clean = clean[len(UTF8_BOM) :]
-    offsets = np.zeros(n + 1, dtype=np.int64)
-    np.cumsum(lengths, out=offsets[1:])
+        clean = raw[keep].tobytes()
+    offsets = np.empty(n + 1, dtype=np.int64)
+    offsets[0] = starts[0]
+    np.cumsum(stops - starts, out=offsets[1:])
+    offsets[1:] += starts[0]
     if offsets[-1] >= 2**31:
         return pa.LargeStringArray.from_buffers(n, pa.py_buffer(offsets), pa.py_buffer(clean)).cast(pa.string())
     return pa.StringArray.from_buffers(n, pa.py_buffer(offsets.astype(np.int32)), pa.py_buffer(clean))
@@ -579,7 +564,7 @@ class _GzipStream(_Stream):
             if not self.input:
                 self.input = self.fh.read(1 << 20)
                 if not self.input:
-                    self.done = True  # end of file; a member may be unfinished (still being written)
+                    self.done = True  # a member may be unfinished: the file is still being written
                     break
             try:
                 b = self.d.decompress(self.input, n - got)
@@ -588,13 +573,10 @@ class _GzipStream(_Stream):
                 self.done = True
                 break
             self.input = self.d.unconsumed_tail
-            if self.d.eof:
-                rest = self.d.unused_data
+            if self.d.eof:  # end of one member; another may follow
+                rest = self.d.unused_data + self.input
                 self.d = zlib.decompressobj(16 + zlib.MAX_WBITS)
-                # Trailing zero padding after the last member is allowed, as gzip(1) allows it.
-                self.input = rest if rest.strip(b"\x00") else b""
-                if not self.input and not rest:
-                    self.input = b""
+                self.input = rest if rest.strip(b"\x00") else b""  # gzip(1) ignores zero padding
             if b:
                 out.append(b)
                 got += len(b)

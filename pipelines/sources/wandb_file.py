@@ -145,6 +145,22 @@ def record_type_number(payload: bytes | memoryview) -> int | None:
 
     Returns None when the payload does not scan cleanly, so the caller parses it fully.
     """
+    # Fast path for the writer's layout: optional `num` varint (field 1) first, then the oneof.
+    pos = 0
+    if payload and payload[0] == 0x08:
+        pos = 1
+        while pos < len(payload) and payload[pos] & 0x80:
+            pos += 1
+        pos += 1
+    if pos < len(payload):
+        tag = payload[pos]
+        if tag < 0x80 and (tag >> 3) not in _NON_TYPE_FIELDS:
+            return tag >> 3
+    return _scan_record_type(payload)
+
+
+def _scan_record_type(payload: bytes | memoryview) -> int | None:
+    """The general form of record_type_number: walk every top-level field."""
     pos = 0
     size = len(payload)
     while pos < size:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import socket
 import threading
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -32,6 +33,7 @@ class Request:
     op: str | None = None
     status: int | None = None  # what the server answered (None: connection dropped)
     json: Any = None  # the parsed body, when the app parsed one
+    at: float = field(default_factory=time.monotonic)
 
 
 @dataclass
@@ -47,6 +49,9 @@ DROP = object()  # a handler result meaning: close the connection without answer
 @dataclass
 class Fault:
     """Misbehave for the next `times` requests that `match`.
+
+    Without `match`, every request counts except background telemetry
+    (wandb-core's /sdk/otel/ posts, which arrive whenever an Api is collected).
 
     kind: "status" (answer `status`, with `retry_after` seconds if given),
     "drop" (close the connection without a response), or "malformed"
@@ -158,7 +163,8 @@ class FakeHTTPServer:
     def _take_fault(self, request: Request) -> Fault | None:
         with self._lock:
             for fault in self._faults:
-                if fault.times > 0 and (fault.match is None or fault.match(request)):
+                wanted = fault.match(request) if fault.match else not request.path.startswith("/sdk/otel")
+                if fault.times > 0 and wanted:
                     fault.times -= 1
                     if fault.times == 0:
                         self._faults.remove(fault)

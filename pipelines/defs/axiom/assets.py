@@ -1,6 +1,5 @@
 """Raw event assets: pipeline log events and the lines that could not be loaded."""
 
-from __future__ import annotations
 
 from collections.abc import Iterator
 

@@ -1,6 +1,5 @@
 """Asset checks encoding the targets of dbt_project.yml on the marts they concern."""
 
-from __future__ import annotations
 
 from collections.abc import Iterator
 

@@ -1,6 +1,5 @@
 """The published snapshot: what the CLI, notebooks and BI tools read."""
 
-from __future__ import annotations
 
 import dagster as dg
 

@@ -1,0 +1,68 @@
+-- How far the best checkpoint is ahead of the base model at each evaluation
+-- step: both are rated in the same league at the same step, so the gap does
+-- not drift with the league's overall Elo level.
+with
+
+elo_ratings as (
+
+    select * from {{ ref('int_elo_ratings_classified') }}
+
+),
+
+runs as (
+
+    select * from {{ ref('stg_wandb__runs') }}
+
+),
+
+best_checkpoints as (
+
+    select
+        run_id,
+        step,
+        player as best_checkpoint,
+        elo as best_checkpoint_elo
+
+    from elo_ratings
+    where player_kind = 'checkpoint'
+    -- on equal Elo the newer checkpoint is named best
+    qualify row_number() over (
+        partition by run_id, step
+        order by elo desc, checkpoint_step desc, player
+    ) = 1
+
+),
+
+base_model as (
+
+    select
+        run_id,
+        step,
+        elo as base_model_elo
+
+    from elo_ratings
+    where player = {{ wb_text_literal(var('base_reference_player')) }}
+
+),
+
+final as (
+
+    select
+        best_checkpoints.run_id,
+        runs.run_name,
+        best_checkpoints.step,
+        best_checkpoints.best_checkpoint,
+        best_checkpoints.best_checkpoint_elo,
+        base_model.base_model_elo,
+        best_checkpoints.best_checkpoint_elo - base_model.base_model_elo as gap
+
+    from best_checkpoints
+    inner join base_model
+        on best_checkpoints.run_id = base_model.run_id
+        and best_checkpoints.step = base_model.step
+    left join runs
+        on best_checkpoints.run_id = runs.run_id
+
+)
+
+select * from final

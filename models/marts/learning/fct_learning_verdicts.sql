@@ -1,0 +1,250 @@
+-- One verdict per run. Win rate against a moving league means little, so the
+-- evidence is fixed references (their Elo falls when the policy improves) and
+-- the best checkpoint's lead over the base model; every trend counts only when
+-- statistically clear and material (see macros/trend.sql).
+with
+
+runs as (
+
+    select * from {{ ref('dim_runs') }}
+
+),
+
+elo_ratings as (
+
+    select * from {{ ref('int_elo_ratings_classified') }}
+
+),
+
+reference_trends as (
+
+    select * from {{ ref('fct_reference_trends') }}
+
+),
+
+gap_trends as (
+
+    select * from {{ ref('fct_gap_trends') }}
+
+),
+
+stability as (
+
+    select * from {{ ref('fct_training_stability') }}
+
+),
+
+eval_points as (
+
+    select
+        run_id,
+        count(distinct step) as n_eval_points
+
+    from elo_ratings
+    where player = {{ wb_text_literal(var('base_reference_player')) }}
+    group by run_id
+
+),
+
+reference_counts as (
+
+    select
+        run_id,
+        count(*) as n_references,
+        count(*) filter (where trend = 'declining') as n_references_declining,
+        count(*) filter (where trend = 'rising') as n_references_rising,
+        string_agg(format('{} {:+.0f}', player, fitted_change), ', ' order by player)
+            filter (where trend = 'declining') as declining_evidence,
+        string_agg(format('{} {:+.0f}', player, fitted_change), ', ' order by player)
+            filter (where trend = 'rising') as rising_evidence
+
+    from reference_trends
+    group by run_id
+
+),
+
+base_model as (
+
+    select
+        run_id,
+        first_elo as base_model_first,
+        last_elo as base_model_last,
+        delta as base_model_delta,
+        fitted_change as base_model_fitted_change,
+        slope_ci95_lo as base_model_ci95_lo,
+        slope_ci95_hi as base_model_ci95_hi,
+        trend as base_model_trend
+
+    from reference_trends
+    where player = {{ wb_text_literal(var('base_reference_player')) }}
+
+),
+
+evidence as (
+
+    select
+        runs.run_id,
+        runs.run_name,
+        runs.sweep_key,
+        coalesce(eval_points.n_eval_points, 0) as n_eval_points,
+        coalesce(reference_counts.n_references, 0) as n_references,
+        coalesce(reference_counts.n_references_declining, 0) as n_references_declining,
+        coalesce(reference_counts.n_references_rising, 0) as n_references_rising,
+        reference_counts.declining_evidence,
+        reference_counts.rising_evidence,
+        base_model.base_model_first,
+        base_model.base_model_last,
+        base_model.base_model_delta,
+        base_model.base_model_fitted_change,
+        base_model.base_model_ci95_lo,
+        base_model.base_model_ci95_hi,
+        base_model.base_model_trend,
+        gap_trends.gap_first,
+        gap_trends.gap_last,
+        gap_trends.gap_delta,
+        gap_trends.gap_final,
+        gap_trends.fitted_change as gap_fitted_change,
+        gap_trends.trend as gap_trend,
+        stability.kl_spike_steps,
+        stability.kl_p95,
+        stability.grad_norm_max,
+        stability.grad_norm_over_steps,
+        coalesce(stability.has_kl_spikes, false) as has_kl_spikes
+
+    from runs
+    left join eval_points
+        on runs.run_id = eval_points.run_id
+    left join reference_counts
+        on runs.run_id = reference_counts.run_id
+    left join base_model
+        on runs.run_id = base_model.run_id
+    left join gap_trends
+        on runs.run_id = gap_trends.run_id
+    left join stability
+        on runs.run_id = stability.run_id
+
+),
+
+signals as (
+
+    select
+        *,
+        n_eval_points < {{ var('min_eval_points') }} as is_insufficient,
+        -- Without a usable gap trend (no checkpoints, or too few gap points
+        -- for a trend) the fixed references alone decide.
+        coalesce(gap_trend, 'insufficient_data') = 'insufficient_data' as gap_undecided,
+        n_references_declining >= 1
+            and n_references_rising = 0
+            and coalesce(gap_trend, 'insufficient_data') in ('growing', 'insufficient_data') as has_learning_signal,
+        has_kl_spikes or coalesce(grad_norm_over_steps, 0) > 0 as is_unstable,
+
+        format(
+            '{} {} → {} Elo (fitted {}, 95 % CI of the slope {} to {} per 100 steps)',
+            {{ wb_text_literal(var('base_reference_player')) }},
+            coalesce(format('{:.0f}', base_model_first), 'n/a'),
+            coalesce(format('{:.0f}', base_model_last), 'n/a'),
+            coalesce(format('{:+.0f}', base_model_fitted_change), 'n/a'),
+            coalesce(format('{:+.1f}', base_model_ci95_lo), 'n/a'),
+            coalesce(format('{:+.1f}', base_model_ci95_hi), 'n/a')
+        ) as base_model_evidence,
+        format(
+            'the best checkpoint''s lead over {} went {} → {} Elo (fitted {}, trend {})',
+            {{ wb_text_literal(var('base_reference_player')) }},
+            coalesce(format('{:.0f}', gap_first), 'n/a'),
+            coalesce(format('{:.0f}', gap_last), 'n/a'),
+            coalesce(format('{:+.0f}', gap_fitted_change), 'n/a'),
+            coalesce(gap_trend, 'n/a')
+        ) as gap_evidence,
+        concat_ws(
+            ' and ',
+            case
+                when has_kl_spikes then format(
+                    'KL above {} on {} steps ({} allowed)',
+                    {{ var('kl_spike_min') }}, kl_spike_steps, {{ var('kl_spike_steps_allowed') }}
+                )
+            end,
+            case
+                when coalesce(grad_norm_over_steps, 0) > 0 then format(
+                    'grad norm at or above {} on {} steps (max {:.1f})',
+                    {{ var('grad_norm_max') }}, grad_norm_over_steps, grad_norm_max
+                )
+            end
+        ) as instability_evidence
+
+    from evidence
+
+),
+
+verdicts as (
+
+    select
+        *,
+        case
+            when is_insufficient then 'insufficient_data'
+            when has_learning_signal and is_unstable then 'unstable'
+            when has_learning_signal then 'learning'
+            else 'not_learning'
+        end as verdict
+
+    from signals
+
+),
+
+final as (
+
+    select
+        run_id,
+        run_name,
+        sweep_key,
+        verdict,
+        case
+            when verdict = 'insufficient_data' then format(
+                'Only {} evaluation steps have a {} Elo; a verdict needs at least {}.',
+                n_eval_points, {{ wb_text_literal(var('base_reference_player')) }}, {{ var('min_eval_points') }}
+            )
+            when verdict in ('learning', 'unstable') then format(
+                '{}ixed references declined ({}) and none rose; {}{}.',
+                case when verdict = 'unstable' then 'Unstable learning: ' || instability_evidence || '; f' else 'F' end,
+                declining_evidence,
+                base_model_evidence,
+                case
+                    when gap_undecided then '; there is too little checkpoint gap data for a gap trend, so the references alone decide'
+                    else '; ' || gap_evidence
+                end
+            )
+            when n_references_rising > 0 then format(
+                'Fixed references rose in Elo ({}), so the policy is not beating fixed opponents more often: {}.',
+                rising_evidence, base_model_evidence
+            )
+            when n_references_declining = 0 then format(
+                'No fixed reference declined clearly (a trend needs a 95 % CI excluding zero and at least {} Elo of fitted change): {}.',
+                {{ var('min_elo_change') }}, base_model_evidence
+            )
+            else format(
+                'Fixed references declined ({}) but {}, so checkpoints are not pulling ahead of the base model.',
+                declining_evidence, gap_evidence
+            )
+        end as reason,
+        n_eval_points,
+        n_references,
+        n_references_declining,
+        n_references_rising,
+        base_model_first,
+        base_model_last,
+        base_model_delta,
+        base_model_trend,
+        gap_first,
+        gap_last,
+        gap_delta,
+        gap_final,
+        gap_trend,
+        kl_spike_steps,
+        kl_p95,
+        grad_norm_max,
+        grad_norm_over_steps
+
+    from verdicts
+
+)
+
+select * from final

@@ -1,0 +1,184 @@
+-- KL, gradient norm and reward per run, each under whichever alias the run
+-- logged (var metric_aliases), compared with the targets in dbt_project.yml.
+with
+
+runs as (
+
+    select * from {{ ref('stg_wandb__runs') }}
+
+),
+
+history as (
+
+    select * from {{ ref('stg_wandb__history') }}
+
+),
+
+resolved_keys as (
+
+    select * from {{ ref('int_metric_keys_resolved') }}
+
+),
+
+metric_keys as (
+
+    select
+        run_id,
+        any_value(metric_key) filter (where canonical_name = 'kl') as kl_key,
+        any_value(metric_key) filter (where canonical_name = 'grad_norm') as grad_norm_key,
+        any_value(metric_key) filter (where canonical_name = 'reward') as reward_key
+
+    from resolved_keys
+    group by run_id
+
+),
+
+canonical_values as (
+
+    select
+        resolved_keys.canonical_name,
+        history.run_id,
+        history.metric_key,
+        history.step,
+        history.value,
+        history.is_finite
+
+    from history
+    inner join resolved_keys
+        on history.run_id = resolved_keys.run_id
+        and history.metric_key = resolved_keys.metric_key
+    where resolved_keys.canonical_name in ('kl', 'grad_norm', 'reward')
+
+),
+
+kl as (
+
+    select
+        run_id,
+        avg(value) filter (where is_finite) as kl_mean,
+        quantile_cont(value, 0.95) filter (where is_finite) as kl_p95,
+        max(value) filter (where is_finite) as kl_max,
+        -- +Inf is the largest spike there is; NaN is no reading at all
+        count(*) filter (where value > {{ var('kl_spike_min') }} and not isnan(value)) as kl_spike_steps,
+        count(*) filter (where is_finite and value < {{ var('kl_stable_max') }})
+            / nullif(count(*) filter (where is_finite), 0) as kl_stable_share,
+        count(*) filter (where not is_finite) as non_finite_kl
+
+    from canonical_values
+    where canonical_name = 'kl'
+    group by run_id
+
+),
+
+grad_norm as (
+
+    select
+        run_id,
+        quantile_cont(value, 0.95) filter (where is_finite) as grad_norm_p95,
+        max(value) filter (where is_finite) as grad_norm_max,
+        count(*) filter (where is_finite and value >= {{ var('grad_norm_max') }}) as grad_norm_over_steps,
+        count(*) filter (where not is_finite) as non_finite_grad_norm
+
+    from canonical_values
+    where canonical_name = 'grad_norm'
+    group by run_id
+
+),
+
+reward_points as (
+
+    select
+        run_id,
+        step,
+        value
+
+    from canonical_values
+    where canonical_name = 'reward'
+        and is_finite
+
+),
+
+-- Reward uses the CI test alone (materiality 0): rewards have no common
+-- scale across tasks, so no fixed "big enough" change could be set here.
+reward_fits as (
+
+    {{ ols_trend('reward_points', ['run_id'], x='step', y='value') }}
+
+),
+
+reward as (
+
+    select
+        run_id,
+        first_value as reward_first,
+        last_value as reward_last,
+        n_points as reward_n_points,
+        slope_per_100_steps as reward_slope_per_100_steps,
+        slope_ci95_lo as reward_ci95_lo,
+        slope_ci95_hi as reward_ci95_hi,
+        {{ trend_label(0, var('min_eval_points'), 'rising', 'falling') }} as reward_trend
+
+    from reward_fits
+
+),
+
+non_finite as (
+
+    select
+        run_id,
+        count(*) filter (where not is_finite) as non_finite_values
+
+    from history
+    group by run_id
+
+),
+
+final as (
+
+    select
+        runs.run_id,
+        runs.run_name,
+        metric_keys.kl_key,
+        kl.kl_mean,
+        kl.kl_p95,
+        kl.kl_max,
+        kl.kl_spike_steps,
+        kl.kl_stable_share,
+        kl.non_finite_kl,
+        metric_keys.grad_norm_key,
+        grad_norm.grad_norm_p95,
+        grad_norm.grad_norm_max,
+        grad_norm.grad_norm_over_steps,
+        coalesce(non_finite.non_finite_values, 0) as non_finite_values,
+        grad_norm.non_finite_grad_norm,
+        metric_keys.reward_key,
+        reward.reward_n_points,
+        reward.reward_first,
+        reward.reward_last,
+        reward.reward_slope_per_100_steps,
+        reward.reward_ci95_lo,
+        reward.reward_ci95_hi,
+        case
+            when reward.reward_trend is not null then reward.reward_trend
+            else 'insufficient_data'
+        end as reward_trend,
+        -- null when the run logged no KL / grad norm: unknown, not fine
+        kl.kl_p95 < {{ var('kl_stable_max') }} as is_kl_stable,
+        kl.kl_spike_steps > {{ var('kl_spike_steps_allowed') }} as has_kl_spikes,
+        grad_norm.grad_norm_over_steps > 0 as has_grad_norm_over_target
+
+    from runs
+    left join metric_keys
+        on runs.run_id = metric_keys.run_id
+    left join kl
+        on runs.run_id = kl.run_id
+    left join grad_norm
+        on runs.run_id = grad_norm.run_id
+    left join reward
+        on runs.run_id = reward.run_id
+    left join non_finite
+        on runs.run_id = non_finite.run_id
+
+)
+
+select * from final

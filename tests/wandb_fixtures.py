@@ -1,0 +1,136 @@
+"""Real `.wandb` files for the reader tests, written by the wandb library itself.
+
+`write_runs` replays a JSON spec (init kwargs, logged steps, summary and config
+updates, exit code) in a fresh Python process running real `wandb` in offline
+mode, so no global wandb state leaks into the test process. Run as a script,
+this module is that replaying process.
+
+It also holds an independent walker and writer of the log framing
+(TECH_NOTES B1), used to find record boundaries for cut and damage tests and
+to write hand-made logs for cases the wandb library does not produce.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import struct
+import subprocess
+import sys
+import zlib
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+BLOCK = 32 * 1024
+HEADER = b":W&B" + struct.pack("<HB", 0xBEE1, 0)
+
+
+def write_runs(specs: list[dict[str, Any]], workdir: Path) -> None:
+    """Create every run in `specs` with real wandb (offline) in one child process."""
+    workdir.mkdir(parents=True, exist_ok=True)
+    spec_file = workdir / "spec.json"
+    spec_file.write_text(json.dumps(specs, allow_nan=True), encoding="utf-8")
+    home = workdir / "wandb-home"
+    env = dict(os.environ)
+    env.update(
+        WANDB_MODE="offline",
+        WANDB_SILENT="true",
+        WANDB_DIR=str(home),
+        WANDB_CONFIG_DIR=str(home / "config"),
+        WANDB_CACHE_DIR=str(home / "cache"),
+        WANDB_DATA_DIR=str(home / "data"),
+        WANDB_DISABLE_GIT="true",
+    )
+    env.pop("WANDB_API_KEY", None)
+    subprocess.run(
+        [sys.executable, __file__, str(spec_file)],
+        cwd=workdir,  # wandb may drop files in the cwd; keep them out of the repo
+        env=env,
+        check=True,
+        timeout=300,
+    )
+
+
+def _replay(spec_file: str) -> None:
+    import wandb  # imported here: only the child process loads wandb
+
+    specs = json.loads(Path(spec_file).read_text(encoding="utf-8"))
+    for spec in specs:
+        run = wandb.init(mode="offline", dir=spec["dir"], **spec["init"])
+        for row in spec["steps"]:
+            run.log(row["data"], step=row["step"])
+        for key, value in spec.get("summary", {}).items():
+            run.summary[key] = value
+        if spec.get("config_update"):
+            run.config.update(spec["config_update"])
+        run.finish(exit_code=spec.get("exit_code", 0))
+
+
+@dataclass(frozen=True)
+class Span:
+    """One record in a log: where its first chunk starts, where its last chunk ends, its payload."""
+
+    start: int
+    end: int
+    payload: bytes
+    chunk_types: tuple[int, ...]
+
+
+def record_spans(data: bytes) -> list[Span]:
+    """Walk the framing of an intact log (no CRC checks) and list its records."""
+    assert data[:7] == HEADER
+    spans: list[Span] = []
+    pos = 7
+    parts: list[bytes] = []
+    types: list[int] = []
+    start = 0
+    while pos < len(data):
+        left = BLOCK - pos % BLOCK
+        if left < 7:
+            pos += left
+            continue
+        if pos + 7 > len(data):
+            break
+        _crc, length, ctype = struct.unpack_from("<IHB", data, pos)
+        if (_crc, length, ctype) == (0, 0, 0):
+            pos += left
+            continue
+        payload = data[pos + 7 : pos + 7 + length]
+        if ctype in (1, 2):
+            start, parts, types = pos, [], []
+        parts.append(payload)
+        types.append(ctype)
+        pos += 7 + length
+        if ctype in (1, 4):
+            spans.append(Span(start, pos, b"".join(parts), tuple(types)))
+    return spans
+
+
+def write_log(path: Path, payloads: list[bytes], header: bytes = HEADER) -> None:
+    """Write `payloads` as a log the way wandb-core does, splitting records across blocks."""
+    out = bytearray(header)
+    for payload in payloads:
+        rest = payload
+        first = True
+        while True:
+            left = BLOCK - len(out) % BLOCK
+            if left < 7:
+                out += b"\0" * left
+                continue
+            room = left - 7
+            piece, rest = rest[:room], rest[room:]
+            if first:
+                ctype = 1 if not rest else 2
+            else:
+                ctype = 4 if not rest else 3
+            crc = zlib.crc32(bytes([ctype]) + piece)
+            out += struct.pack("<IHB", crc, len(piece), ctype) + piece
+            first = False
+            if not rest:
+                break
+    path.write_bytes(bytes(out))
+
+
+if __name__ == "__main__":
+    _replay(sys.argv[1])
