@@ -26,7 +26,11 @@ class GrpoError(click.ClickException):
 def _console():
     from rich.console import Console
 
-    return Console(highlight=False, soft_wrap=False)
+    import shutil
+
+    # Piped output (CI logs, `| less`) gets a wide page instead of rich's 80 columns.
+    width = None if sys.stdout.isatty() else max(shutil.get_terminal_size((160, 40)).columns, 160)
+    return Console(highlight=False, soft_wrap=False, width=width)
 
 
 def _root(ctx: click.Context) -> Path:

@@ -15,8 +15,8 @@
 
 Every series is designed so its intended verdict holds under the rules in
 ``dbt_project.yml`` for any seed: noise is made orthogonal to a straight line
-before it is added (so a flat series has an OLS slope of exactly zero and a
-trending one exactly its designed slope), and each run's checkpoint Elo is
+before it is added (so a flat series fits a slope of exactly zero and a
+trending one exactly the slope of its noise-free curve), and each run's checkpoint Elo is
 shifted so its final gap is exactly the designed one (so the tie stays a tie
 and the clear winner stays clear). `demo_runs()` returns the same series
 without writing anything.
@@ -34,10 +34,10 @@ import shutil
 import subprocess
 import sys
 import tempfile
+import threading
 import time
-from collections.abc import Callable, Mapping
-from concurrent.futures import ThreadPoolExecutor, as_completed
-from dataclasses import dataclass, field
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -82,12 +82,15 @@ HEARTBEAT_COMPONENTS = (
     ("vllm-b", "gpu-node-3", 71.0),
 )
 SILENT_COMPONENT = "vllm-b"
+EXTRACTION_PROBLEM_RUN = "lr-sweep-1"
 HEARTBEAT_EVERY_S = 30.0
 ROLLOUTS_PER_MIN = 3.0
 INFERENCE_PER_MIN = 2.0
 EXTRACTIONS_PER_MIN = 1.0
 NORMAL_ERROR_RATE = 0.003
-BAD_LINES = 3
+WANDB_WORKERS = 2
+WANDB_TIMEOUT_S = 300
+_DONE_MARK = "grpo-demo logged run: "
 
 
 # --- the generated runs ---------------------------------------------------------
@@ -102,7 +105,9 @@ class DemoRun:
     sweep: str  # the W&B group
     config: dict[str, Any]
     intended_verdict: str  # learning | not_learning | unstable | insufficient_data
-    final_gap: float | None  # mean best-checkpoint minus base_model Elo over the last evals
+    # Mean over the last FINAL_GAP_WINDOW evals of (best checkpoint Elo at that
+    # eval) minus base_model Elo; None without checkpoints.
+    final_gap: float | None
     steps: np.ndarray = field(repr=False)  # training steps logged (1..n)
     train: dict[str, np.ndarray] = field(repr=False)  # TRAIN_KEYS -> values aligned with `steps`
     eval_steps: np.ndarray = field(repr=False)
@@ -167,7 +172,7 @@ class _Plan:
     learning_rate: float
     kl_coef: float
     final_gap: float  # designed final gap (Elo); for not_learning: checkpoints this far above base
-    ref_decline: float  # fitted base_model drop over the run (Elo); 0 = flat references
+    ref_decline: float  # base_model drop over the run along the progress curve (Elo); 0 = flat
     kl_level: float  # typical KL late in the run
     reward_gain: float  # reward_mean rise over the run
 
@@ -374,7 +379,7 @@ class DemoEventFacts:
     components: list[str]
 
     def to_dict(self) -> dict[str, Any]:
-        return dict(self.__dict__)
+        return asdict(self)
 
 
 @dataclass
@@ -426,7 +431,8 @@ def _sweeps(runs: list[DemoRun]) -> dict[str, dict[str, Any]]:
     for sweep, entry in out.items():
         ranked = sorted(entry["runs"], key=lambda r: r.final_gap, reverse=True)
         top, second = ranked[0], ranked[1]
-        tie = top.final_gap - second.final_gap < 10.0  # designed as 3 Elo vs >= 70 Elo: nothing in between
+        # Designed as 3 Elo (tie) or >= 70 Elo (clear winner); any cut in between agrees.
+        tie = top.final_gap - second.final_gap < 10.0
         result[sweep] = {
             "runs": [r.name for r in ranked],
             "final_gaps": {r.name: r.final_gap for r in ranked},
@@ -459,72 +465,160 @@ def _wandb_env(out_dir: Path) -> dict[str, str]:
     return env
 
 
-def _write_wandb_run(out_dir: Path, run: DemoRun, spec_dir: Path) -> Path:
-    """Log `run` with the real wandb library in a fresh interpreter; return its `.wandb` file."""
-    spec = {
-        "dir": str(out_dir),
-        "project": DEMO_PROJECT,
-        "entity": DEMO_ENTITY,
-        "id": run.run_id,
-        "name": run.name,
-        "group": run.sweep,
-        "config": run.config,
-        "rows": run.history_rows(),
-    }
-    spec_path = spec_dir / f"{run.name}.json"
-    spec_path.write_text(json.dumps(spec), encoding="utf-8")
-    # A process per run: wandb keeps global state (the service, the current run)
-    # that must not carry from one demo run into the next.
-    proc = subprocess.run(
-        [sys.executable, "-m", "pipelines.demo", "--write-run", str(spec_path)],
-        cwd=out_dir,
-        env=_wandb_env(out_dir),
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
-    if proc.returncode != 0:
-        tail = (proc.stderr or proc.stdout).strip()[-2000:]
-        raise RuntimeError(f"writing W&B run {run.name} failed (exit {proc.returncode}):\n{tail}")
-    found = sorted((out_dir / WANDB_SUBDIR).glob(f"offline-run-*-{run.run_id}/run-{run.run_id}.wandb"))
-    if len(found) != 1:
-        raise RuntimeError(f"expected one .wandb file for {run.name} ({run.run_id}), found {len(found)}")
-    return found[0]
+def _write_wandb_runs(out_dir: Path, runs: list[DemoRun], say: Callable[[str], None]) -> None:
+    """Log every run with the real wandb library in worker processes; sets each run's `wandb_file`.
+
+    wandb keeps process-global state (its service, the current run, settings),
+    so runs are never logged in the caller's process: WANDB_WORKERS fresh
+    interpreters each log their share one after another.
+    """
+    by_name = {run.name: run for run in runs}
+    env = _wandb_env(out_dir)
+    lock = threading.Lock()
+    done: list[str] = []
+    failures: list[str] = []
+
+    def work(batch: list[DemoRun], spec_dir: Path, worker: int) -> None:
+        try:
+            log_batch(batch, spec_dir, worker)
+        except Exception as exc:  # a thread's exception would otherwise vanish
+            with lock:
+                failures.append(f"wandb worker {worker}: {exc!r}")
+
+    def log_batch(batch: list[DemoRun], spec_dir: Path, worker: int) -> None:
+        paths = []
+        for run in batch:
+            spec = {
+                "dir": str(out_dir),
+                "project": DEMO_PROJECT,
+                "entity": DEMO_ENTITY,
+                "id": run.run_id,
+                "name": run.name,
+                "group": run.sweep,
+                "config": run.config,
+                "rows": run.history_rows(),
+            }
+            path = spec_dir / f"{run.name}.json"
+            path.write_text(json.dumps(spec), encoding="utf-8")
+            paths.append(str(path))
+        with (spec_dir / f"worker-{worker}.stderr").open("w+", encoding="utf-8") as err:
+            proc = subprocess.Popen(
+                [sys.executable, "-m", "pipelines.demo", "--write-runs", *paths],
+                cwd=out_dir,
+                env=env,
+                stdin=subprocess.DEVNULL,
+                stdout=subprocess.PIPE,
+                stderr=err,
+                text=True,
+            )
+            assert proc.stdout is not None
+            for line in proc.stdout:
+                if line.startswith(_DONE_MARK):
+                    run = by_name[line[len(_DONE_MARK) :].strip()]
+                    with lock:
+                        done.append(run.name)
+                        say(f"  [{len(done)}/{len(runs)}] {run.name} ({run.run_id}): intended {run.intended_verdict}")
+            try:
+                code = proc.wait(timeout=WANDB_TIMEOUT_S)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                code = proc.wait()
+            if code != 0:
+                err.seek(0)
+                with lock:
+                    failures.append(f"wandb worker {worker} exited with {code}:\n{err.read().strip()[-2000:]}")
+
+    home = out_dir / WANDB_HOME_SUBDIR
+    home.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(prefix="specs-", dir=home) as tmp:
+        batches = [runs[i::WANDB_WORKERS] for i in range(WANDB_WORKERS)]
+        threads = [
+            threading.Thread(target=work, args=(batch, Path(tmp), i), daemon=True) for i, batch in enumerate(batches) if batch
+        ]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+    if failures:
+        raise RuntimeError("writing the demo W&B runs failed: " + "\n".join(failures))
+    for run in runs:
+        found = sorted((out_dir / WANDB_SUBDIR).glob(f"offline-run-*-{run.run_id}/run-{run.run_id}.wandb"))
+        if len(found) != 1:
+            raise RuntimeError(f"expected one .wandb file for {run.name} ({run.run_id}), found {len(found)}")
+        run.wandb_file = found[0]
 
 
-def _log_run_from_spec(spec_path: Path) -> None:
-    """The child-process side of `_write_wandb_run`."""
+def _log_runs_from_specs(spec_paths: list[Path]) -> None:
+    """The worker-process side of `_write_wandb_runs`: log each spec as one offline run, in order."""
     import wandb
 
-    spec = json.loads(spec_path.read_text(encoding="utf-8"))
     settings = wandb.Settings(
         console="off",
-        symlink=False,  # concurrent runs in one dir would race on latest-run
+        symlink=False,  # two workers in one dir would race on latest-run and debug.log links
         x_disable_stats=True,
         x_disable_meta=True,
         disable_git=True,
         save_code=False,
     )
-    run = wandb.init(
-        mode="offline",
-        dir=spec["dir"],
-        project=spec["project"],
-        entity=spec["entity"],
-        id=spec["id"],
-        name=spec["name"],
-        group=spec["group"],
-        job_type="train",
-        config=spec["config"],
-        settings=settings,
-    )
-    try:
-        for step, row in spec["rows"]:
-            run.log(row, step=step)
-    finally:
-        run.finish()
+    for spec_path in spec_paths:
+        spec = json.loads(spec_path.read_text(encoding="utf-8"))
+        run = wandb.init(
+            mode="offline",
+            dir=spec["dir"],
+            project=spec["project"],
+            entity=spec["entity"],
+            id=spec["id"],
+            name=spec["name"],
+            group=spec["group"],
+            job_type="train",
+            config=spec["config"],
+            settings=settings,
+        )
+        try:
+            for step, row in spec["rows"]:
+                run.log(row, step=step)
+        finally:
+            run.finish()
+        print(_DONE_MARK + spec["name"], flush=True)
 
 
 # --- events ------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class _Timeline:
+    """When things happen in the 24-hour window (epoch seconds); incidents sit in full clock hours."""
+
+    start: float
+    end: float
+    full_from: float  # first full hour; background failures stay inside full hours
+    full_to: float
+    slow_hour: float
+    incident_at: float  # vllm-b dies and stops sending heartbeats
+    incident_end: float  # the router drops vllm-b; until then its rollouts fail fast
+    extraction_hours: tuple[float, ...]
+    smoke_start: float
+
+    @classmethod
+    def ending(cls, now: dt.datetime) -> _Timeline:
+        end = now.timestamp()
+        start = end - 24 * HOUR
+        top = math.floor(end / HOUR) * HOUR  # start of the current, partial hour
+        incident_at = top - 2 * HOUR + 20 * 60
+        return cls(
+            start=start,
+            end=end,
+            full_from=math.ceil(start / HOUR) * HOUR,
+            full_to=top,
+            slow_hour=top - 10 * HOUR,
+            incident_at=incident_at,
+            incident_end=incident_at + 9 * 60,
+            extraction_hours=tuple(top - h * HOUR for h in range(18, 12, -1)),
+            smoke_start=top - 21 * HOUR + 10 * 60,
+        )
+
+    def in_slow_hour(self, t: np.ndarray) -> np.ndarray:
+        return (t >= self.slow_hour) & (t < self.slow_hour + HOUR)
 
 
 @dataclass
@@ -536,244 +630,242 @@ class _Lines:
     lines: list[str]
 
 
-def _iso_ms(t_ms: np.ndarray) -> np.ndarray:
-    return np.char.add(np.datetime_as_string(t_ms.astype("datetime64[ms]"), unit="ms"), "Z")
+def _iso_ms(t_ms: np.ndarray) -> list[str]:
+    return np.char.add(np.datetime_as_string(t_ms.astype("datetime64[ms]"), unit="ms"), "Z").tolist()
 
 
 def _iso(ts: float) -> str:
     return dt.datetime.fromtimestamp(ts, dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
+def _ms(t: np.ndarray) -> np.ndarray:
+    return np.round(t * 1000).astype(np.int64)
+
+
 def _fmt(values: np.ndarray, digits: int) -> list[str]:
     return [f"{v:.{digits}f}" for v in values.tolist()]
 
 
-def _events(runs: list[DemoRun], now: dt.datetime, rng: np.random.Generator) -> tuple[list[_Lines], dict[str, Any]]:
-    end = now.timestamp()
-    start = end - 24 * HOUR
-    top = math.floor(end / HOUR) * HOUR  # start of the current (partial) hour
-    slow_hour = top - 10 * HOUR
-    incident_at = top - 2 * HOUR + 20 * 60  # vllm-b dies; "~2 h" before now
-    incident_end = incident_at + 9 * 60  # until the router drops it, its rollouts fail fast
-    extraction_hours = [top - h * HOUR for h in range(18, 12, -1)]
-    smoke_start = top - 21 * HOUR + 10 * 60
-    full_hours_from, full_hours_to = math.ceil(start / HOUR) * HOUR, top  # errors only in full hours
-
-    sweep_runs = [r for r in runs if r.intended_verdict != "insufficient_data"]
-    smoke = [r for r in runs if r.intended_verdict == "insufficient_data"]
-    extraction_run = next(r for r in runs if r.name == "lr-sweep-1")
-    windows = [(r, start, end) for r in sweep_runs] + [(r, smoke_start, smoke_start + 30 * 60) for r in smoke]
-
-    out: list[_Lines] = []
-    r_t, r_run, r_id, r_dur, r_err, r_engine, r_worker, r_kind = [], [], [], [], [], [], [], []
+def _arrivals(rng: np.random.Generator, per_min: float, windows: list[tuple[DemoRun, float, float]]):
+    """Poisson arrival times per run window: (times, run ids), each sorted within its run."""
+    times, ids = [], []
     for run, a, b in windows:
-        n = rng.poisson(ROLLOUTS_PER_MIN * (b - a) / 60)
-        t = np.sort(rng.uniform(a, b, n))
-        slow = (t >= slow_hour) & (t < slow_hour + HOUR)
-        dur = np.where(
-            slow, rng.lognormal(math.log(105.0), 0.3, n), rng.lognormal(math.log(40.0), 0.3, n)
-        )
-        engine = rng.integers(0, 2, n)
-        engine[t >= incident_end] = 0  # vllm-b is gone
-        # Background failures: evenly spaced (one per ~333 rollouts of a run), so
-        # no run-hour is ever above the error-rate target by chance; none in the
-        # partial first/last hours, where one failure would be a large share.
-        err_kind = np.zeros(n, dtype=np.int8)  # 0 ok, 1 background failure, 2 engine died
-        spacing = round(1 / NORMAL_ERROR_RATE)
-        if run.intended_verdict != "insufficient_data" and n > spacing:
-            idx = np.arange(int(rng.integers(0, spacing)), n, spacing)
-            idx = idx[(t[idx] >= full_hours_from) & (t[idx] < full_hours_to)]
-            err_kind[idx] = 1
-        died = (engine == 1) & (t >= incident_at) & (t < incident_end)
-        err_kind[died] = 2
-        failed = err_kind > 0
-        dur = np.where(failed, rng.uniform(0.3, 3.0, n), dur)  # failures fail fast
-        r_t.append(t)
-        r_run.append(np.full(n, run.run_id))
-        r_id.append(np.char.add(f"{run.run_id}-r", np.char.zfill(np.arange(n).astype(str), 6)))
-        r_dur.append(dur)
-        r_err.append(failed)
-        r_kind.append(err_kind)
-        r_engine.append(engine)
-        r_worker.append(rng.integers(0, len(WORKERS), n))
-    t = np.concatenate(r_t)
-    run_ids = np.concatenate(r_run)
-    rollout_ids = np.concatenate(r_id)
-    dur = np.concatenate(r_dur)
-    failed = np.concatenate(r_err)
-    err_kind = np.concatenate(r_kind)
-    engine = np.concatenate(r_engine)
-    worker = np.concatenate(r_worker)
-    t_ms = np.round(t * 1000).astype(np.int64)
-    times = _iso_ms(t_ms)
-    durs = _fmt(dur, 3)
-    out.append(
-        _Lines(
+        t = np.sort(rng.uniform(a, b, rng.poisson(per_min * (b - a) / 60)))
+        times.append(t)
+        ids.append(np.full(len(t), run.run_id))
+    return times, ids
+
+
+@dataclass
+class _Rollouts:
+    t: np.ndarray
+    run_id: np.ndarray
+    rollout_id: np.ndarray
+    duration_s: np.ndarray
+    engine: np.ndarray
+    worker: np.ndarray
+    failure: np.ndarray  # 0 ok, 1 background failure, 2 the engine died
+
+    def lines(self) -> _Lines:
+        t_ms = _ms(self.t)
+        rows = zip(
+            _iso_ms(t_ms), self.run_id.tolist(), self.rollout_id.tolist(), _fmt(self.duration_s, 3),
+            (self.failure > 0).tolist(), self.engine.tolist(), self.worker.tolist(),
+        )  # fmt: skip
+        return _Lines(
             "rollout",
             t_ms,
             [
                 f'{{"_time":"{ti}","event":"rollout","run_id":"{ri}","rollout_id":"{rid}","duration_s":{d},'
-                f'"status":"{"error" if f else "ok"}","engine":"{ENGINES[e]}","worker":"{WORKERS[w]}"}}'
-                for ti, ri, rid, d, f, e, w in zip(
-                    times.tolist(), run_ids.tolist(), rollout_ids.tolist(), durs, failed.tolist(), engine.tolist(), worker.tolist()
-                )
+                f'"status":"{"error" if failed else "ok"}","engine":"{ENGINES[e]}","worker":"{WORKERS[w]}"}}'
+                for ti, ri, rid, d, failed, e, w in rows
             ],
         )
+
+
+def _rollouts(rng: np.random.Generator, windows, tl: _Timeline) -> _Rollouts:
+    times, ids = _arrivals(rng, ROLLOUTS_PER_MIN, windows)
+    spacing = round(1 / NORMAL_ERROR_RATE)
+    failures, rollout_ids = [], []
+    for (run, _, _), t in zip(windows, times):
+        # Background failures are evenly spaced (one per `spacing` rollouts of a
+        # run), so no run-hour crosses the error-rate target by chance, and kept
+        # out of the partial first and last hours, where one failure is a big share.
+        failure = np.zeros(len(t), dtype=np.int8)
+        if run.intended_verdict != "insufficient_data" and len(t) > spacing:
+            idx = np.arange(int(rng.integers(0, spacing)), len(t), spacing)
+            failure[idx[(t[idx] >= tl.full_from) & (t[idx] < tl.full_to)]] = 1
+        failures.append(failure)
+        rollout_ids.append(np.char.add(f"{run.run_id}-r", np.char.zfill(np.arange(len(t)).astype(str), 6)))
+    t = np.concatenate(times)
+    n = len(t)
+    engine = rng.integers(0, len(ENGINES), n)
+    engine[t >= tl.incident_end] = 0
+    failure = np.concatenate(failures)
+    failure[(engine == 1) & (t >= tl.incident_at) & (t < tl.incident_end)] = 2
+    median = np.where(tl.in_slow_hour(t), 105.0, 40.0)
+    duration = median * rng.lognormal(0.0, 0.3, n)
+    duration = np.where(failure > 0, rng.uniform(0.3, 3.0, n), duration)  # failures fail fast
+    return _Rollouts(
+        t=t,
+        run_id=np.concatenate(ids),
+        rollout_id=np.concatenate(rollout_ids),
+        duration_s=np.round(duration, 3),  # as written, so the facts match the files
+        engine=engine,
+        worker=rng.integers(0, len(WORKERS), n),
+        failure=failure,
     )
 
-    # Errors: one per failed rollout, plus a few reward-server errors that did not fail a rollout.
-    background = [
-        ("rollout-worker", "ParseError", "could not parse orders from completion"),
-        ("reward-server", "RewardTimeout", "reward request timed out after 30s"),
-        ("inference", "RequestTimeout", "generation request timed out"),
-        ("rollout-worker", "OutOfMemoryError", "CUDA out of memory while scoring group"),
+
+_BACKGROUND_ERRORS = (
+    ("rollout-worker", "ParseError", "could not parse orders from completion"),
+    ("reward-server", "RewardTimeout", "reward request timed out after 30s"),
+    ("inference", "RequestTimeout", "generation request timed out"),
+    ("rollout-worker", "OutOfMemoryError", "CUDA out of memory while scoring group"),
+)
+_ENGINE_DIED = ("inference", "EngineDeadError", "vllm-b: connection refused (engine not responding)")
+_RETRIED = ("reward-server", "RewardModelRetry", "reward model returned 503; retried")
+
+
+def _error_lines(rng: np.random.Generator, rollouts: _Rollouts, run_ids: list[str], tl: _Timeline) -> _Lines:
+    """One error per failed rollout (with its rollout_id), plus a few that failed nothing."""
+    failed = np.flatnonzero(rollouts.failure)
+    pick = rng.integers(0, len(_BACKGROUND_ERRORS), len(failed))
+    rows = [
+        (
+            int(_ms(rollouts.t[i])) + 5,
+            _ENGINE_DIED if rollouts.failure[i] == 2 else _BACKGROUND_ERRORS[k],
+            str(rollouts.run_id[i]),
+            str(rollouts.rollout_id[i]),
+        )
+        for i, k in zip(failed.tolist(), pick.tolist())
     ]
-    fi = np.flatnonzero(failed)
-    pick = rng.integers(0, len(background), len(fi))
-    e_lines, e_t = [], []
-    for i, k in zip(fi.tolist(), pick.tolist()):
-        if err_kind[i] == 2:
-            comp, etype, msg = "inference", "EngineDeadError", "vllm-b: connection refused (engine not responding)"
-        else:
-            comp, etype, msg = background[k]
-        ms = int(t_ms[i]) + 5
-        e_t.append(ms)
-        e_lines.append((ms, comp, etype, msg, str(run_ids[i]), str(rollout_ids[i])))
-    extra_n = 12
-    extra_t = np.sort(rng.uniform(start + 60, end - 60, extra_n))
-    extra_runs = rng.choice([r.run_id for r in sweep_runs], extra_n)
-    for ts, rid in zip(extra_t.tolist(), extra_runs.tolist()):
-        ms = round(ts * 1000)
-        e_lines.append((ms, "reward-server", "RewardModelRetry", "reward model returned 503; retried", rid, None))
-    e_ms = np.array([x[0] for x in e_lines], dtype=np.int64)
-    e_times = _iso_ms(e_ms).tolist()
-    out.append(
-        _Lines(
-            "error",
-            e_ms,
-            [
-                f'{{"_time":"{ti}","level":"error","run_id":"{rid}","component":"{comp}","error_type":"{etype}",'
-                f'"message":"{msg}"' + (f',"rollout_id":"{roll}"}}' if roll else "}")
-                for ti, (_, comp, etype, msg, rid, roll) in zip(e_times, e_lines)
-            ],
-        )
+    extra = 12
+    extra_t = _ms(np.sort(rng.uniform(tl.start + 60, tl.end - 60, extra)))
+    rows += [(int(ms), _RETRIED, str(rid), None) for ms, rid in zip(extra_t, rng.choice(run_ids, extra))]
+    t_ms = np.array([r[0] for r in rows], dtype=np.int64)
+    return _Lines(
+        "error",
+        t_ms,
+        [
+            f'{{"_time":"{ti}","level":"error","run_id":"{rid}","component":"{comp}","error_type":"{etype}",'
+            f'"message":"{msg}"' + (f',"rollout_id":"{roll}"}}' if roll else "}")
+            for ti, (_, (comp, etype, msg), rid, roll) in zip(_iso_ms(t_ms), rows)
+        ],
     )
 
-    # Inference requests per engine; everything is slower in the slow hour.
-    i_parts = []
-    for run, a, b in windows:
-        n = rng.poisson(INFERENCE_PER_MIN * (b - a) / 60)
-        ti = np.sort(rng.uniform(a, b, n))
-        eng = rng.integers(0, 2, n)
-        eng[ti >= incident_at] = 0
-        i_parts.append((ti, np.full(n, run.run_id), eng))
-    ti = np.concatenate([p[0] for p in i_parts])
-    irun = np.concatenate([p[1] for p in i_parts])
-    ieng = np.concatenate([p[2] for p in i_parts])
-    n = len(ti)
-    slow = (ti >= slow_hour) & (ti < slow_hour + HOUR)
+
+def _inference_lines(rng: np.random.Generator, windows, tl: _Timeline) -> _Lines:
+    """Requests to two engines; everything is slower in the slow hour, vllm-b gets nothing once dead."""
+    times, ids = _arrivals(rng, INFERENCE_PER_MIN, windows)
+    t, run_id = np.concatenate(times), np.concatenate(ids)
+    n = len(t)
+    engine = rng.integers(0, len(ENGINES), n)
+    engine[t >= tl.incident_at] = 0
+    slow = tl.in_slow_hour(t)
     factor = np.where(slow, 3.0, 1.0)
     latency = rng.lognormal(math.log(2.4), 0.25, n) * factor
-    tps = rng.normal(1850.0, 120.0, n) / factor
+    tokens = rng.normal(1850.0, 120.0, n) / factor
     batch = rng.choice([8, 16, 32, 64], n)
     queue = rng.exponential(0.25, n) * np.where(slow, 12.0, 1.0)
-    i_ms = np.round(ti * 1000).astype(np.int64)
-    out.append(
-        _Lines(
-            "inference",
-            i_ms,
-            [
-                f'{{"_time":"{tt}","event":"inference","run_id":"{ri}","engine":"{ENGINES[e]}","latency_s":{la},'
-                f'"tokens_per_s":{tp},"batch_size":{bs},"queue_s":{q}}}'
-                for tt, ri, e, la, tp, bs, q in zip(
-                    _iso_ms(i_ms).tolist(), irun.tolist(), ieng.tolist(), _fmt(latency, 3), _fmt(tps, 1),
-                    batch.tolist(), _fmt(queue, 3)
-                )
-            ],
-        )
+    t_ms = _ms(t)
+    rows = zip(
+        _iso_ms(t_ms), run_id.tolist(), engine.tolist(), _fmt(latency, 3), _fmt(tokens, 1), batch.tolist(), _fmt(queue, 3)
+    )
+    return _Lines(
+        "inference",
+        t_ms,
+        [
+            f'{{"_time":"{ti}","event":"inference","run_id":"{ri}","engine":"{ENGINES[e]}","latency_s":{la},'
+            f'"tokens_per_s":{tp},"batch_size":{bs},"queue_s":{q}}}'
+            for ti, ri, e, la, tp, bs, q in rows
+        ],
     )
 
-    # Extraction: ~99 % of expected orders, except lr-sweep-1 during six hours.
-    x_parts = []
-    for run, a, b in windows:
-        n = rng.poisson(EXTRACTIONS_PER_MIN * (b - a) / 60)
-        tx = np.sort(rng.uniform(a, b, n))
-        expected = rng.poisson(34, n) + 6
-        rate = np.full(n, 0.99)
-        if run is extraction_run:
-            bad = (tx >= extraction_hours[0]) & (tx < extraction_hours[-1] + HOUR)
-            rate[bad] = 0.6
-        extracted = rng.binomial(expected, rate)
-        x_parts.append((tx, np.full(n, run.run_id), expected, extracted))
-    tx = np.concatenate([p[0] for p in x_parts])
-    x_ms = np.round(tx * 1000).astype(np.int64)
-    xrun = np.concatenate([p[1] for p in x_parts])
-    xexp = np.concatenate([p[2] for p in x_parts])
-    xgot = np.concatenate([p[3] for p in x_parts])
-    out.append(
-        _Lines(
-            "extraction",
-            x_ms,
-            [
-                f'{{"_time":"{tt}","event":"extraction","run_id":"{ri}","orders_expected":{a},"orders_extracted":{b}}}'
-                for tt, ri, a, b in zip(_iso_ms(x_ms).tolist(), xrun.tolist(), xexp.tolist(), xgot.tolist())
-            ],
-        )
-    )
 
-    # Heartbeats every 30 s per component; vllm-b stops when it dies.
-    h_parts = []
-    for ci, (comp, host, mem) in enumerate(HEARTBEAT_COMPONENTS):
-        stop = incident_at if comp == SILENT_COMPONENT else end
-        offset = float(rng.uniform(0, HEARTBEAT_EVERY_S))
-        th = np.arange(start + offset, stop, HEARTBEAT_EVERY_S) + rng.uniform(-0.4, 0.4)
-        th = th[(th >= start) & (th < stop)]
-        n = len(th)
-        util = np.clip(rng.normal(82.0 if comp != "reward-server" else 55.0, 6.0, n), 0, 100)
-        gmem = np.clip(rng.normal(mem, 1.5, n), 0, 80)
-        h_ms = np.round(th * 1000).astype(np.int64)
-        h_parts.append((h_ms, [
-            f'{{"_time":"{tt}","event":"heartbeat","component":"{comp}","host":"{host}","status":"ok",'
+def _extraction_lines(rng: np.random.Generator, windows, tl: _Timeline, problem_run: DemoRun) -> tuple[_Lines, float]:
+    """~99 % of expected orders extracted, ~60 % for `problem_run` in the extraction hours; returns that rate."""
+    times, ids = _arrivals(rng, EXTRACTIONS_PER_MIN, windows)
+    t, run_id = np.concatenate(times), np.concatenate(ids)
+    expected = rng.poisson(34, len(t)) + 6
+    hour = np.floor(t / HOUR) * HOUR
+    problem = (run_id == problem_run.run_id) & np.isin(hour, tl.extraction_hours)
+    extracted = rng.binomial(expected, np.where(problem, 0.6, 0.99))
+    t_ms = _ms(t)
+    lines = [
+        f'{{"_time":"{ti}","event":"extraction","run_id":"{ri}","orders_expected":{a},"orders_extracted":{b}}}'
+        for ti, ri, a, b in zip(_iso_ms(t_ms), run_id.tolist(), expected.tolist(), extracted.tolist())
+    ]
+    return _Lines("extraction", t_ms, lines), float(extracted[problem].sum() / expected[problem].sum())
+
+
+def _heartbeat_lines(rng: np.random.Generator, tl: _Timeline) -> tuple[_Lines, int]:
+    """Every 30 s per component until the window ends, or until vllm-b dies; returns its last one (ms)."""
+    t_parts, lines = [], []
+    silent_last = 0
+    for comp, host, mem in HEARTBEAT_COMPONENTS:
+        stop = tl.incident_at if comp == SILENT_COMPONENT else tl.end
+        t = np.arange(tl.start + rng.uniform(0, HEARTBEAT_EVERY_S), stop, HEARTBEAT_EVERY_S)
+        t = np.clip(t + rng.uniform(-0.4, 0.4, len(t)), tl.start, stop - 0.001)
+        util = np.clip(rng.normal(55.0 if comp == "reward-server" else 82.0, 6.0, len(t)), 0, 100)
+        gpu_mem = np.clip(rng.normal(mem, 1.5, len(t)), 0, 80)
+        t_ms = _ms(t)
+        t_parts.append(t_ms)
+        lines += [
+            f'{{"_time":"{ti}","event":"heartbeat","component":"{comp}","host":"{host}","status":"ok",'
             f'"gpu_util":{u},"gpu_mem_gb":{m}}}'
-            for tt, u, m in zip(_iso_ms(h_ms).tolist(), _fmt(util, 1), _fmt(gmem, 2))
-        ]))
-    out.append(
-        _Lines("heartbeat", np.concatenate([p[0] for p in h_parts]), [line for p in h_parts for line in p[1]])
-    )
-    silent_last = int(h_parts[[c[0] for c in HEARTBEAT_COMPONENTS].index(SILENT_COMPONENT)][0].max())
+            for ti, u, m in zip(_iso_ms(t_ms), _fmt(util, 1), _fmt(gpu_mem, 2))
+        ]
+        if comp == SILENT_COMPONENT:
+            silent_last = int(t_ms.max())
+    return _Lines("heartbeat", np.concatenate(t_parts), lines), silent_last
 
-    # Facts, computed from the generated numbers themselves.
-    hour_of = np.floor(t / HOUR) * HOUR
-    full = (hour_of >= full_hours_from) & (hour_of < full_hours_to)
-    hourly_p95 = {h: float(np.percentile(dur[hour_of == h], 95)) for h in np.unique(hour_of[full])}
-    hourly_err = {h: float(failed[hour_of == h].mean()) for h in np.unique(hour_of[full])}
-    error_hour = max(hourly_err, key=hourly_err.get)
-    x_hour = np.floor(tx / HOUR) * HOUR
-    in_problem = (xrun == extraction_run.run_id) & np.isin(x_hour, extraction_hours)
+
+def _events(runs: list[DemoRun], now: dt.datetime, rng: np.random.Generator) -> tuple[list[_Lines], dict[str, Any]]:
+    """Every event line, and the facts they are meant to show, computed from the generated numbers."""
+    tl = _Timeline.ending(now)
+    sweep_runs = [r for r in runs if r.intended_verdict != "insufficient_data"]
+    windows = [(r, tl.start, tl.end) for r in sweep_runs] + [
+        (r, tl.smoke_start, tl.smoke_start + 30 * 60) for r in runs if r.intended_verdict == "insufficient_data"
+    ]
+    problem_run = next(r for r in runs if r.name == EXTRACTION_PROBLEM_RUN)
+
+    rollouts = _rollouts(rng, windows, tl)
+    errors = _error_lines(rng, rollouts, [r.run_id for r in sweep_runs], tl)
+    inference = _inference_lines(rng, windows, tl)
+    extraction, problem_rate = _extraction_lines(rng, windows, tl, problem_run)
+    heartbeats, silent_last = _heartbeat_lines(rng, tl)
+
+    hour = np.floor(rollouts.t / HOUR) * HOUR
+    full_hours = np.unique(hour[(hour >= tl.full_from) & (hour < tl.full_to)])
+    p95 = {h: float(np.percentile(rollouts.duration_s[hour == h], 95)) for h in full_hours}
+    error_rate = {h: float(np.mean(rollouts.failure[hour == h] > 0)) for h in full_hours}
+    error_hour = max(error_rate, key=error_rate.__getitem__)
+    if error_hour != math.floor(tl.incident_at / HOUR) * HOUR or max(p95, key=p95.__getitem__) != tl.slow_hour:
+        raise RuntimeError("demo design broken: the incident hours are not the worst hours")
     facts = {
-        "window_start": _iso(start),
-        "window_end": _iso(end),
-        "slow_hour": _iso(slow_hour),
-        "slow_hour_p95_s": round(hourly_p95[slow_hour], 3),
-        "normal_p95_s_max": round(max(v for h, v in hourly_p95.items() if h != slow_hour), 3),
+        "window_start": _iso(tl.start),
+        "window_end": _iso(tl.end),
+        "slow_hour": _iso(tl.slow_hour),
+        "slow_hour_p95_s": round(p95[tl.slow_hour], 3),
+        "normal_p95_s_max": round(max(v for h, v in p95.items() if h != tl.slow_hour), 3),
         "error_hour": _iso(error_hour),
-        "error_hour_rate": round(hourly_err[error_hour], 6),
-        "normal_error_rate": round(float(failed[err_kind == 1].size / max(len(failed), 1)), 6),
+        "error_hour_rate": round(error_rate[error_hour], 6),
+        "normal_error_rate": round(float(np.mean(rollouts.failure == 1)), 6),
         "extraction_problem": {
-            "run_id": extraction_run.run_id,
-            "run_name": extraction_run.name,
-            "hours": [_iso(h) for h in extraction_hours],
-            "rate": round(float(xgot[in_problem].sum() / xexp[in_problem].sum()), 6),
+            "run_id": problem_run.run_id,
+            "run_name": problem_run.name,
+            "hours": [_iso(h) for h in tl.extraction_hours],
+            "rate": round(problem_rate, 6),
         },
         "silent_component": {
             "component": SILENT_COMPONENT,
-            "host": dict((c, h) for c, h, _ in HEARTBEAT_COMPONENTS)[SILENT_COMPONENT],
-            "last_heartbeat_at": str(_iso_ms(np.array([silent_last]))[0]),
+            "host": next(h for c, h, _ in HEARTBEAT_COMPONENTS if c == SILENT_COMPONENT),
+            "last_heartbeat_at": _iso_ms(np.array([silent_last]))[0],
         },
         "components": [c for c, _, _ in HEARTBEAT_COMPONENTS],
     }
-    assert error_hour == math.floor(incident_at / HOUR) * HOUR, "the incident hour should be the worst error hour"
-    return out, facts
+    return [rollouts.lines(), errors, inference, extraction, heartbeats], facts
 
 
 def _bad_lines(now: dt.datetime) -> list[tuple[str, str]]:
@@ -786,39 +878,39 @@ def _bad_lines(now: dt.datetime) -> list[tuple[str, str]]:
     ]
 
 
-def _write_events(events_dir: Path, parts: list[_Lines], now: dt.datetime) -> tuple[list[Path], int, dict, list]:
-    """One file per UTC day, lines in time order; older days (or a lone day) gzipped as an archive would be."""
+def _write_events(events_dir: Path, parts: list[_Lines], now: dt.datetime) -> tuple[list[Path], int, list[dict[str, Any]]]:
+    """Write one file per UTC day, lines in time order; return (files, lines written, bad line locations).
+
+    Older days are gzipped as an archive would be (a lone day too, so there is
+    always one gzip file); the bad lines go into the newest file, spread out.
+    """
     t_ms = np.concatenate([p.t_ms for p in parts])
     lines = [line for p in parts for line in p.lines]
     order = np.argsort(t_ms, kind="stable")
-    day = (t_ms[order] // 86_400_000).astype(np.int64)
-    days = np.unique(day)
+    day = t_ms[order] // 86_400_000
+    days = np.unique(day).tolist()
+    starts = np.searchsorted(day, days).tolist() + [len(order)]
     events_dir.mkdir(parents=True, exist_ok=True)
     written: list[Path] = []
-    bad_locations = []
-    bounds = np.searchsorted(day, days)
-    for k, d in enumerate(days.tolist()):
-        lo = int(bounds[k])
-        hi = int(bounds[k + 1]) if k + 1 < len(days) else len(order)
-        chunk = [lines[i] for i in order[lo:hi].tolist()]
-        name = dt.datetime.fromtimestamp(d * 86_400, dt.UTC).strftime("axiom-export-%Y-%m-%d")
+    bad_locations: list[dict[str, Any]] = []
+    for k, d in enumerate(days):
+        chunk = [lines[i] for i in order[starts[k] : starts[k + 1]].tolist()]
+        compressed = k < len(days) - 1 or len(days) == 1
+        stem = dt.datetime.fromtimestamp(d * 86_400, dt.UTC).strftime("axiom-export-%Y-%m-%d")
+        path = events_dir / (f"{stem}.ndjson.gz" if compressed else f"{stem}.ndjson")
         if k == len(days) - 1:
-            # The bad lines go into the newest file, spread out, at known line numbers.
-            for j, (kind, bad) in enumerate(_bad_lines(now)):
-                pos = len(chunk) * (j + 1) // (BAD_LINES + 1)
-                chunk.insert(pos, bad)
-            for j, (kind, bad) in enumerate(_bad_lines(now)):
-                bad_locations.append({"file": name + ".ndjson", "line": chunk.index(bad) + 1, "kind": kind})
+            bad = _bad_lines(now)
+            for j, (_, text) in enumerate(bad):
+                chunk.insert(len(chunk) * (j + 1) // (len(bad) + 1), text)
+            bad_locations = [{"file": path.name, "line": chunk.index(text) + 1, "kind": kind} for kind, text in bad]
         body = ("\n".join(chunk) + "\n").encode()
-        if k < len(days) - 1 or len(days) == 1:  # always one gzip file among them
-            path = events_dir / f"{name}.ndjson.gz"
+        if compressed:
             with gzip.open(path, "wb", compresslevel=1) as fh:
                 fh.write(body)
         else:
-            path = events_dir / f"{name}.ndjson"
             path.write_bytes(body)
         written.append(path)
-    return written, len(lines) + BAD_LINES, {p.kind: len(p.lines) for p in parts}, bad_locations
+    return written, len(lines) + len(bad_locations), bad_locations
 
 
 # --- entry point ---------------------------------------------------------------------
@@ -867,25 +959,20 @@ def generate_demo(
 
     say(f"writing {len(runs)} W&B runs (offline, {steps} steps each) to {out_dir / WANDB_SUBDIR}")
     (out_dir / WANDB_SUBDIR).mkdir(exist_ok=True)
-    with tempfile.TemporaryDirectory(prefix="grpo-demo-") as spec_dir, ThreadPoolExecutor(max_workers=2) as pool:
-        futures = {pool.submit(_write_wandb_run, out_dir, run, Path(spec_dir)): run for run in runs}
-        for done, future in enumerate(as_completed(futures), start=1):
-            run = futures[future]
-            run.wandb_file = future.result()
-            say(f"  [{done}/{len(runs)}] {run.name} ({run.run_id}): intended {run.intended_verdict}")
+    _write_wandb_runs(out_dir, runs, say)
 
     say("writing 24 h of events")
     parts, facts = _events(runs, now, np.random.default_rng([seed, 1000]))
-    files, n_lines, counts, bad_locations = _write_events(out_dir / EVENTS_SUBDIR, parts, now)
+    files, n_lines, bad_locations = _write_events(out_dir / EVENTS_SUBDIR, parts, now)
     event_facts = DemoEventFacts(
         files=[str(p) for p in files],
         lines=n_lines,
-        counts=counts,
-        bad_lines=BAD_LINES,
+        counts={p.kind: len(p.lines) for p in parts},
+        bad_lines=len(bad_locations),
         bad_line_locations=bad_locations,
         **facts,
     )
-    say(f"  {n_lines:,} lines in {len(files)} files ({BAD_LINES} deliberately bad)")
+    say(f"  {n_lines:,} lines in {len(files)} files ({len(bad_locations)} deliberately bad)")
 
     manifest = DemoManifest(
         out_dir=out_dir,
@@ -907,7 +994,7 @@ def generate_demo(
 
 
 if __name__ == "__main__":
-    if len(sys.argv) == 3 and sys.argv[1] == "--write-run":
-        _log_run_from_spec(Path(sys.argv[2]))
+    if len(sys.argv) >= 3 and sys.argv[1] == "--write-runs":
+        _log_runs_from_specs([Path(p) for p in sys.argv[2:]])
     else:
-        sys.exit("usage: python -m pipelines.demo --write-run SPEC.json  (internal; use generate_demo)")
+        sys.exit("usage: python -m pipelines.demo --write-runs SPEC.json...  (internal; use generate_demo)")

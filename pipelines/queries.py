@@ -43,13 +43,17 @@ def open_snapshot(root: Path) -> duckdb.DuckDBPyConnection:
     if not path.exists():
         raise NoDataError(f"no warehouse at {root} yet: run `grpo demo` or `grpo ingest ...` first")
     raw = str(root / "raw") + "/"
-    con = duckdb.connect(
-        str(path),
-        read_only=True,
-        config={"allowed_directories": [raw], "enable_external_access": False, "TimeZone": "UTC"},
-    )
+    con = duckdb.connect(str(path), read_only=True)
+    # User SQL may read the warehouse's raw parquet and nothing else on disk.
+    con.execute("set TimeZone = 'UTC'")
+    con.execute("set allowed_directories = [" + _sql_literal(raw) + "]")
+    con.execute("set enable_external_access = false")
     con.execute("set lock_configuration = true")
     return con
+
+
+def _sql_literal(text: str) -> str:
+    return "'" + text.replace("'", "''") + "'"
 
 
 def rows(con: duckdb.DuckDBPyConnection, sql: str, params: list | None = None) -> list[dict[str, Any]]:

@@ -305,7 +305,9 @@ def test_events_cover_24_hours_in_ndjson_with_one_gzip_file(demo, events):
 def test_the_bad_lines_are_the_ones_the_manifest_counts(demo, events):
     assert len(events["bad"]) == demo.events.bad_lines == 3
     newest = demo.events_dir / demo.events.bad_line_locations[0]["file"]
-    lines = newest.read_text().splitlines()
+    opener = gzip.open if newest.suffix == ".gz" else open
+    with opener(newest, "rt", encoding="utf-8") as fh:
+        lines = fh.read().splitlines()
     assert sorted(lines[loc["line"] - 1] + "\n" for loc in demo.events.bad_line_locations) == sorted(events["bad"])
 
 
@@ -317,7 +319,7 @@ def test_exactly_one_hour_has_rollout_p95_above_target(demo, events, rules):
             by_hour[_hour(e["t"])].append(e["duration_s"])
     p95 = {h: float(np.percentile(v, 95)) for h, v in by_hour.items()}
     assert [h for h, v in p95.items() if v > rules["p95_max"]] == [demo.events.slow_hour]
-    assert p95[demo.events.slow_hour] == pytest.approx(demo.events.slow_hour_p95_s, rel=1e-6)
+    assert p95[demo.events.slow_hour] == pytest.approx(demo.events.slow_hour_p95_s, abs=1e-3)
     per_run = defaultdict(list)
     for e in _kind(events, "rollout"):
         per_run[e["run_id"]].append(e["duration_s"])

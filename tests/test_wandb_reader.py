@@ -56,6 +56,8 @@ def main_steps() -> list[dict[str, Any]]:
             data["sample"] = f'completion {i}: "quoted" ünïcode'
             data["is_eval"] = i % 20 == 0
             data["lens"] = [i, i + 1, i + 2]
+        if i == 30:
+            data["maybe"] = None
         if i == 40:
             data["long_text"] = BIG_HISTORY_STRING
         steps.append({"step": i, "data": data})
@@ -232,9 +234,10 @@ def test_non_numeric_values_land_in_other_and_are_counted(runs: Runs) -> None:
     read = read_run_file(runs.main_file)
     expected = expected_other(runs.specs["main"]["steps"])
     assert read.other.schema == HISTORY_OTHER_COLUMNS
-    assert read.other.num_rows == len(expected) == 6 * 3 + 1
+    assert read.other.num_rows == len(expected) == 6 * 3 + 2
     assert other_dict(read.other) == expected
     assert other_dict(read.other)[(20, "is_eval")] is True
+    assert other_dict(read.other)[(30, "maybe")] is None
 
 
 def test_a_100kb_history_string_spanning_blocks_is_read(runs: Runs) -> None:
@@ -287,7 +290,7 @@ def test_final_summary_holds_the_last_logged_values_and_user_summary(runs: Runs)
         for key, value in row["data"].items():
             if isinstance(value, dict):
                 last.setdefault(key, {}).update(value)
-            else:
+            elif value is not None:  # wandb-core keeps nulls out of the summary
                 last[key] = value
     expected = {**last, **USER_SUMMARY}
     assert "_wandb" not in summary
@@ -380,10 +383,11 @@ def flip(data: bytes, at: int) -> bytes:
 def test_a_flipped_byte_warns_with_file_and_offset_and_later_blocks_are_read(runs: Runs, tmp_path: Path) -> None:
     data = runs.main_file.read_bytes()
     spans = record_spans(data)
+    last_block = (len(data) - 1) // BLOCK
     bad = next(
         s
         for s in spans
-        if BLOCK <= s.start and s.end < 2 * BLOCK and s.chunk_types == (1,)
+        if BLOCK <= s.start and s.start // BLOCK < last_block and s.chunk_types == (1,)
         and pb.Record.FromString(s.payload).WhichOneof("record_type") == "history"
     )
     path = copy_run(runs.main_file, tmp_path)
@@ -391,6 +395,7 @@ def test_a_flipped_byte_warns_with_file_and_offset_and_later_blocks_are_read(run
     warnings: list[str] = []
     got = [bytes(p) for _, p in iter_payloads(path, warnings)]
     next_block = (bad.start // BLOCK + 1) * BLOCK
+    assert any(s.start >= next_block for s in spans), "fixture has no record after the damaged block"
     assert got == [s.payload for s in spans if s.end <= bad.start or s.start >= next_block]
     assert any(str(path) in w and f"byte {bad.start}" in w and "checksum" in w for w in warnings), warnings
 
@@ -405,7 +410,8 @@ def test_a_flipped_byte_warns_with_file_and_offset_and_later_blocks_are_read(run
 def test_an_impossible_chunk_length_skips_the_block_with_a_warning(runs: Runs, tmp_path: Path) -> None:
     data = runs.main_file.read_bytes()
     spans = record_spans(data)
-    bad = next(s for s in spans if s.start >= BLOCK and s.chunk_types == (1,))
+    last_block = (len(data) - 1) // BLOCK
+    bad = next(s for s in spans if BLOCK <= s.start and s.start // BLOCK < last_block and s.chunk_types == (1,))
     damaged = bytearray(data)
     damaged[bad.start + 4 : bad.start + 6] = (0xFFFF).to_bytes(2, "little")
     path = copy_run(runs.main_file, tmp_path)
@@ -466,6 +472,8 @@ def test_typed_history_values_without_json_are_read(tmp_path: Path) -> None:
     assert (got[(3, "a")], got[(3, "b")], math.isnan(got[(3, "f")])) == (0.0, -5.0, True)
     assert other_dict(read.other) == {(3, "c"): True, (3, "d"): "hi", (3, "e"): [1]}
     assert read.meta.last_step == 3 and read.meta.state == "running"
+    assert read_run_file(path, after_step=2).history.num_rows == 3
+    assert read_run_file(path, after_step=3).history.num_rows == 0
 
 
 def test_summary_writes_fold_in_file_order_with_nesting_and_removes(tmp_path: Path) -> None:
@@ -485,8 +493,9 @@ def test_summary_writes_fold_in_file_order_with_nesting_and_removes(tmp_path: Pa
 
     records = [
         summary([("a", 1), (("b", "x"), 1), ("c", {"old": 1})]),
-        summary([(("a", "y"), 2), ("b", 5), (("c", "new"), 2)]),  # a becomes a dict; b a scalar again
-        summary([("a", 3)], removes=[("gone",)]),  # a scalar again
+        # A one-element tuple is a top-level nested_key, the way wandb-core writes logged values.
+        summary([(("a", "y"), 2), (("b",), 5), (("c", "new"), 2)]),  # a becomes a dict; b a scalar again
+        summary([(("a",), 3)], removes=[("gone",)]),  # a scalar again
         summary([("gone", 1), ("kept", 1)]),
         summary(removes=[("gone",)]),
     ]

@@ -11,6 +11,7 @@ each line's timestamp and reject reason. No Python code runs per line.
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import os
 import zlib
@@ -102,18 +103,28 @@ class NdjsonEventSource:
     ``*.ndjson``, ``*.jsonl``, ``*.json`` and the same names ending in ``.gz``.
     Gzip is recognised by its magic bytes, whatever the name.
 
+    An event keeps its line as `record` (the text as written, less the line
+    terminator), `source` (the resolved path), `line` (1-based) and
+    `event_key` (16 hex digits of sha256(source), a colon, the line number).
+    Blank lines are skipped; any other line that is not an event becomes a
+    reject with a short reason and its raw text (at most 64K characters).
+    Validity is DuckDB's JSON reader's, the one staging queries with: it also
+    takes NaN/Infinity (as Python's json.dumps writes them) and trailing commas.
+
     Each event's time is its `time_field` (default: ``event_fields()["time"]``,
     i.e. ``_time``), read as UTC:
 
-    * strings: ISO-8601 / RFC 3339 (``2024-05-01T12:00:00Z``, ``...+02:00``,
-      fractional seconds, a space instead of ``T``); a string without an offset
-      is UTC. Sub-microsecond digits are truncated.
-    * numbers: Unix epoch, with the unit taken from the magnitude: below 1e11
-      seconds, below 1e14 milliseconds, below 1e17 microseconds, else
-      nanoseconds. For any date between 1973 and 5138 this is unambiguous.
+    * strings: ISO-8601 / RFC 3339 as Axiom exports them
+      (``2024-05-01T12:00:00.123Z``, ``...+02:00``, a space instead of ``T``);
+      without an offset the time is UTC. Digits below the microsecond are
+      dropped.
+    * numbers (or strings of digits): Unix epoch, the unit taken from the
+      magnitude: below 1e11 seconds, below 1e14 milliseconds, below 1e17
+      microseconds, else nanoseconds, which is unambiguous for dates between
+      1973 and 5138. Negative epochs are not accepted.
 
-    Anything else (missing, null, other strings, booleans, objects,
-    ``infinity``) makes the line a reject.
+    Anything else (missing, null, other strings such as ``epoch`` or
+    ``infinity``, booleans, objects) makes the line a reject.
 
     Cursor per file (key: resolved absolute path), the state after a chunk::
 
@@ -155,7 +166,7 @@ class NdjsonEventSource:
         found: dict[Path, None] = {}
         for p in self.paths:
             if not p.exists():
-                raise FileNotFoundError(f"event path does not exist: {p}")
+                raise FileNotFoundError(errno.ENOENT, "event path does not exist", str(p))
             p = p.resolve()
             if p.is_dir():
                 matches = (
@@ -174,6 +185,8 @@ class NdjsonEventSource:
         con = duckdb.connect(":memory:")
         try:
             con.execute("SET TimeZone = 'UTC'")
+            # Results are matched to their input lines by position.
+            con.execute("SET preserve_insertion_order = true")
             parser = _Parser(con, self.time_field)
             for path in files:
                 yield from _FileRead(path, cursors.get(str(path)), parser, self.chunk_bytes).chunks()
@@ -218,10 +231,15 @@ class _FileRead:
         self.head = b""
 
     def chunks(self) -> Iterator[EventChunk]:
-        stat = self.path.stat()
-        with open(self.path, "rb") as fh:
-            stream: _Stream = _GzipStream(fh) if fh.read(2) == GZIP_MAGIC else _PlainStream(fh)
+        try:
+            fh = open(self.path, "rb")
+        except FileNotFoundError:
+            return  # deleted since the directory was listed (rotated away): nothing to read
+        with fh:
+            stat = os.fstat(fh.fileno())
+            compressed = fh.read(len(GZIP_MAGIC)) == GZIP_MAGIC
             fh.seek(0)
+            stream: _Stream = _GzipStream(fh) if compressed else _PlainStream(fh)
             self.head = stream.read_exactly(HEAD_BYTES)
             progress, pending = self._resume(stream, stat)
             if progress is None:
@@ -233,14 +251,14 @@ class _FileRead:
         c = self.cursor
         consumed = int(c.get("bytes") or 0)
         if not c or consumed == 0:
-            return _Progress(), self.head
+            return _Progress(), stream.unread(self.head)
         matches = self._head_sha(consumed) == c.get("head_sha256") and len(self.head) >= min(HEAD_BYTES, consumed)
         if matches and c.get("size") == stat.st_size and c.get("mtime_ns") == stat.st_mtime_ns:
             return None, b""
         if matches and consumed <= len(self.head):
-            return _Progress(int(c["lines"]), consumed, bool(c.get("open_line"))), self.head[consumed:]
+            return self._progress(consumed), stream.unread(self.head[consumed:])
         if matches and stream.skip(consumed - len(self.head)):
-            return _Progress(int(c["lines"]), consumed, bool(c.get("open_line"))), b""
+            return self._progress(consumed), b""
         self.restarted = True
         self.warnings.append(
             f"{self.key} changed before the {consumed} bytes already read (replaced or rewritten?); "
@@ -248,7 +266,10 @@ class _FileRead:
         )
         stream.restart()
         self.head = stream.read_exactly(HEAD_BYTES)
-        return _Progress(), self.head
+        return _Progress(), stream.unread(self.head)
+
+    def _progress(self, consumed: int) -> _Progress:
+        return _Progress(int(self.cursor.get("lines") or 0), consumed, bool(self.cursor.get("open_line")))
 
     def _head_sha(self, consumed: int) -> str:
         return hashlib.sha256(self.head[: min(HEAD_BYTES, consumed)]).hexdigest()
@@ -271,6 +292,8 @@ class _FileRead:
                     continue
                 data = rest
             pending = self._parse_block(data, progress, parts, eof)
+            if pending and not eof and len(pending) < len(data):
+                pending = stream.unread(pending)
             if parts.text_bytes >= self.chunk_bytes:
                 yield self._chunk(parts, progress, final=False, stat=stat)
                 parts = _Parts()
@@ -399,6 +422,8 @@ class _Parser:
             result = self.con.sql(_PARSE_SQL, params=[self.path, self.time_field, prefix]).to_arrow_table()
         finally:
             self.con.unregister("lines")
+        if not result["line"].equals(pa.chunked_array([lines])):
+            result = result.sort_by("line")  # never seen; positions must match `text`
         reason = result["reason"].combine_chunks()
         if undecodable is not None:
             reason = pc.if_else(undecodable, pa.scalar("not valid UTF-8"), reason)
@@ -499,6 +524,10 @@ class _Stream:
     def restart(self) -> None:
         raise NotImplementedError
 
+    def unread(self, data: bytes) -> bytes:
+        """Give back `data`, the end of what was read; returns what the caller must keep instead."""
+        return data
+
     def read_exactly(self, n: int) -> bytes:
         """Up to n bytes, fewer only at the end of the stream."""
         out = []
@@ -530,6 +559,11 @@ class _PlainStream(_Stream):
 
     def restart(self) -> None:
         self.fh.seek(0)
+
+    def unread(self, data: bytes) -> bytes:
+        # Reading the rest of a line again is cheaper than copying each block behind it.
+        self.fh.seek(-len(data), os.SEEK_CUR)
+        return b""
 
     def skip(self, n: int) -> bool:
         pos = self.fh.tell() + n

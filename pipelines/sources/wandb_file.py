@@ -9,20 +9,28 @@ FIRST + MIDDLE* + LAST concatenated, and its payload is a serialized
 
 from __future__ import annotations
 
+import functools
 import struct
 import zlib
 from collections.abc import Collection, Iterator
 from pathlib import Path
+from typing import Any
 
+from google.protobuf import descriptor_pb2, descriptor_pool, message_factory
+from google.protobuf.message import DecodeError, Message
 from wandb.proto.wandb_internal_pb2 import Record
 
 __all__ = [
     "BLOCK_SIZE",
     "HEADER",
+    "RECORD_TYPE",
     "Record",
     "WandbFileError",
     "iter_payloads",
     "iter_records",
+    "parse",
+    "raw_record_class",
+    "record_type_number",
 ]
 
 HEADER = b":W&B" + struct.pack("<HB", 0xBEE1, 0)
@@ -138,6 +146,8 @@ def _dropped(name: str, offset: int) -> str:
 # Record fields outside the `record_type` oneof; any other top-level field names the type.
 _NON_TYPE_FIELDS = frozenset(f.number for f in Record.DESCRIPTOR.fields if f.containing_oneof is None)
 _TYPE_FIELD_NUMBERS = {f.name: f.number for f in Record.DESCRIPTOR.oneofs_by_name["record_type"].fields}
+# record_type oneof name -> field number, e.g. RECORD_TYPE["history"] == 2.
+RECORD_TYPE = dict(_TYPE_FIELD_NUMBERS)
 
 
 def record_type_number(payload: bytes | memoryview) -> int | None:
@@ -203,6 +213,15 @@ def _varint(buf: bytes | memoryview, pos: int) -> tuple[int | None, int]:
     return None, -1
 
 
+def parse(cls: type[Message], path: Path, offset: int, payload: bytes | memoryview, warnings: list[str]) -> Any:
+    """`cls.FromString(payload)`, or None plus a warning when the bytes are not a valid message."""
+    try:
+        return cls.FromString(payload)
+    except DecodeError:  # the CRC passed, so the writer wrote it this way; skip just this record
+        warnings.append(f"{path}: record at byte {offset} is not a valid protobuf; skipped")
+        return None
+
+
 def iter_records(
     path: str | Path, warnings: list[str], types: Collection[str] | None = None
 ) -> Iterator[Record]:
@@ -215,16 +234,49 @@ def iter_records(
     path = Path(path)
     wanted = None if types is None else frozenset(_TYPE_FIELD_NUMBERS[t] for t in types)
     for offset, payload in iter_payloads(path, warnings):
+        number = None
         if wanted is not None:
             number = record_type_number(payload)
             if number is not None and number not in wanted:
                 continue
-        record = Record()
-        try:
-            record.ParseFromString(payload)
-        except Exception:  # protobuf's DecodeError; the CRC passed, so the writer wrote it this way
-            warnings.append(f"{path}: record at byte {offset} is not a valid protobuf; skipped")
+        record = parse(Record, path, offset, payload, warnings)
+        if record is None:
             continue
         if wanted is not None and number is None and record.WhichOneof("record_type") not in types:
             continue
         yield record
+
+
+@functools.cache
+def raw_record_class() -> type[Message]:
+    """A lean view of `Record` that keeps history/summary/config items as undecoded bytes.
+
+    Its field numbers match wandb_internal.proto (Record.history=2, summary=3,
+    config=5; HistoryRecord.item=1, step=2; Summary/ConfigRecord.update=1,
+    remove=2), so it parses the same payloads. Splitting a record into item
+    byte strings happens in C; the caller decodes the items in bulk, which is
+    far cheaper than touching every item through the full message classes.
+    """
+    f = descriptor_pb2.FieldDescriptorProto
+    file = descriptor_pb2.FileDescriptorProto(name="grpo_wandb_raw.proto", package="grpo_wandb_raw", syntax="proto3")
+
+    def message(name: str, *fields: tuple[str, int, int, int, str]) -> None:
+        m = file.message_type.add(name=name)
+        for field_name, number, ftype, label, type_name in fields:
+            field = m.field.add(name=field_name, number=number, type=ftype, label=label)
+            if type_name:
+                field.type_name = f".grpo_wandb_raw.{type_name}"
+
+    one, many = f.LABEL_OPTIONAL, f.LABEL_REPEATED
+    message("Step", ("num", 1, f.TYPE_INT64, one, ""))
+    message("History", ("item", 1, f.TYPE_BYTES, many, ""), ("step", 2, f.TYPE_MESSAGE, one, "Step"))
+    message("Updates", ("update", 1, f.TYPE_BYTES, many, ""), ("remove", 2, f.TYPE_BYTES, many, ""))
+    message(
+        "Record",
+        ("history", 2, f.TYPE_MESSAGE, one, "History"),
+        ("summary", 3, f.TYPE_MESSAGE, one, "Updates"),
+        ("config", 5, f.TYPE_MESSAGE, one, "Updates"),
+    )
+    pool = descriptor_pool.DescriptorPool()  # private pool: no clash with wandb's own descriptors
+    pool.Add(file)
+    return message_factory.GetMessageClass(pool.FindMessageTypeByName("grpo_wandb_raw.Record"))

@@ -198,6 +198,10 @@ final as (
         sweep_key,
         verdict,
         case
+            when verdict = 'insufficient_data' and n_eval_points = 0 then format(
+                'No evaluation step has a {} Elo yet; a verdict needs at least {}.',
+                {{ wb_text_literal(var('base_reference_player')) }}, {{ var('min_eval_points') }}
+            )
             when verdict = 'insufficient_data' then format(
                 'Only {} evaluation steps have a {} Elo; a verdict needs at least {}.',
                 n_eval_points, {{ wb_text_literal(var('base_reference_player')) }}, {{ var('min_eval_points') }}

@@ -1,0 +1,364 @@
+"""Events from an Axiom dataset through the Axiom API (`axiom-py` 0.15), as an EventSource.
+
+Queries are APL in the shape Axiom recommends for paging by time::
+
+    ['<dataset>'] | where _time >= datetime(<lo>) and _time < datetime(<hi>) | sort by _time asc | limit <n>
+
+Paging by `_time` without losing or repeating events
+------------------------------------------------------
+Events that share a timestamp come back in no particular order, so a page
+boundary can fall in the middle of them. After a full page whose newest
+timestamp is T, the next query starts at T *inclusive*, and the events at T
+already delivered (known by event key) are dropped from it. If a whole page
+shares one timestamp, starting at T again would make no progress: that instant
+is then read completely on its own (`_time >= T and _time < T + 1 ns`) with a
+limit that doubles until the answer is shorter than the limit, and paging goes
+on from T + 1 ns. Timestamps are handled in nanoseconds, Axiom's precision, as
+the text Axiom returned, so no boundary is rounded away.
+
+Incremental syncs
+-----------------
+The cursor for `axiom:<dataset>` is `{"time": <newest stored _time>}`. The next
+sync starts at that time minus `overlap`, to catch events that arrived late,
+and marks its chunks `dedupe=True`: the ingest layer drops event keys it
+already stored. An event's key is its `_rowId` when Axiom returns one, else the
+sha256 of its canonical JSON record (so two events identical in every field,
+time included, count as one). A sync reads up to "now", never beyond, so an
+event stamped in the future cannot push the cursor past events still to come.
+
+Failures
+--------
+axiom-py mounts urllib3 retries on its session (3 retries, 0/4/8 s waits, 5xx
+only; 429 is not retried and a persistent 5xx surfaces as
+`requests.exceptions.RetryError`). This source mounts its own adapter on
+`client.session` instead: up to `max_retries` retries of 429 and 5xx with
+exponential waits from `backoff_s` (capped at `max_backoff_s`) or the server's
+Retry-After (capped the same way), and a per-request timeout, which axiom-py
+does not set. A body that cannot be read as a query result is retried the same
+number of times. After the bound the sync raises SourceError: one line naming
+the dataset and the last status, never the token.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import os
+import re
+import time
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import pyarrow as pa
+
+from pipelines.sources.base import EVENT_COLUMNS, REJECT_COLUMNS, EventChunk, dumps
+from pipelines.sources.errors import SourceError
+from pipelines.sources.retry import TimeoutHTTPAdapter, bounded_retry
+
+__all__ = ["AxiomEventSource", "apl_page_query", "format_ns", "parse_ns"]
+
+NS = 1_000_000_000
+_DATASET = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
+_TIME = re.compile(r"^(\d{4}-\d\d-\d\d)[T ](\d\d:\d\d:\d\d)(?:\.(\d{1,9}))?(Z|[+-]\d\d:?\d\d)?$")
+# Reading one instant completely doubles its limit up to this many events;
+# more events than this at one nanosecond means something is wrong upstream.
+MAX_EVENTS_PER_INSTANT = 1_000_000
+
+
+class AxiomEventSource:
+    """Events of one Axiom dataset, read page by page in `_time` order."""
+
+    name = "axiom-api"
+
+    def __init__(
+        self,
+        dataset: str,
+        *,
+        since: dt.datetime | None = None,
+        until: dt.datetime | None = None,
+        overlap: dt.timedelta = dt.timedelta(minutes=10),
+        page_size: int = 10_000,
+        url: str | None = None,
+        max_retries: int = 4,
+        backoff_s: float = 1.0,
+        max_backoff_s: float = 30.0,
+        timeout_s: float = 60.0,
+    ) -> None:
+        if not _DATASET.match(dataset or ""):
+            raise ValueError(
+                f"Axiom dataset name {dataset!r} is not valid: use letters, digits, '.', '_' or '-' (at most 128)"
+            )
+        if page_size < 1:
+            raise ValueError("page_size must be at least 1")
+        self.dataset = dataset
+        self.since = since
+        self.until = until
+        self.overlap = overlap
+        self.page_size = int(page_size)
+        self.url = url
+        self.max_retries = int(max_retries)
+        self.backoff_s = float(backoff_s)
+        self.max_backoff_s = float(max_backoff_s)
+        self.timeout_s = float(timeout_s)
+        self.source_key = f"axiom:{dataset}"
+        self.queries = 0  # APL queries sent by this source, for reports and tests
+        self._client: Any = None
+
+    # --- EventSource ------------------------------------------------------------
+    def chunks(self, cursors: Mapping[str, dict[str, Any]]) -> Iterator[EventChunk]:
+        """One chunk per page of new events; each chunk's cursor is the state once it is stored."""
+        cursor = dict(cursors.get(self.source_key) or {})
+        stored_ns = parse_ns(cursor["time"]) if cursor.get("time") else None
+        hi = to_ns(self.until) if self.until is not None else to_ns(dt.datetime.now(dt.UTC))
+        if stored_ns is not None:
+            lo = stored_ns - _timedelta_ns(self.overlap)
+            if self.since is not None:
+                lo = max(lo, to_ns(self.since))
+        else:
+            lo = to_ns(self.since) if self.since is not None else 0
+        if lo >= hi:
+            return
+
+        newest = stored_ns
+        client = self._get_client()
+        for rows in self._pages(client, lo, hi):
+            events, rejects = self._tables(rows)
+            if rows:
+                page_newest = max(r.ns for r in rows)
+                newest = page_newest if newest is None else max(newest, page_newest)
+            yield EventChunk(
+                source_key=self.source_key,
+                events=events,
+                rejects=rejects,
+                cursor={"time": format_ns(newest)} if newest is not None else cursor,
+                dedupe=stored_ns is not None,
+            )
+
+    # --- paging -------------------------------------------------------------------
+    def _pages(self, client: Any, lo: int, hi: int) -> Iterator[list[_Row]]:
+        """Fresh rows of [lo, hi), page by page; see the module docstring for the method."""
+        seen_at_lo: set[str] = set()  # keys already delivered whose time is exactly `lo`
+        while lo < hi:
+            raw = self._query(client, lo, hi, self.page_size)
+            rows = [r for r in map(_Row.of, raw) if r.ns is None or lo <= r.ns < hi]
+            fresh = _fresh(rows, lo, seen_at_lo)
+            if fresh:
+                yield fresh
+            if len(raw) < self.page_size:
+                return  # the answer was complete: [lo, hi) is exhausted
+            timed = [r.ns for r in rows if r.ns is not None]
+            if not timed:
+                raise SourceError(
+                    f"axiom-api: dataset {self.dataset} returned a full page without one readable _time "
+                    f"from {format_ns(lo)}; cannot page on"
+                )
+            newest = max(timed)
+            if newest == lo:
+                # The whole page is one instant: read it completely, then move past it.
+                seen_at_lo |= {r.key for r in rows if r.ns == lo}
+                yield from self._instant(client, lo, seen_at_lo)
+                lo, seen_at_lo = lo + 1, set()
+            else:
+                seen_at_lo = {r.key for r in rows if r.ns == newest}
+                lo = newest
+
+    def _instant(self, client: Any, t: int, seen: set[str]) -> Iterator[list[_Row]]:
+        limit = self.page_size
+        while True:
+            limit *= 2
+            if limit > MAX_EVENTS_PER_INSTANT * 2:
+                raise SourceError(
+                    f"axiom-api: dataset {self.dataset} has more than {MAX_EVENTS_PER_INSTANT} events "
+                    f"at the single instant {format_ns(t)}; refusing to page further"
+                )
+            raw = self._query(client, t, t + 1, limit)
+            rows = [r for r in map(_Row.of, raw) if r.ns == t]
+            fresh = _fresh(rows, t, seen)
+            seen |= {r.key for r in fresh}
+            if fresh:
+                yield fresh
+            if len(raw) < limit:
+                return
+
+    def _query(self, client: Any, lo: int, hi: int, limit: int) -> list[dict[str, Any]]:
+        """Run one page query, retrying unreadable answers; status retries happen in the adapter."""
+        import requests  # noqa: PLC0415
+        from axiom_py import AplOptions, AxiomError  # noqa: PLC0415
+        from dacite import DaciteError  # noqa: PLC0415
+
+        apl = apl_page_query(self.dataset, lo, hi, limit)
+        # The request window is whole microseconds (axiom-py's format); the APL holds the exact bounds.
+        opts = AplOptions(start_time=_datetime_floor(lo), end_time=_datetime_ceil(hi))
+        what = f"axiom-api: querying dataset {self.dataset} from {format_ns(lo)}"
+        attempt = 0
+        while True:
+            self.queries += 1
+            try:
+                result = client.query(apl, opts)
+                if result.status.isPartial:
+                    raise SourceError(f"{what} returned a partial result; try a smaller page_size")
+                return list(result.tables[0].events()) if result.tables else []
+            except (requests.exceptions.JSONDecodeError, DaciteError, KeyError, TypeError, IndexError) as exc:
+                attempt += 1
+                if attempt > self.max_retries:
+                    raise SourceError(
+                        f"{what} failed: the answer was unreadable {attempt} times "
+                        f"({type(exc).__name__}: {_short(str(exc))})"
+                    ) from None
+                time.sleep(min(self.backoff_s * 2 ** (attempt - 1), self.max_backoff_s))
+            except AxiomError as exc:
+                raise SourceError(f"{what} failed: {self._status_reason(exc.status, exc.message)}") from None
+            except requests.exceptions.RequestException as exc:
+                # Connection refused/dropped or timed out on every attempt (RetryError included).
+                raise SourceError(
+                    f"{what} failed after {self.max_retries + 1} attempts: {type(exc).__name__}: {_short(str(exc))}"
+                ) from None
+
+    def _status_reason(self, status: int, message: str) -> str:
+        if status in (401, 403):
+            return f"Axiom rejected AXIOM_TOKEN (HTTP {status}: {_short(message)})"
+        if status == 404:
+            return f"dataset not found or not visible to this token (HTTP 404: {_short(message)})"
+        if status == 429 or status >= 500:
+            return f"gave up after {self.max_retries + 1} attempts (HTTP {status}: {_short(message)})"
+        return f"HTTP {status}: {_short(message)}"
+
+    def _get_client(self) -> Any:
+        """One axiom-py client per source, with bounded retries and a timeout on its session."""
+        if self._client is not None:
+            return self._client
+        token = os.environ.get("AXIOM_TOKEN")
+        if not token:
+            raise SourceError(f"axiom-api: AXIOM_TOKEN is not set; cannot query dataset {self.dataset}")
+        from axiom_py import Client  # noqa: PLC0415
+
+        client = Client(token=token, org_id=os.environ.get("AXIOM_ORG_ID") or None, url=self.url or os.environ.get("AXIOM_URL") or None)
+        adapter = TimeoutHTTPAdapter(
+            max_retries=bounded_retry(self.max_retries, self.backoff_s, self.max_backoff_s), timeout_s=self.timeout_s
+        )
+        client.session.mount("http://", adapter)
+        client.session.mount("https://", adapter)
+        self._client = client
+        return client
+
+    # --- rows -> tables -------------------------------------------------------------
+    def _tables(self, rows: list[_Row]) -> tuple[pa.Table, pa.Table]:
+        good = [r for r in rows if r.ns is not None]
+        bad = [r for r in rows if r.ns is None]
+        events = pa.Table.from_arrays(
+            [
+                pa.array([r.ns // 1000 for r in good], pa.int64()).cast(EVENT_COLUMNS.field("time").type),
+                pa.array([r.record for r in good], pa.string()),
+                pa.repeat(pa.scalar(self.source_key, pa.string()), len(good)),
+                pa.nulls(len(good), pa.int64()),
+                pa.array([r.key for r in good], pa.string()),
+            ],
+            schema=EVENT_COLUMNS,
+        )
+        rejects = pa.Table.from_arrays(
+            [
+                pa.repeat(pa.scalar(self.source_key, pa.string()), len(bad)),
+                pa.nulls(len(bad), pa.int64()),
+                pa.array([f"_time is missing or not a time: {r.time_text!r}" for r in bad], pa.string()),
+                pa.array([r.record for r in bad], pa.string()),
+            ],
+            schema=REJECT_COLUMNS,
+        )
+        return events, rejects
+
+
+@dataclass(frozen=True)
+class _Row:
+    ns: int | None  # `_time` in nanoseconds, None when it does not parse
+    time_text: Any
+    record: str  # canonical JSON of the event, nulls left out
+    key: str
+
+    @classmethod
+    def of(cls, event: Mapping[str, Any]) -> _Row:
+        # The tabular format pads every row with every field of the page; a
+        # null there only means "absent", and keeping it would make the same
+        # event's record (and key) depend on which page it came back in.
+        fields = {k: v for k, v in event.items() if v is not None}
+        record = dumps(fields)
+        row_id = fields.get("_rowId")
+        key = str(row_id) if row_id is not None else hashlib.sha256(record.encode()).hexdigest()
+        text = fields.get("_time")
+        try:
+            ns = parse_ns(text) if isinstance(text, str) else None
+        except ValueError:
+            ns = None
+        return cls(ns, text, record, key)
+
+
+def _fresh(rows: list[_Row], lo: int, seen_at_lo: set[str]) -> list[_Row]:
+    """Rows not delivered before: none at `lo` already seen, no key twice in one page."""
+    out, keys = [], set()
+    for r in rows:
+        if (r.ns == lo and r.key in seen_at_lo) or r.key in keys:
+            continue
+        keys.add(r.key)
+        out.append(r)
+    return out
+
+
+# --- APL and time -------------------------------------------------------------------
+
+
+def apl_page_query(dataset: str, lo_ns: int, hi_ns: int, limit: int) -> str:
+    """The APL for one page; the dataset name is validated and quoted, times are ours."""
+    if not _DATASET.match(dataset):
+        raise ValueError(f"invalid Axiom dataset name {dataset!r}")
+    quoted = dataset.replace("\\", "\\\\").replace("'", "\\'")
+    return (
+        f"['{quoted}'] | where _time >= datetime({format_ns(lo_ns)}) and _time < datetime({format_ns(hi_ns)})"
+        f" | sort by _time asc | limit {int(limit)}"
+    )
+
+
+def parse_ns(text: str) -> int:
+    """RFC 3339 time (up to nanoseconds; no offset means UTC) -> nanoseconds since the epoch."""
+    m = _TIME.match(text.strip())
+    if not m:
+        raise ValueError(f"not an RFC 3339 time: {text!r}")
+    date, clock, frac, zone = m.groups()
+    offset = "+00:00" if zone in (None, "Z") else (zone if ":" in zone else f"{zone[:3]}:{zone[3:]}")
+    base = dt.datetime.fromisoformat(f"{date}T{clock}{offset}")
+    seconds = (base - _EPOCH) // dt.timedelta(seconds=1)
+    return seconds * NS + int((frac or "").ljust(9, "0"))
+
+
+def format_ns(ns: int) -> str:
+    """Nanoseconds since the epoch -> RFC 3339 UTC with as many fraction digits as needed."""
+    seconds, frac = divmod(ns, NS)
+    text = (_EPOCH + dt.timedelta(seconds=seconds)).strftime("%Y-%m-%dT%H:%M:%S")
+    if frac:
+        text += "." + f"{frac:09d}".rstrip("0")
+    return text + "Z"
+
+
+def to_ns(value: dt.datetime) -> int:
+    """A datetime (naive = UTC) -> nanoseconds since the epoch."""
+    value = value.replace(tzinfo=dt.UTC) if value.tzinfo is None else value
+    return (value - _EPOCH) // dt.timedelta(microseconds=1) * 1000
+
+
+_EPOCH = dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
+
+
+def _timedelta_ns(delta: dt.timedelta) -> int:
+    return delta // dt.timedelta(microseconds=1) * 1000
+
+
+def _datetime_floor(ns: int) -> dt.datetime:
+    return _EPOCH + dt.timedelta(microseconds=ns // 1000)
+
+
+def _datetime_ceil(ns: int) -> dt.datetime:
+    return _EPOCH + dt.timedelta(microseconds=-(-ns // 1000))
+
+
+def _short(text: str, limit: int = 300) -> str:
+    text = " ".join(str(text).split())
+    return text if len(text) <= limit else text[: limit - 1] + "…"

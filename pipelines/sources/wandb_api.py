@@ -1,0 +1,478 @@
+"""W&B runs from the W&B API (`wandb.Api`, 0.31), as a RunSource.
+
+How a sync talks to W&B (see TECH_NOTES A):
+
+* Listing: one `Runs` GraphQL page per `per_page` runs, with the full
+  RunFragment (`lazy=False`). That page already carries config, summary and
+  `historyKeys.lastStep`, so a run whose lastStep is at or below the stored
+  step costs no further request at all: a sync of an unchanged project is
+  `Viewer` + `GetDefaultEntity` + the `Runs` pages.
+* History is never read with `run.history()` (sampled). For a changed run:
+  - a run that is not running: `download_history_exports` fetches the
+    parquet export (one `RunParquetHistory` + a GET per file), which Arrow
+    turns into long form a column at a time (about 30x faster than paging
+    rows through wandb-core, where every value is a JSON text). Steps the
+    export does not cover (live data, not exported yet) then come from
+    `scan_history`. Cost when there is no export yet: one extra small query.
+  - a running run: W&B exports history some hours after a run ends, so
+    straight to `scan_history(min_step=after_step+1, use_cache=False)`,
+    which pages the live rows through `HistoryPage` queries (and reads any
+    exported part from the parquet export, merged by step).
+  `use_cache=False` matters: wandb-core's parquet cache is keyed by run and
+  file index only, and goes stale as a run grows.
+* Retries: wandb-core's defaults (20 retries, waits up to 60 s) could hang a
+  sync for many minutes. Before the first `wandb.Api()` of the process the
+  retry knobs are set from `retries`/`timeout_s` unless the user set them
+  (`WANDB__GRAPHQL_RETRY_*`, `WANDB__FILE_TRANSFER_RETRY_*`, `WANDB_HTTP_TIMEOUT`).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import math
+import os
+import re
+import tempfile
+from collections.abc import Iterator, Mapping
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
+
+from pipelines.sources.base import (
+    HISTORY_COLUMNS,
+    HISTORY_OTHER_COLUMNS,
+    RunMeta,
+    RunRead,
+    RunRef,
+    dumps,
+)
+from pipelines.sources.errors import SourceError
+from pipelines.sources.retry import setdefault_env, wandb_core_retry_env
+
+__all__ = ["WandbApiRunSource", "history_to_long", "rows_to_long"]
+
+# wandb-core bookkeeping columns: they become `step`/`wall_time`, or are dropped.
+STEP_KEY, TIMESTAMP_KEY, RUNTIME_KEY = "_step", "_timestamp", "_runtime"
+SPECIAL_KEYS = frozenset({STEP_KEY, TIMESTAMP_KEY, RUNTIME_KEY})
+_PROJECT_PATH = re.compile(r"^[^/\s]+/[^/\s]+$")
+_DETAIL_MAX_CHARS = 300
+
+
+class WandbApiRunSource:
+    """Runs of one W&B project, read through the public API (the wandb-core sidecar)."""
+
+    name = "wandb-api"
+
+    def __init__(
+        self,
+        project: str,
+        *,
+        sweep: str | None = None,
+        group: str | None = None,
+        name_regex: str | None = None,
+        updated_since: dt.datetime | None = None,
+        base_url: str | None = None,
+        timeout_s: float = 30,
+        retries: int = 3,
+        per_page: int = 50,
+        page_size: int = 1_000,
+    ) -> None:
+        if not _PROJECT_PATH.match(project or ""):
+            raise ValueError(f"W&B project must look like 'entity/project', got {project!r}")
+        if name_regex is not None:
+            re.compile(name_regex)  # fail here, not as a server error mid-sync
+        self.project = project
+        self.entity, self.project_name = project.split("/")
+        self.sweep = sweep
+        self.group = group
+        self.name_regex = name_regex
+        self.updated_since = updated_since
+        self.base_url = base_url.rstrip("/") if base_url else None
+        self.timeout_s = float(timeout_s)
+        self.retries = int(retries)
+        self.per_page = int(per_page)
+        self.page_size = int(page_size)
+        self._api: Any = None
+
+    # --- RunSource ------------------------------------------------------------
+    def runs(self) -> Iterator[RunRef]:
+        """Every run of the project that matches the filters, oldest first."""
+        api = self._new_api()
+        what = f"listing runs of {self.project}"
+        try:
+            listing = api.runs(
+                self.project, filters=self.filters(), order="+created_at", per_page=self.per_page, lazy=False
+            )
+            pages = iter(listing)
+        except Exception as exc:
+            raise self._error(what, exc) from None
+        while True:
+            try:
+                run = next(pages)
+            except StopIteration:
+                return
+            except Exception as exc:
+                raise self._error(what, exc) from None
+            yield RunRef(run_id=run.id, label=f"{self.project}/{run.id}", handle=run)
+
+    def read(self, ref: RunRef, after_step: int | None) -> RunRead:
+        """Metadata plus the full, unsampled history after `after_step`."""
+        run = ref.handle
+        try:
+            if run is None:
+                if self._api is None:
+                    self._new_api()
+                run = self._api.run(f"{self.project}/{ref.run_id}")
+            meta = self.meta(run)
+        except SourceError:
+            raise
+        except Exception as exc:
+            raise self._error(f"reading run {ref.label}", exc) from None
+
+        warnings: list[str] = []
+        last = meta.last_step
+        if last is None or (after_step is not None and last <= after_step):
+            if last is not None and after_step is not None and last < after_step:
+                warnings.append(
+                    f"{ref.label}: W&B reports last step {last}, below the {after_step} already stored "
+                    "(was the run rewound?); nothing new read"
+                )
+            return RunRead(meta=meta, history=HISTORY_COLUMNS.empty_table(), other=HISTORY_OTHER_COLUMNS.empty_table(), warnings=warnings)
+
+        lo = 0 if after_step is None else after_step + 1
+        try:
+            history, other = self._history(run, lo, last)
+        except SourceError:
+            raise
+        except Exception as exc:
+            raise self._error(f"reading the history of run {ref.label}", exc) from None
+        return RunRead(meta=meta, history=history, other=other, warnings=warnings)
+
+    # --- pieces -----------------------------------------------------------------
+    def filters(self) -> dict[str, Any]:
+        """The Mongo-style filter W&B's `Runs` query takes."""
+        parts: list[dict[str, Any]] = []
+        if self.sweep:
+            parts.append({"sweep": self.sweep})
+        if self.group:
+            parts.append({"group": self.group})
+        if self.name_regex:
+            parts.append({"display_name": {"$regex": self.name_regex}})
+        if self.updated_since is not None:
+            since = _utc(self.updated_since).strftime("%Y-%m-%dT%H:%M:%SZ")
+            # A run is "updated" when it was created or last heard from since then.
+            parts.append({"$or": [{"createdAt": {"$gte": since}}, {"heartbeatAt": {"$gte": since}}]})
+        if not parts:
+            return {}
+        return parts[0] if len(parts) == 1 else {"$and": parts}
+
+    def meta(self, run: Any) -> RunMeta:
+        summary = {k: v for k, v in dict(run.summary_metrics or {}).items() if k != "_wandb"}
+        runtime = summary.get(RUNTIME_KEY)
+        if not isinstance(runtime, (int, float)) or isinstance(runtime, bool):
+            runtime = (run.summary_metrics or {}).get("_wandb", {}).get("runtime")
+        history_keys = _attr(run, "historyKeys") or {}
+        if isinstance(history_keys, str):
+            history_keys = json.loads(history_keys)
+        last_step = history_keys.get("lastStep")
+        return RunMeta(
+            run_id=run.id,
+            run_name=run.name,
+            project=self.project_name,
+            entity=self.entity,
+            run_group=_attr(run, "group") or None,
+            job_type=_attr(run, "jobType") or None,
+            sweep_id=run.sweep_name or None,
+            tags=tuple(_attr(run, "tags") or ()),
+            notes=_attr(run, "notes") or None,
+            host=None,  # not in the run fragment; it lives in wandb-metadata.json
+            config=dict(run.config or {}),
+            summary=summary,
+            state=run.state,
+            exit_code=None,
+            started_at=_parse_time(_attr(run, "createdAt")),
+            runtime_s=float(runtime) if isinstance(runtime, (int, float)) and not isinstance(runtime, bool) else None,
+            last_step=int(last_step) if last_step is not None else None,
+            source=f"wandb:{self.project}",
+        )
+
+    def _history(self, run: Any, lo: int, hi: int) -> tuple[pa.Table, pa.Table]:
+        """Long-form history for steps lo..hi (inclusive)."""
+        run_id = run.id
+        if run.state == "running":
+            return rows_to_long(self._scan(run, lo, hi), run_id)
+
+        parts: list[tuple[pa.Table, pa.Table]] = []
+        exported_max = -1
+        with tempfile.TemporaryDirectory(prefix="grpo-wandb-history-") as tmp:
+            result = run.download_history_exports(tmp, require_complete_history=False)
+            if result.errors:
+                path, message = next(iter(result.errors.items()))
+                raise SourceError(
+                    f"wandb-api: downloading the history export of run {self.project}/{run_id} failed "
+                    f"({len(result.errors)} file(s)); first: {Path(path).name}: {_one_line(message)}"
+                )
+            for path in result.paths:
+                table = pq.read_table(path)
+                if STEP_KEY not in table.column_names or table.num_rows == 0:
+                    continue
+                exported_max = max(exported_max, int(pc.max(table[STEP_KEY]).as_py()))
+                parts.append(history_to_long(table, run_id, lo, hi))
+        if hi > exported_max and (result.contains_live_data or not result.paths):
+            # Steps past the export (none exported yet, or a resumed run) are live data.
+            parts.append(rows_to_long(self._scan(run, max(lo, exported_max + 1), hi), run_id))
+        if len(parts) == 1:
+            return parts[0]
+        history = pa.concat_tables([p[0] for p in parts]).sort_by([("step", "ascending")])
+        other = pa.concat_tables([p[1] for p in parts]).sort_by([("step", "ascending")])
+        return history, other
+
+    def _scan(self, run: Any, lo: int, hi: int) -> Iterator[dict[str, Any]]:
+        return iter(run.scan_history(page_size=self.page_size, min_step=lo, max_step=hi + 1, use_cache=False))
+
+    def _new_api(self) -> Any:
+        """A fresh `wandb.Api` (runs are cached per instance), with bounded retries."""
+        key = os.environ.get("WANDB_API_KEY")
+        if not key:
+            raise SourceError(f"wandb-api: WANDB_API_KEY is not set; cannot read {self.project}")
+        _configure_wandb_core(self.retries, self.timeout_s)
+        import wandb  # noqa: PLC0415 - heavy; only API syncs pay for it
+
+        overrides = {"base_url": self.base_url} if self.base_url else None
+        # How long Python waits on wandb-core per request: all attempts plus their waits.
+        wait = int(self.timeout_s * (self.retries + 1) + 10 * self.retries + 5)
+        try:
+            self._api = wandb.Api(overrides=overrides, api_key=key, timeout=wait)
+        except Exception as exc:
+            raise self._error("connecting", exc) from None
+        return self._api
+
+    def _server(self) -> str:
+        if self._api is not None:
+            return str(self._api.settings.get("base_url"))
+        return self.base_url or os.environ.get("WANDB_BASE_URL") or "the default W&B server"
+
+    def _error(self, what: str, exc: BaseException) -> SourceError:
+        """One line naming the project and what failed; SourceError scrubs the key."""
+        text = _one_line(str(exc)) or type(exc).__name__
+        server = self.base_url or os.environ.get("WANDB_BASE_URL") or "the W&B server"
+        if _looks_unauthorized(text):
+            reason = f"W&B at {server} rejected WANDB_API_KEY (HTTP 401: {_short(text)})"
+        elif re.search(r"Could not find project", text):
+            reason = f"project {self.project} not found at {server}, or WANDB_API_KEY cannot see it"
+        elif "giving up after" in text:
+            reason = f"W&B at {server} kept failing: {_short(text)}"
+        else:
+            reason = f"{type(exc).__name__}: {_short(text)}"
+        return SourceError(f"wandb-api: {what} for {self.project} failed: {reason}")
+
+
+# --- long form ---------------------------------------------------------------------
+
+
+def rows_to_long(rows: Iterator[Mapping[str, Any]], run_id: str) -> tuple[pa.Table, pa.Table]:
+    """History rows (dicts, as `scan_history` yields them) -> (numeric, other) long tables.
+
+    Nested dicts become dotted keys; a dict carrying `_type` is a W&B media or
+    table reference and stays one JSON value. Numbers (NaN and ±Inf kept) go
+    to the numeric table, everything else (text, booleans, lists, media) to
+    `other` as JSON. Nulls are dropped: in the parquet export they mean "not
+    logged at this step".
+    """
+    num_step: list[int] = []
+    num_time: list[float] = []
+    num_key: list[str] = []
+    num_val: list[float] = []
+    oth_step: list[int] = []
+    oth_time: list[float] = []
+    oth_key: list[str] = []
+    oth_val: list[str] = []
+    for row in rows:
+        step = row.get(STEP_KEY)
+        if step is None:
+            continue
+        step = int(step)
+        ts = row.get(TIMESTAMP_KEY)
+        ts = float(ts) if isinstance(ts, (int, float)) and not isinstance(ts, bool) else math.nan
+        for key, value in _flat_items(row):
+            if value is None or key in SPECIAL_KEYS:
+                continue
+            if isinstance(value, (int, float)) and not isinstance(value, bool):
+                num_step.append(step)
+                num_time.append(ts)
+                num_key.append(key)
+                num_val.append(float(value))
+            else:
+                oth_step.append(step)
+                oth_time.append(ts)
+                oth_key.append(key)
+                oth_val.append(dumps(value))
+    rid = pa.scalar(run_id, pa.string())
+    history = pa.Table.from_arrays(
+        [
+            pa.repeat(rid, len(num_step)),
+            pa.array(num_step, pa.int64()),
+            _utc_micros(np.asarray(num_time, dtype=np.float64)),
+            pa.array(num_key, pa.string()),
+            pa.array(num_val, pa.float64()),
+        ],
+        schema=HISTORY_COLUMNS,
+    )
+    other = pa.Table.from_arrays(
+        [
+            pa.repeat(rid, len(oth_step)),
+            pa.array(oth_step, pa.int64()),
+            _utc_micros(np.asarray(oth_time, dtype=np.float64)),
+            pa.array(oth_key, pa.string()),
+            pa.array(oth_val, pa.string()),
+        ],
+        schema=HISTORY_OTHER_COLUMNS,
+    )
+    return history, other
+
+
+def history_to_long(table: pa.Table, run_id: str, lo: int = 0, hi: int | None = None) -> tuple[pa.Table, pa.Table]:
+    """A wide history table (one column per key, W&B's parquet export) -> long tables, steps lo..hi.
+
+    Column-at-a-time with Arrow: numeric columns are cast, not iterated.
+    """
+    steps = pc.cast(table[STEP_KEY], pa.int64())
+    keep = pc.and_(pc.is_valid(steps), pc.greater_equal(steps, lo))
+    if hi is not None:
+        keep = pc.and_(keep, pc.less_equal(steps, hi))
+    table = table.filter(pc.fill_null(keep, False))
+    while any(pa.types.is_struct(f.type) for f in table.schema):
+        table = table.flatten()  # struct columns -> "parent.child" columns
+    steps = pc.cast(table[STEP_KEY], pa.int64()).combine_chunks()
+    if TIMESTAMP_KEY in table.column_names:
+        seconds = pc.cast(table[TIMESTAMP_KEY], pa.float64()).to_numpy(zero_copy_only=False)
+        seconds = np.where(pc.is_valid(table[TIMESTAMP_KEY]).to_numpy(zero_copy_only=False), seconds, np.nan)
+    else:
+        seconds = np.full(table.num_rows, np.nan)
+    wall = _utc_micros(seconds)
+
+    rid = pa.scalar(run_id, pa.string())
+    num_parts: list[pa.Table] = []
+    oth_parts: list[pa.Table] = []
+    for name in table.column_names:
+        if name in SPECIAL_KEYS:
+            continue
+        col = table[name].combine_chunks()
+        typ = col.type
+        valid = pc.is_valid(col)
+        if pa.types.is_integer(typ) or pa.types.is_floating(typ) or pa.types.is_decimal(typ):
+            values = pc.cast(col.filter(valid), pa.float64())
+            target, parts = HISTORY_COLUMNS, num_parts
+        else:
+            present = col.filter(valid)
+            if pa.types.is_boolean(typ):
+                values = pc.if_else(present, "true", "false")
+            else:
+                values = _json_texts(present)
+            target, parts = HISTORY_OTHER_COLUMNS, oth_parts
+        n = len(values)
+        if n == 0:
+            continue
+        parts.append(
+            pa.Table.from_arrays(
+                [pa.repeat(rid, n), steps.filter(valid), wall.filter(valid), pa.repeat(pa.scalar(name), n), values],
+                schema=target,
+            )
+        )
+    history = pa.concat_tables(num_parts) if num_parts else HISTORY_COLUMNS.empty_table()
+    other = pa.concat_tables(oth_parts) if oth_parts else HISTORY_OTHER_COLUMNS.empty_table()
+    return history, other
+
+
+def _json_texts(values: pa.Array) -> pa.Array:
+    """JSON text of each value; logged text repeats a lot, so each distinct value is encoded once."""
+    if pa.types.is_string(values.type) or pa.types.is_large_string(values.type):
+        encoded = values.dictionary_encode()
+        texts = pa.array([dumps(v) for v in encoded.dictionary.to_pylist()], pa.string())
+        return texts.take(encoded.indices)
+    return pa.array([dumps(v) for v in values.to_pylist()], pa.string())
+
+
+def _flat_items(row: Mapping[str, Any], prefix: str = "") -> Iterator[tuple[str, Any]]:
+    for key, value in row.items():
+        if isinstance(value, dict) and "_type" not in value:
+            yield from _flat_items(value, f"{prefix}{key}.")
+        else:
+            yield f"{prefix}{key}", value
+
+
+def _utc_micros(seconds: np.ndarray) -> pa.Array:
+    """Epoch seconds (NaN = unknown) -> UTC microsecond timestamps, rounded like the local source."""
+    missing = ~np.isfinite(seconds)
+    micros = np.rint(np.where(missing, 0.0, seconds) * 1e6).astype(np.int64)
+    return pa.array(micros, pa.int64(), mask=missing).cast(HISTORY_COLUMNS.field("wall_time").type)
+
+
+# --- helpers ------------------------------------------------------------------------
+
+
+def _configure_wandb_core(retries: int, timeout_s: float) -> None:
+    """Bound wandb-core's retries unless the user chose their own.
+
+    wandb reads the environment once per process, when its settings singleton
+    first loads; if that already happened (another part of the process used
+    wandb), the same values are applied to the loaded settings where unset.
+    """
+    from wandb.sdk import wandb_setup  # noqa: PLC0415
+
+    values = wandb_core_retry_env(retries, timeout_s)
+    applied = setdefault_env(values)
+    loaded = wandb_setup.singleton().settings_if_loaded
+    if loaded is None:
+        return
+    fields = {
+        "WANDB__GRAPHQL_RETRY_MAX": ("x_graphql_retry_max", int),
+        "WANDB__GRAPHQL_RETRY_WAIT_MIN_SECONDS": ("x_graphql_retry_wait_min_seconds", float),
+        "WANDB__GRAPHQL_RETRY_WAIT_MAX_SECONDS": ("x_graphql_retry_wait_max_seconds", float),
+        "WANDB_HTTP_TIMEOUT": ("x_graphql_timeout_seconds", float),
+        "WANDB__FILE_TRANSFER_RETRY_MAX": ("x_file_transfer_retry_max", int),
+        "WANDB__FILE_TRANSFER_RETRY_WAIT_MIN_SECONDS": ("x_file_transfer_retry_wait_min_seconds", float),
+        "WANDB__FILE_TRANSFER_RETRY_WAIT_MAX_SECONDS": ("x_file_transfer_retry_wait_max_seconds", float),
+    }
+    for env_name, (field, cast) in fields.items():
+        if env_name in applied and getattr(loaded, field, None) is None:
+            setattr(loaded, field, cast(applied[env_name]))
+
+
+def _attr(run: Any, name: str) -> Any:
+    """A raw field of the run's GraphQL node (Run exposes them through attribute lookup)."""
+    try:
+        return getattr(run, name)
+    except AttributeError:
+        return None
+
+
+def _utc(value: dt.datetime) -> dt.datetime:
+    return value.replace(tzinfo=dt.UTC) if value.tzinfo is None else value.astimezone(dt.UTC)
+
+
+def _parse_time(text: Any) -> dt.datetime | None:
+    """W&B's `createdAt` ("2024-01-01T00:00:00", UTC without an offset, or with one)."""
+    if not isinstance(text, str) or not text:
+        return None
+    try:
+        return _utc(dt.datetime.fromisoformat(text.replace("Z", "+00:00")))
+    except ValueError:
+        return None
+
+
+def _one_line(text: str) -> str:
+    return " ".join(str(text).split())
+
+
+def _short(text: str) -> str:
+    return text if len(text) <= _DETAIL_MAX_CHARS else text[: _DETAIL_MAX_CHARS - 1] + "…"
+
+
+def _looks_unauthorized(text: str) -> bool:
+    return bool(re.search(r"HTTP 401|\b401 Unauthorized|not logged in|unauthori[sz]ed|invalid api key", text, re.IGNORECASE))
