@@ -61,9 +61,13 @@
             coalesce(t_critical_95.t_critical, 1.959964) as t_critical,
             case
                 when ols_fit.residual_df >= 1 and ols_fit.sxx > 0
-                    -- max(0, ...): rounding can push a perfect fit's SSE below zero.
-                    then sqrt(greatest(ols_fit.syy - ols_fit.sxy * ols_fit.sxy / ols_fit.sxx, 0)
-                              / ols_fit.residual_df / ols_fit.sxx)
+                    -- SSE = Syy - Sxy²/Sxx cancels catastrophically on a (near) perfect
+                    -- fit, and parallel aggregation changes the last bits from run to
+                    -- run; below 1e-12 of Syy the residual is float noise, so it is 0.
+                    then sqrt(case
+                                  when ols_fit.syy - ols_fit.sxy * ols_fit.sxy / ols_fit.sxx <= 1e-12 * ols_fit.syy then 0
+                                  else ols_fit.syy - ols_fit.sxy * ols_fit.sxy / ols_fit.sxx
+                              end / ols_fit.residual_df / ols_fit.sxx)
             end as slope_se
 
         from ols_fit

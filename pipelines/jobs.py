@@ -97,9 +97,12 @@ def run_build_job(
 
 
 def _first_line(err) -> str:
-    """The most useful single line of a Dagster error: the innermost cause's message."""
+    """The most useful single line of a Dagster error: the innermost cause's first line."""
+    import re
+
     node = err
     while getattr(node, "cause", None) is not None:
         node = node.cause
-    text = (node.message or "").strip()
-    return text.splitlines()[-1] if text else "unknown error"
+    text = re.sub(r"\x1b\[[0-9;]*m", "", node.message or "")
+    lines = [ln.strip() for ln in text.splitlines() if ln.strip()]
+    return lines[0][:400] if lines else "unknown error"

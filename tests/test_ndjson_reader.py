@@ -6,6 +6,7 @@ import datetime as dt
 import gzip
 import json
 import os
+import random
 import time
 from pathlib import Path
 
@@ -198,7 +199,8 @@ def test_bad_lines_are_rejected_with_file_line_and_reason_while_the_rest_loads(t
 
 def test_a_line_that_is_not_utf8_is_rejected_and_its_neighbours_load(tmp_path):
     path = tmp_path / "events.ndjson"
-    path.write_bytes(event(ROLLOUT).encode() + b"\n" + b'{"_time": "2024-05-01", "x": "\xff\xfe"}\n' + event(ERROR).encode() + b"\n")
+    not_utf8 = b'{"_time": "2024-05-01", "x": "\xff\xfe"}'
+    path.write_bytes(b"\n".join([event(ROLLOUT).encode(), not_utf8, event(ERROR).encode()]) + b"\n")
 
     chunks = read(NdjsonEventSource([path], time_field="_time"))
 
@@ -471,6 +473,57 @@ def test_a_line_longer_than_a_chunk_still_loads_whole(tmp_path):
 
     assert [r["record"] for r in events_of(chunks)] == lines
     assert chunks[-1].cursor["bytes"] == path.stat().st_size
+
+
+def reference_parse(lines: list[str]) -> tuple[list[tuple[int, str]], list[int]]:
+    """(line, record) of events and line numbers of rejects, by the standard library."""
+    events, rejects = [], []
+    for number, line in enumerate(lines, 1):
+        if not line.strip():
+            continue
+        try:
+            obj = json.loads(line)
+            utc(obj["_time"])
+        except (ValueError, TypeError, KeyError, AttributeError):
+            rejects.append(number)
+        else:
+            events.append((number, line))
+    return events, rejects
+
+
+@pytest.mark.parametrize("seed", range(12))
+def test_a_file_read_while_it_is_written_yields_every_line_exactly_once(tmp_path, seed):
+    rng = random.Random(seed)
+    makers = [
+        lambda i: json.dumps({"_time": f"2024-05-01T12:00:{i % 60:02d}Z", "seq": i, "pad": "x" * rng.randint(0, 300)}),
+        lambda i: "",
+        lambda i: "garbage",
+        lambda i: "[1]",
+        lambda i: json.dumps({"seq": i}),
+        lambda i: json.dumps({"_time": "soon"}),
+    ]
+    lines = [rng.choices(makers, [80, 5, 4, 3, 4, 4])[0](i) for i in range(rng.randint(1, 400))]
+    newline = rng.choice(["\n", "\r\n"])
+    data = "".join(line + newline for line in lines).encode()
+    compress = rng.random() < 0.3
+    path = tmp_path / "live.ndjson"
+    source = NdjsonEventSource([path], time_field="_time", chunk_bytes=rng.choice([64, 300, 1024, 1 << 20]))
+
+    cursors: dict[str, dict] = {}
+    got_events, got_rejects = [], []
+    written = 0
+    while written < len(data):  # the writer flushes at arbitrary byte offsets
+        written = min(len(data), written + rng.randint(1, len(data)))
+        path.write_bytes(gzip.compress(data[:written]) if compress else data[:written])
+        st = path.stat()
+        os.utime(path, ns=(st.st_atime_ns, st.st_mtime_ns + 1_000_000))
+        chunks = read(source, cursors)
+        cursors = commit(chunks, cursors)
+        got_events += [(r["line"], r["record"]) for r in events_of(chunks)]
+        got_rejects += [r["line"] for r in rejects_of(chunks)]
+        assert not [w for c in chunks for w in c.warnings]
+
+    assert (got_events, got_rejects) == reference_parse(lines)
 
 
 @pytest.mark.slow

@@ -446,9 +446,19 @@ def test_a_wrong_header_is_an_error_naming_the_file(tmp_path: Path) -> None:
             read_run_file(path)
 
 
-def test_an_empty_file_is_an_error_naming_the_file(tmp_path: Path) -> None:
-    path = tmp_path / "run-empty.wandb"
-    path.write_bytes(b"")
+def test_a_file_cut_inside_its_header_has_no_records_yet(tmp_path: Path) -> None:
+    for size in (0, 3, 6):
+        path = tmp_path / f"run-new{size}.wandb"
+        path.write_bytes(HEADER[:size])
+        read = read_run_file(path)
+        assert (read.meta.state, read.meta.last_step, read.history.num_rows) == ("running", None, 0)
+        assert read.meta.run_id == f"new{size}"
+        assert any(str(path) in w for w in read.warnings)
+
+
+def test_a_file_that_is_not_a_wandb_log_is_an_error_naming_it(tmp_path: Path) -> None:
+    path = tmp_path / "run-text.wandb"
+    path.write_text("hello, this is not a log")
     with pytest.raises(WandbFileError, match=re.escape(str(path))):
         list(iter_records(path, []))
 
@@ -576,3 +586,100 @@ def test_read_through_the_source_filters_by_step(runs: Runs) -> None:
     ref = next(r for r in source.runs() if r.label == str(runs.main_file))
     read = source.read(ref, 50)
     assert set(read.history.column("step").to_pylist()) == set(range(51, MAIN_STEPS))
+
+
+# --- bulk decoding and chunking -----------------------------------------------
+
+
+def odd_history_items() -> list[pb.HistoryItem]:
+    """Items that take every path through the bulk decoder, including its protobuf fallback."""
+    items = []
+
+    def item(path: tuple[str, ...] | str, value_json: str = "", **typed: Any) -> None:
+        it = pb.HistoryItem(value_json=value_json, **typed)
+        if isinstance(path, tuple):
+            it.nested_key.extend(path)
+        else:
+            it.key = path
+        items.append(it)
+
+    item(("loss",), "0.5")
+    item("by_key", "1")
+    item(("a", "b"), "2")  # a nested path
+    item(("x" * 200,), "3")  # a name too long for a one-byte length
+    item(("v",), json.dumps("y" * 300))  # a value too long for a one-byte length
+    item(("ünï/ß",), "-1e-5")
+    item(("\u0082\u0001z",), "4")  # its UTF-8 holds the bytes of the value tag
+    item(("t",), number=1.5)  # typed only
+    item(("n",))  # no value at all
+    item(("",), "5")  # an empty name
+    return items
+
+
+def protobuf_view(item: pb.HistoryItem) -> tuple[str | tuple[str, ...], str]:
+    nested = list(item.nested_key)
+    path = nested[0] if len(nested) == 1 else (tuple(nested) if nested else item.key)
+    if item.value_json:
+        return path, item.value_json
+    kind = item.WhichOneof("value")
+    return path, json.dumps(getattr(item, kind)) if kind else "null"
+
+
+def test_bulk_item_decoding_agrees_with_protobuf_on_odd_items() -> None:
+    from pipelines.sources.wandb_local import decode_items
+
+    items = odd_history_items() * 3
+    decoded = decode_items([i.SerializeToString() for i in items], pb.HistoryItem, typed=True)
+    got = sorted(
+        list(zip(decoded.fast_pos.tolist(), decoded.fast_keys.to_pylist(), decoded.fast_values.to_pylist()))
+        + list(zip(decoded.slow_pos, decoded.slow_paths, decoded.slow_values))
+    )
+    assert [(path, value) for _, path, value in got] == [protobuf_view(i) for i in items]
+    assert len(decoded.fast_pos) >= 4 * 3, "the common layouts must take the bulk path"
+
+
+def test_odd_items_in_a_file_come_back_as_protobuf_reads_them(tmp_path: Path) -> None:
+    history = pb.Record()
+    history.history.step.num = 5
+    history.history.item.extend(odd_history_items())
+    path = tmp_path / "run-odd.wandb"
+    write_log(path, [history.SerializeToString()])
+    read = read_run_file(path)
+    expected = {}
+    for item in odd_history_items():
+        path_, value = protobuf_view(item)
+        expected[(5, path_ if isinstance(path_, str) else ".".join(path_))] = value
+    numeric = history_dict(read.history)
+    rows = read.other.to_pydict()
+    other = dict(zip(zip(rows["step"], rows["key"]), rows["value_json"]))
+    assert numeric.keys() | other.keys() == expected.keys() and not numeric.keys() & other.keys()
+    assert all(value == float(expected[key]) for key, value in numeric.items())
+    assert all(value == expected[key] for key, value in other.items())
+
+
+def test_small_parse_chunks_read_the_same_values(runs: Runs, monkeypatch: pytest.MonkeyPatch) -> None:
+    from pipelines.sources import wandb_local
+
+    monkeypatch.setattr(wandb_local, "_CHUNK_BYTES", 2000)
+    read = read_run_file(runs.main_file)
+    assert same_floats(history_dict(read.history), expected_numeric(runs.specs["main"]["steps"]))
+    assert other_dict(read.other) == expected_other(runs.specs["main"]["steps"])
+    assert read.meta.summary["best_reward"] == USER_SUMMARY["best_reward"]
+    assert read.meta.config == {**INIT_CONFIG, **CONFIG_UPDATE}
+
+
+def test_a_record_that_is_not_protobuf_is_skipped_with_a_warning(tmp_path: Path) -> None:
+    def history(step: int) -> bytes:
+        record = pb.Record()
+        record.history.step.num = step
+        item = record.history.item.add(value_json=str(step * 10))
+        item.nested_key.append("loss")
+        return record.SerializeToString()
+
+    garbage = b"\x12\x05\xff"  # says "history", then claims 5 bytes it does not have
+    path = tmp_path / "run-garbage.wandb"
+    write_log(path, [history(0), garbage, history(1), history(2)])
+    bad = record_spans(path.read_bytes())[1]
+    read = read_run_file(path)
+    assert history_dict(read.history) == {(0, "loss"): 0.0, (1, "loss"): 10.0, (2, "loss"): 20.0}
+    assert any(str(path) in w and f"byte {bad.start}" in w for w in read.warnings), read.warnings

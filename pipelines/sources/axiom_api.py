@@ -233,7 +233,11 @@ class AxiomEventSource:
             raise SourceError(f"axiom-api: AXIOM_TOKEN is not set; cannot query dataset {self.dataset}")
         from axiom_py import Client  # noqa: PLC0415
 
-        client = Client(token=token, org_id=os.environ.get("AXIOM_ORG_ID") or None, url=self.url or os.environ.get("AXIOM_URL") or None)
+        client = Client(
+            token=token,
+            org_id=os.environ.get("AXIOM_ORG_ID") or None,
+            url=self.url or os.environ.get("AXIOM_URL") or None,
+        )
         adapter = TimeoutHTTPAdapter(
             max_retries=bounded_retry(self.max_retries, self.backoff_s, self.max_backoff_s), timeout_s=self.timeout_s
         )

@@ -6,7 +6,8 @@ rejects with a reason, and the rest of the file still loads.
 
 Parsing is vectorised: a block of text is split into lines with numpy, handed
 to an in-memory DuckDB as an Arrow table, and DuckDB's JSON functions compute
-each line's timestamp and reject reason. No Python code runs per line.
+each line's timestamp and reject reason. No Python code runs per line (only
+per reject that is not UTF-8, to show its bytes).
 """
 
 from __future__ import annotations
@@ -42,14 +43,14 @@ READ_BYTES = 16 * 1024 * 1024
 
 # One row per line of `lines(line, text)`: the event time, or why the line is not an event.
 # $1 JSON path of the time field, $2 its name (for messages), $3 the event_key prefix.
-# The common path parses each line's JSON once; only lines without a time pay
-# for the checks that name the reason.
+# Only lines without a time pay for the checks that name the reason.
 _PARSE_SQL = r"""
 with extracted as (
     select
         line,
         text,
-        try(json_extract_string(text, $1)) as time_value
+        -- guarded rather than try(): try() redoes a whole vector row by row on one bad line
+        case when json_valid(text) then json_extract_string(text, $1) end as time_value
     from lines
 ),
 

@@ -10,10 +10,11 @@ constructor arguments control.
 from __future__ import annotations
 
 import math
-import os
+import re
 from typing import Any
 
 from requests.adapters import HTTPAdapter
+from urllib3.exceptions import InvalidHeader
 from urllib3.util.retry import Retry
 
 # Statuses worth another attempt: rate limiting and server-side failures.
@@ -34,8 +35,17 @@ class BoundedRetry(Retry):
         retry.max_retry_after_s = self.max_retry_after_s
         return retry
 
+    def parse_retry_after(self, retry_after: str) -> float:
+        # RFC 9110 says whole seconds or an HTTP date; accept "1.5" too rather than fail the sync.
+        if re.fullmatch(r"\s*\d+\.\d*\s*", retry_after):
+            return float(retry_after)
+        return super().parse_retry_after(retry_after)
+
     def get_retry_after(self, response: Any) -> float | None:
-        seconds = super().get_retry_after(response)
+        try:
+            seconds = super().get_retry_after(response)
+        except InvalidHeader:
+            return None  # an unreadable Retry-After: fall back to the exponential backoff
         return None if seconds is None else min(seconds, self.max_retry_after_s)
 
 
@@ -91,13 +101,3 @@ def wandb_core_retry_env(retries: int, timeout_s: float, max_wait_s: float = 10.
         "WANDB__FILE_TRANSFER_RETRY_WAIT_MIN_SECONDS": "1",
         "WANDB__FILE_TRANSFER_RETRY_WAIT_MAX_SECONDS": str(wait_max),
     }
-
-
-def setdefault_env(values: dict[str, str]) -> dict[str, str]:
-    """Set each variable the user has not set; returns the ones that were set here."""
-    applied = {}
-    for name, value in values.items():
-        if name not in os.environ:
-            os.environ[name] = value
-            applied[name] = value
-    return applied

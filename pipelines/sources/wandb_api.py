@@ -52,7 +52,7 @@ from pipelines.sources.base import (
     dumps,
 )
 from pipelines.sources.errors import SourceError
-from pipelines.sources.retry import setdefault_env, wandb_core_retry_env
+from pipelines.sources.retry import wandb_core_retry_env
 
 __all__ = ["WandbApiRunSource", "history_to_long", "rows_to_long"]
 
@@ -61,6 +61,7 @@ STEP_KEY, TIMESTAMP_KEY, RUNTIME_KEY = "_step", "_timestamp", "_runtime"
 SPECIAL_KEYS = frozenset({STEP_KEY, TIMESTAMP_KEY, RUNTIME_KEY})
 _PROJECT_PATH = re.compile(r"^[^/\s]+/[^/\s]+$")
 _DETAIL_MAX_CHARS = 300
+_UNAUTHORIZED = re.compile(r"HTTP 401|\b401 Unauthorized|not logged in|unauthori[sz]ed|invalid api key", re.IGNORECASE)
 
 
 class WandbApiRunSource:
@@ -142,7 +143,8 @@ class WandbApiRunSource:
                     f"{ref.label}: W&B reports last step {last}, below the {after_step} already stored "
                     "(was the run rewound?); nothing new read"
                 )
-            return RunRead(meta=meta, history=HISTORY_COLUMNS.empty_table(), other=HISTORY_OTHER_COLUMNS.empty_table(), warnings=warnings)
+            empty = HISTORY_COLUMNS.empty_table(), HISTORY_OTHER_COLUMNS.empty_table()
+            return RunRead(meta=meta, history=empty[0], other=empty[1], warnings=warnings)
 
         lo = 0 if after_step is None else after_step + 1
         try:
@@ -215,7 +217,7 @@ class WandbApiRunSource:
                 path, message = next(iter(result.errors.items()))
                 raise SourceError(
                     f"wandb-api: downloading the history export of run {self.project}/{run_id} failed "
-                    f"({len(result.errors)} file(s)); first: {Path(path).name}: {_one_line(message)}"
+                    f"({len(result.errors)} file(s)); first: {Path(path).name}: {_short(_one_line(message))}"
                 )
             for path in result.paths:
                 table = pq.read_table(path)
@@ -226,6 +228,8 @@ class WandbApiRunSource:
         if hi > exported_max and (result.contains_live_data or not result.paths):
             # Steps past the export (none exported yet, or a resumed run) are live data.
             parts.append(rows_to_long(self._scan(run, max(lo, exported_max + 1), hi), run_id))
+        if not parts:
+            return HISTORY_COLUMNS.empty_table(), HISTORY_OTHER_COLUMNS.empty_table()
         if len(parts) == 1:
             return parts[0]
         history = pa.concat_tables([p[0] for p in parts]).sort_by([("step", "ascending")])
@@ -249,13 +253,8 @@ class WandbApiRunSource:
         try:
             self._api = wandb.Api(overrides=overrides, api_key=key, timeout=wait)
         except Exception as exc:
-            raise self._error("connecting", exc) from None
+            raise self._error(f"connecting to W&B for {self.project}", exc) from None
         return self._api
-
-    def _server(self) -> str:
-        if self._api is not None:
-            return str(self._api.settings.get("base_url"))
-        return self.base_url or os.environ.get("WANDB_BASE_URL") or "the default W&B server"
 
     def _error(self, what: str, exc: BaseException) -> SourceError:
         """One line naming the project and what failed; SourceError scrubs the key."""
@@ -269,7 +268,7 @@ class WandbApiRunSource:
             reason = f"W&B at {server} kept failing: {_short(text)}"
         else:
             reason = f"{type(exc).__name__}: {_short(text)}"
-        return SourceError(f"wandb-api: {what} for {self.project} failed: {reason}")
+        return SourceError(f"wandb-api: {what} failed: {reason}")
 
 
 # --- long form ---------------------------------------------------------------------
@@ -346,8 +345,7 @@ def history_to_long(table: pa.Table, run_id: str, lo: int = 0, hi: int | None = 
     if hi is not None:
         keep = pc.and_(keep, pc.less_equal(steps, hi))
     table = table.filter(pc.fill_null(keep, False))
-    while any(pa.types.is_struct(f.type) for f in table.schema):
-        table = table.flatten()  # struct columns -> "parent.child" columns
+    table = _flatten_structs(table)
     steps = pc.cast(table[STEP_KEY], pa.int64()).combine_chunks()
     if TIMESTAMP_KEY in table.column_names:
         seconds = pc.cast(table[TIMESTAMP_KEY], pa.float64()).to_numpy(zero_copy_only=False)
@@ -389,6 +387,27 @@ def history_to_long(table: pa.Table, run_id: str, lo: int = 0, hi: int | None = 
     return history, other
 
 
+def _flatten_structs(table: pa.Table) -> pa.Table:
+    """Struct columns -> "parent.child" columns, as nested dicts are in `rows_to_long`.
+
+    A struct with a `_type` field is a W&B media/table reference and stays one
+    column (one JSON value), again as in `rows_to_long`.
+    """
+    names: list[str] = []
+    columns: list[pa.ChunkedArray] = []
+    pending = list(zip(table.column_names, table.columns, strict=True))
+    while pending:
+        name, col = pending.pop(0)
+        typ = col.type
+        if pa.types.is_struct(typ) and typ.get_field_index("_type") < 0:
+            children = [(f"{name}.{typ.field(i).name}", pc.struct_field(col, [i])) for i in range(typ.num_fields)]
+            pending[:0] = children
+        else:
+            names.append(name)
+            columns.append(col)
+    return pa.Table.from_arrays(columns, names=names)
+
+
 def _json_texts(values: pa.Array) -> pa.Array:
     """JSON text of each value; logged text repeats a lot, so each distinct value is encoded once."""
     if pa.types.is_string(values.type) or pa.types.is_large_string(values.type):
@@ -416,32 +435,46 @@ def _utc_micros(seconds: np.ndarray) -> pa.Array:
 # --- helpers ------------------------------------------------------------------------
 
 
-def _configure_wandb_core(retries: int, timeout_s: float) -> None:
-    """Bound wandb-core's retries unless the user chose their own.
+# The wandb-core knobs this module set (name -> value), as opposed to ones the user set.
+_OWN_ENV: dict[str, str] = {}
+_SETTINGS_FIELDS = {
+    "WANDB__GRAPHQL_RETRY_MAX": ("x_graphql_retry_max", int),
+    "WANDB__GRAPHQL_RETRY_WAIT_MIN_SECONDS": ("x_graphql_retry_wait_min_seconds", float),
+    "WANDB__GRAPHQL_RETRY_WAIT_MAX_SECONDS": ("x_graphql_retry_wait_max_seconds", float),
+    "WANDB_HTTP_TIMEOUT": ("x_graphql_timeout_seconds", float),
+    "WANDB__FILE_TRANSFER_RETRY_MAX": ("x_file_transfer_retry_max", int),
+    "WANDB__FILE_TRANSFER_RETRY_WAIT_MIN_SECONDS": ("x_file_transfer_retry_wait_min_seconds", float),
+    "WANDB__FILE_TRANSFER_RETRY_WAIT_MAX_SECONDS": ("x_file_transfer_retry_wait_max_seconds", float),
+}
 
-    wandb reads the environment once per process, when its settings singleton
-    first loads; if that already happened (another part of the process used
-    wandb), the same values are applied to the loaded settings where unset.
+
+def _configure_wandb_core(retries: int, timeout_s: float) -> None:
+    """Bound wandb-core's retries for the next `wandb.Api()`, unless the user chose their own.
+
+    A knob counts as the user's when its environment variable holds a value
+    this module did not put there. wandb reads the environment once, when its
+    process-wide settings first load, and every `wandb.Api()` copies those
+    settings; so once they are loaded, the knobs are also written to them
+    (only where they are unset or still hold this module's previous value),
+    which lets each source's `retries` apply to its own Api.
     """
     from wandb.sdk import wandb_setup  # noqa: PLC0415
 
-    values = wandb_core_retry_env(retries, timeout_s)
-    applied = setdefault_env(values)
+    ours = {}
+    for name, value in wandb_core_retry_env(retries, timeout_s).items():
+        current = os.environ.get(name)
+        if current is not None and current != _OWN_ENV.get(name):
+            continue  # the user's choice
+        ours[name] = value
     loaded = wandb_setup.singleton().settings_if_loaded
-    if loaded is None:
-        return
-    fields = {
-        "WANDB__GRAPHQL_RETRY_MAX": ("x_graphql_retry_max", int),
-        "WANDB__GRAPHQL_RETRY_WAIT_MIN_SECONDS": ("x_graphql_retry_wait_min_seconds", float),
-        "WANDB__GRAPHQL_RETRY_WAIT_MAX_SECONDS": ("x_graphql_retry_wait_max_seconds", float),
-        "WANDB_HTTP_TIMEOUT": ("x_graphql_timeout_seconds", float),
-        "WANDB__FILE_TRANSFER_RETRY_MAX": ("x_file_transfer_retry_max", int),
-        "WANDB__FILE_TRANSFER_RETRY_WAIT_MIN_SECONDS": ("x_file_transfer_retry_wait_min_seconds", float),
-        "WANDB__FILE_TRANSFER_RETRY_WAIT_MAX_SECONDS": ("x_file_transfer_retry_wait_max_seconds", float),
-    }
-    for env_name, (field, cast) in fields.items():
-        if env_name in applied and getattr(loaded, field, None) is None:
-            setattr(loaded, field, cast(applied[env_name]))
+    for name, value in ours.items():
+        previous = _OWN_ENV.get(name)
+        os.environ[name] = _OWN_ENV[name] = value
+        if loaded is not None:
+            field, cast = _SETTINGS_FIELDS[name]
+            now = getattr(loaded, field, None)
+            if now is None or (previous is not None and now == cast(previous)):
+                setattr(loaded, field, cast(value))
 
 
 def _attr(run: Any, name: str) -> Any:
@@ -475,4 +508,4 @@ def _short(text: str) -> str:
 
 
 def _looks_unauthorized(text: str) -> bool:
-    return bool(re.search(r"HTTP 401|\b401 Unauthorized|not logged in|unauthori[sz]ed|invalid api key", text, re.IGNORECASE))
+    return bool(_UNAUTHORIZED.search(text))

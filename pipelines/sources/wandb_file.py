@@ -13,6 +13,7 @@ import functools
 import struct
 import zlib
 from collections.abc import Collection, Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -29,7 +30,8 @@ __all__ = [
     "iter_payloads",
     "iter_records",
     "parse",
-    "raw_record_class",
+    "RawViews",
+    "raw_views",
     "record_type_number",
 ]
 
@@ -67,6 +69,10 @@ def iter_payloads(path: str | Path, warnings: list[str]) -> Iterator[tuple[int, 
     """
     path = Path(path)
     data = path.read_bytes()
+    if len(data) < len(HEADER) and HEADER.startswith(data):
+        # wandb-core has created the file but not finished its header: a run just starting.
+        warnings.append(f"{path}: only {len(data)} bytes, the header is not complete yet; no records")
+        return
     check_header(path, data)
     view = memoryview(data)
     size = len(data)
@@ -247,16 +253,26 @@ def iter_records(
         yield record
 
 
-@functools.cache
-def raw_record_class() -> type[Message]:
-    """A lean view of `Record` that keeps history/summary/config items as undecoded bytes.
+@dataclass(frozen=True)
+class RawViews:
+    """Lean views of `Record` that keep history/summary/config items as undecoded bytes.
 
-    Its field numbers match wandb_internal.proto (Record.history=2, summary=3,
+    Field numbers match wandb_internal.proto (Record.history=2, summary=3,
     config=5; HistoryRecord.item=1, step=2; Summary/ConfigRecord.update=1,
-    remove=2), so it parses the same payloads. Splitting a record into item
-    byte strings happens in C; the caller decodes the items in bulk, which is
-    far cheaper than touching every item through the full message classes.
+    remove=2), so they parse the same payloads. Protobuf merges concatenated
+    messages, so many records' payloads joined together parse in one call:
+    `merged` appends every record's items into one list, `rows` keeps one
+    history entry per record (for its step and item count). Splitting into item
+    byte strings then happens in C, and the caller decodes items in bulk.
     """
+
+    merged: type[Message]  # history/summary/config singular: repeated items accumulate
+    rows: type[Message]  # history repeated: one entry per history record
+
+
+@functools.cache
+def raw_views() -> RawViews:
+    """Build the lean message classes once per process, in a private descriptor pool."""
     f = descriptor_pb2.FieldDescriptorProto
     file = descriptor_pb2.FileDescriptorProto(name="grpo_wandb_raw.proto", package="grpo_wandb_raw", syntax="proto3")
 
@@ -272,11 +288,15 @@ def raw_record_class() -> type[Message]:
     message("History", ("item", 1, f.TYPE_BYTES, many, ""), ("step", 2, f.TYPE_MESSAGE, one, "Step"))
     message("Updates", ("update", 1, f.TYPE_BYTES, many, ""), ("remove", 2, f.TYPE_BYTES, many, ""))
     message(
-        "Record",
+        "Merged",
         ("history", 2, f.TYPE_MESSAGE, one, "History"),
         ("summary", 3, f.TYPE_MESSAGE, one, "Updates"),
         ("config", 5, f.TYPE_MESSAGE, one, "Updates"),
     )
+    message("Rows", ("history", 2, f.TYPE_MESSAGE, many, "History"))
     pool = descriptor_pool.DescriptorPool()  # private pool: no clash with wandb's own descriptors
     pool.Add(file)
-    return message_factory.GetMessageClass(pool.FindMessageTypeByName("grpo_wandb_raw.Record"))
+    return RawViews(
+        merged=message_factory.GetMessageClass(pool.FindMessageTypeByName("grpo_wandb_raw.Merged")),
+        rows=message_factory.GetMessageClass(pool.FindMessageTypeByName("grpo_wandb_raw.Rows")),
+    )

@@ -18,6 +18,8 @@ from typing import Any
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
+from google.protobuf.message import DecodeError
+from wandb.proto.wandb_internal_pb2 import ConfigItem, HistoryItem, SummaryItem
 
 from pipelines.sources.base import (
     HISTORY_COLUMNS,
@@ -26,7 +28,15 @@ from pipelines.sources.base import (
     RunRead,
     RunRef,
 )
-from pipelines.sources.wandb_file import WandbFileError, iter_records
+from pipelines.sources.wandb_file import (
+    RECORD_TYPE,
+    Record,
+    WandbFileError,
+    iter_payloads,
+    parse,
+    raw_views,
+    record_type_number,
+)
 from pipelines.warehouse import UTC_TS
 
 __all__ = ["LocalRunSource", "WandbFileError", "discover_run_files", "read_run_file"]
@@ -36,9 +46,16 @@ RUN_FILE_SUFFIX = ".wandb"
 STEP_KEY, RUNTIME_KEY, TIMESTAMP_KEY = "_step", "_runtime", "_timestamp"
 _SPECIAL_KEYS = frozenset({STEP_KEY, RUNTIME_KEY, TIMESTAMP_KEY})
 _INTERNAL_KEY = "_wandb"
-# Record types the reader uses; the rest (console output, system stats...) is skipped unparsed.
-_NEEDED_TYPES = frozenset({"run", "history", "summary", "config", "exit"})
-_REMOVED = object()
+# An item whose nested_key starts with "_wandb": field 2, length 6, the name.
+_INTERNAL_NESTED_PREFIX = b"\x12\x06" + _INTERNAL_KEY.encode()
+_REMOVED = object()  # a summary/config remove, in place of a value
+# Payload bytes parsed per protobuf call: big enough to amortize the call, small
+# enough to bound the per-item Python objects alive at once.
+_CHUNK_BYTES = 8 * 1024 * 1024
+_NO_STEP = -(2**63)  # a history record that states no step
+_HISTORY, _SUMMARY, _CONFIG, _RUN, _EXIT = (RECORD_TYPE[t] for t in ("history", "summary", "config", "run", "exit"))
+# A JSON value is a number (or W&B's NaN/Infinity/-Infinity token) iff it starts with one of these.
+_NUMERIC_FIRST_CHARS = list("-0123456789NI")
 
 
 @dataclass(frozen=True)
@@ -125,61 +142,216 @@ def _size(path: Path) -> int:
     return path.stat().st_size
 
 
-# --- reading -----------------------------------------------------------------
+# --- decoding items in bulk ---------------------------------------------------
+#
+# History, summary and config items share one wire layout (key=1, nested_key=2,
+# value_json=16). Nearly every item wandb-core writes is exactly
+#     0x12|0x0A <len> <name> 0x82 0x01 <len> <json>
+# with one name element and both lengths under 128. Such items are decoded for
+# a whole file at once with numpy over the concatenated bytes; anything else
+# (nested paths, long values, typed values, removes) goes through protobuf.
 
 
-class _Fold:
-    """Config or summary updates/removes folded in file order into nested dicts.
+@dataclass(frozen=True)
+class _Decoded:
+    """Key paths and JSON texts of serialized items: the bulk-decoded ones as Arrow, the rest as lists."""
 
-    Only the last write per key path is kept. Writes that take part in nesting
-    (a tuple path, or a top-level key that some tuple path starts with) move to
-    the end, so replaying in dict order nests parents and children exactly as
-    the file did; all other writes skip that bookkeeping, which keeps the
-    per-step summary records cheap.
+    fast_pos: np.ndarray  # positions in the input of the bulk-decoded items
+    fast_keys: pa.Array  # large_string: their one-element key paths
+    fast_values: pa.Array  # large_string: their value_json
+    slow_pos: list[int]
+    slow_paths: list[str | tuple[str, ...]]  # a str is a top-level key, a tuple a nested path
+    slow_values: list[str]
+
+
+def decode_items(
+    blobs: list[bytes],
+    item_cls: type,
+    force_slow: np.ndarray | None = None,
+    drop: np.ndarray | None = None,
+    drop_prefix: bytes | None = None,
+    typed: bool = False,
+) -> _Decoded:
+    """Decode serialized History/Summary/ConfigItems.
+
+    `force_slow` marks items to decode with protobuf; `drop` marks items to
+    skip, as does `drop_prefix` (items whose bytes start with it); `typed`
+    fills an empty value_json from the typed value (history items).
+    """
+    arr = pa.array(blobs, pa.large_binary())
+    probe = _Probe(arr)
+    ok, key_len = probe.simple_layout()
+    if force_slow is not None:
+        ok &= ~force_slow
+    wanted = ~drop if drop is not None else np.ones(len(blobs), dtype=bool)
+    if drop_prefix is not None:
+        wanted &= ~probe.starts_with(drop_prefix)
+    ok &= wanted
+    fast_pos = np.flatnonzero(ok)
+    keys, values, split_ok = _split_simple(arr.take(pa.array(fast_pos)), key_len[fast_pos])
+    if not split_ok.all():  # a name that contains the value tag bytes: rare, let protobuf do it
+        ok[fast_pos[~split_ok]] = False
+        fast_pos = fast_pos[split_ok]
+        keys, values = keys.filter(pa.array(split_ok)), values.filter(pa.array(split_ok))
+    try:
+        keys, values = keys.cast(pa.large_string()), values.cast(pa.large_string())  # validates UTF-8
+    except pa.ArrowInvalid:  # not UTF-8: let protobuf judge every item
+        fast_pos = np.empty(0, dtype=np.int64)
+        keys = values = pa.array([], pa.large_string())
+        ok[:] = False
+
+    slow_pos: list[int] = []
+    slow_paths: list[str | tuple[str, ...]] = []
+    slow_values: list[str] = []
+    for i in np.flatnonzero(~ok & wanted).tolist():
+        try:
+            item = item_cls.FromString(blobs[i])
+        except DecodeError:  # an item the writer could not have meant: leave it out
+            continue
+        nested = item.nested_key
+        slow_pos.append(i)
+        slow_paths.append(nested[0] if len(nested) == 1 else (tuple(nested) if nested else item.key))
+        value_json = item.value_json
+        slow_values.append(value_json if value_json or not typed else _typed_json(item))
+    return _Decoded(fast_pos, keys, values, slow_pos, slow_paths, slow_values)
+
+
+class _Probe:
+    """Vectorized byte probes into an Arrow array of serialized items."""
+
+    def __init__(self, arr: pa.Array) -> None:
+        offsets = np.frombuffer(arr.buffers()[1], dtype=np.int64, count=len(arr) + 1)
+        total = int(offsets[-1])
+        self.start, self.end = offsets[:-1], offsets[1:]
+        # One zero byte when empty, so probes always have something to read.
+        self.data = np.frombuffer(arr.buffers()[2], dtype=np.uint8, count=total) if total else np.zeros(1, np.uint8)
+        self.last = max(total - 1, 0)
+
+    def at(self, index: np.ndarray) -> np.ndarray:
+        """Bytes at `index`, clipped to the buffer; items a probe overruns fail their length checks."""
+        return self.data[np.minimum(index, self.last)]
+
+    def simple_layout(self) -> tuple[np.ndarray, np.ndarray]:
+        """(is simple, name length) per item; simple is exactly `0x12|0x0A <len> <name> 0x82 0x01 <len> <json>`."""
+        start, end, at = self.start, self.end, self.at
+        tag = at(start)
+        key_len = at(start + 1).astype(np.int64)
+        value_tag = start + 2 + key_len
+        value_len = at(value_tag + 2).astype(np.int64)
+        simple = (
+            (end - start >= 5)
+            & ((tag == 0x12) | (tag == 0x0A))
+            & (key_len < 0x80)
+            & (value_tag + 3 <= end)
+            & (at(value_tag) == 0x82)
+            & (at(value_tag + 1) == 0x01)
+            & (value_len < 0x80)
+            & (value_tag + 3 + value_len == end)
+        )
+        return simple, key_len
+
+    def starts_with(self, prefix: bytes) -> np.ndarray:
+        hit = self.end - self.start >= len(prefix)
+        for i, byte in enumerate(prefix):
+            hit &= self.at(self.start + i) == byte
+        return hit
+
+
+_VALUE_TAG = b"\x82\x01"  # field 16 (value_json), wire type 2
+_TO_END = 1 << 40
+
+
+def _split_simple(items: pa.Array, key_len: np.ndarray) -> tuple[pa.Array, pa.Array, np.ndarray]:
+    """(name bytes, value bytes, split ok) of simple-layout items, cut at the value tag in C."""
+    if len(items) == 0:
+        empty = pa.array([], pa.large_binary())
+        return empty, empty, np.zeros(0, dtype=bool)
+    parts = pc.split_pattern(items, pattern=_VALUE_TAG, max_splits=1)
+    head, tail = pc.list_element(parts, 0), pc.list_element(parts, 1)
+    # The first value tag must be the real one: the head is exactly tag, length and name.
+    split_ok = pc.binary_length(head).to_numpy() == key_len + 2
+    return pc.binary_slice(head, 2, _TO_END), pc.binary_slice(tail, 1, _TO_END), split_ok
+
+
+def _typed_json(item: Any) -> str:
+    """JSON text of an item written only in the typed encoding (WANDB__HISTORY_VALUE_ENCODING)."""
+    kind = item.WhichOneof("value")
+    if kind in ("number", "integer", "boolean", "text"):
+        return json.dumps(getattr(item, kind), ensure_ascii=False)
+    if kind == "json":
+        return item.json
+    return "null"
+
+
+# --- config and summary ----------------------------------------------------------
+
+
+class _ItemLog:
+    """Config or summary writes (updates and removes) folded in file order: the last write per path wins.
+
+    Record payloads wait in a chunk and are parsed together (one protobuf call
+    per chunk); their items are then decoded in bulk and only the last write
+    per key path is kept.
     """
 
-    def __init__(self) -> None:
-        self.writes: dict[str | tuple[str, ...], Any] = {}
-        self.roots: set[str] = set()  # first elements of tuple paths seen so far
+    def __init__(self, path: Path, field: str, item_cls: type, warnings: list[str]) -> None:
+        self.chunk = _Chunk(path, warnings)
+        self.field = field  # "summary" or "config": the Record field the payloads fill
+        self.item_cls = item_cls
+        self.last: dict[str | tuple[str, ...], tuple[int, Any]] = {}  # path -> (position, value_json)
+        self.count = 0  # items folded so far: the position of the next one
 
-    def update(self, items: Iterable[Any]) -> None:
-        writes, roots = self.writes, self.roots
-        for item in items:
-            nested = item.nested_key
-            if len(nested) == 1:
-                path: str | tuple[str, ...] = nested[0]
-                if path in roots:
-                    writes.pop(path, None)
-            else:
-                path = self._path(item, nested)
-            writes[path] = item.value_json
+    def add(self, offset: int, payload: bytes | memoryview) -> None:
+        if self.chunk.add(offset, payload):
+            self._flush()
 
-    def remove(self, items: Iterable[Any]) -> None:
-        writes = self.writes
-        for item in items:
-            nested = item.nested_key
-            path = nested[0] if len(nested) == 1 else self._path(item, nested)
-            writes.pop(path, None)
-            writes[path] = _REMOVED
+    def add_items(self, blobs: list[bytes]) -> None:
+        """Serialized items from elsewhere (the run record), at this point in file order."""
+        self._flush()
+        self._fold(blobs, [])
 
-    def _path(self, item: Any, nested: Sequence[str]) -> str | tuple[str, ...]:
-        """The path of an item without a one-element nested_key, moved to the end of the writes."""
-        path: str | tuple[str, ...]
-        if nested:
-            path = tuple(nested)
-            self.roots.add(path[0])
-        else:
-            path = item.key
-        self.writes.pop(path, None)
-        return path
+    def _flush(self) -> None:
+        merged, pending = self.chunk.parse(raw_views().merged)
+        if merged is None:
+            return
+        writes = getattr(merged, self.field)
+        if not len(writes.remove):
+            self._fold(list(writes.update), [])
+            return
+        # Removes are a separate list in each record: rebuild the per-record order.
+        blobs: list[bytes] = []
+        remove_at: list[int] = []
+        for _, payload in pending:
+            one = getattr(raw_views().merged.FromString(payload), self.field)
+            blobs += one.update
+            start = len(blobs)
+            blobs += one.remove
+            remove_at.extend(range(start, len(blobs)))
+        self._fold(blobs, remove_at)
 
-    def get_json(self, key: str) -> str | None:
-        value = self.writes.get(key)
-        return value if isinstance(value, str) else None
+    def _fold(self, blobs: list[bytes], remove_at: list[int]) -> None:
+        force_slow = np.zeros(len(blobs), dtype=bool)
+        force_slow[remove_at] = True
+        # Items under `_wandb` (wandb-core's runtime heartbeats) are dropped from the result
+        # anyway; skipping them here keeps their nested paths off the slow path.
+        decoded = decode_items(blobs, self.item_cls, force_slow, drop_prefix=_INTERNAL_NESTED_PREFIX)
+        base, last = self.count, self.last
+        for name, (pos, value_json) in _last_fast_writes(decoded).items():
+            last[name] = (base + pos, value_json)  # later than anything from earlier chunks
+        removed = set(remove_at)
+        for pos, path, value_json in zip(decoded.slow_pos, decoded.slow_paths, decoded.slow_values):
+            prev = last.get(path)
+            if prev is None or prev[0] < base + pos:
+                last[path] = (base + pos, _REMOVED if pos in removed else value_json)
+        self.count += len(blobs)
 
     def result(self) -> dict[str, Any]:
+        """The folded writes as nested dicts, without wandb's internal `_wandb` key."""
+        self._flush()
+        # Replaying only the last write per path, in the order of those writes, nests
+        # parents and children exactly as replaying every write would.
         out: dict[str, Any] = {}
-        for path, value_json in self.writes.items():
+        for path, (_, value_json) in sorted(self.last.items(), key=lambda kv: kv[1][0]):
             keys = (path,) if isinstance(path, str) else path
             if value_json is _REMOVED:
                 _delete_path(out, keys)
@@ -187,6 +359,48 @@ class _Fold:
                 _set_path(out, keys, _loads(value_json))
         out.pop(_INTERNAL_KEY, None)
         return out
+
+
+class _Chunk:
+    """Record payloads of one kind waiting to be parsed in a single protobuf call."""
+
+    def __init__(self, path: Path, warnings: list[str]) -> None:
+        self.path = path
+        self.warnings = warnings
+        self.pending: list[tuple[int, bytes | memoryview]] = []
+        self.size = 0
+
+    def add(self, offset: int, payload: bytes | memoryview) -> bool:
+        """Queue a payload; True when the chunk is big enough to parse."""
+        self.pending.append((offset, payload))
+        self.size += len(payload)
+        return self.size >= _CHUNK_BYTES
+
+    def parse(self, cls: type) -> tuple[Any, list[tuple[int, bytes | memoryview]]]:
+        """(the queued payloads parsed as one `cls` message, the (offset, payload) pairs in it); empties the queue."""
+        pending, self.pending, self.size = self.pending, [], 0
+        if not pending:
+            return None, []
+        try:
+            return cls.FromString(b"".join(p for _, p in pending)), pending
+        except DecodeError:
+            # Some payload passed its CRC but is not a Record: warn about it and parse the rest.
+            pending = [(o, p) for o, p in pending if parse(cls, self.path, o, p, self.warnings) is not None]
+            return cls.FromString(b"".join(p for _, p in pending)), pending
+
+
+def _last_fast_writes(decoded: _Decoded) -> dict[str | tuple[str, ...], tuple[int, Any]]:
+    """Top-level key -> (position, value_json) of its last bulk-decoded write."""
+    if not len(decoded.fast_pos):
+        return {}
+    encoded = decoded.fast_keys.dictionary_encode()
+    codes = encoded.indices.to_numpy()
+    last = np.full(len(encoded.dictionary), -1, dtype=np.int64)
+    np.maximum.at(last, codes, np.arange(len(codes), dtype=np.int64))
+    names = encoded.dictionary.to_pylist()
+    values = decoded.fast_values.take(pa.array(last)).to_pylist()
+    positions = decoded.fast_pos[last].tolist()
+    return {name: (pos, value) for name, pos, value in zip(names, positions, values)}
 
 
 def _loads(value_json: str) -> Any:
@@ -215,121 +429,7 @@ def _delete_path(root: dict[str, Any], keys: Sequence[str]) -> None:
         node.pop(keys[-1], None)
 
 
-# A JSON value is a number (or W&B's NaN/Infinity/-Infinity token) iff it starts with one of these.
-_NUMERIC_FIRST_CHARS = pa.array(list("-0123456789NI"), pa.string())
-_NO_STEP = -(2**63)
-
-
-class _HistoryBuilder:
-    """History rows collected as flat Python lists, then split and typed in bulk with Arrow.
-
-    The per-item loop only appends each item's key path and JSON text; deciding
-    numeric vs other, pulling out _step/_timestamp/_runtime and filtering by
-    step all happen once over whole columns, which is where the speed comes from.
-    """
-
-    def __init__(self, after_step: int | None) -> None:
-        self.after_step = after_step
-        self.paths: list[str | tuple[str, ...]] = []
-        self.value_jsons: list[str] = []
-        self.row_steps: list[int] = []  # _NO_STEP when the record has no step field
-        self.row_counts: list[int] = []
-        self.skipped_max_step: int | None = None
-
-    def add(self, history: Any) -> None:
-        """Append one HistoryRecord, or only note its step when it is at or before `after_step`."""
-        step = history.step.num if history.HasField("step") else _NO_STEP
-        if step != _NO_STEP and self.after_step is not None and step <= self.after_step:
-            # The cheap path for incremental reads: no item is touched.
-            if self.skipped_max_step is None or step > self.skipped_max_step:
-                self.skipped_max_step = step
-            return
-        paths, value_jsons = self.paths, self.value_jsons
-        start = len(paths)
-        for item in history.item:
-            nested = item.nested_key
-            paths.append(nested[0] if len(nested) == 1 else (tuple(nested) or item.key))
-            value_json = item.value_json
-            value_jsons.append(value_json if value_json else _typed_json(item))
-        self.row_steps.append(step)
-        self.row_counts.append(len(paths) - start)
-
-    def build(self, run_id: str) -> _BuiltHistory:
-        """Split the collected items into the numeric and other tables, plus step/runtime facts."""
-        n_items = len(self.paths)
-        counts = np.asarray(self.row_counts, dtype=np.int64)
-        row_of = np.repeat(np.arange(len(counts), dtype=np.int64), counts)
-
-        # Key paths -> codes into a small table of distinct keys.
-        distinct = list(dict.fromkeys(self.paths))
-        code_of = {p: i for i, p in enumerate(distinct)}
-        codes = np.fromiter(map(code_of.__getitem__, self.paths), dtype=np.int64, count=n_items)
-        names = [p if isinstance(p, str) else ".".join(p) for p in distinct]
-        special = np.zeros(len(distinct), dtype=bool)
-        special_code = {}
-        for i, p in enumerate(distinct):
-            if isinstance(p, str) and p in _SPECIAL_KEYS:
-                special[i] = True
-                special_code[p] = i
-
-        texts = pa.array(self.value_jsons, pa.string())
-        is_num = _numeric_mask(texts)
-        values = np.full(n_items, np.nan)
-        values[is_num] = _parse_floats(texts.filter(pa.array(is_num)))
-
-        def per_row(key: str) -> tuple[np.ndarray, np.ndarray]:
-            """(row numbers, values) of a wandb-core bookkeeping item such as _step."""
-            code = special_code.get(key)
-            if code is None:
-                return np.empty(0, np.int64), np.empty(0)
-            hit = (codes == code) & is_num
-            return row_of[hit], values[hit]
-
-        steps = np.asarray(self.row_steps, dtype=np.int64)
-        rows, step_values = per_row(STEP_KEY)
-        # A record without a step field takes its step from the _step item.
-        missing = (steps[rows] == _NO_STEP) & np.isfinite(step_values)
-        steps[rows[missing]] = step_values[missing].astype(np.int64)
-        times = np.full(len(counts), np.nan)
-        rows, ts_values = per_row(TIMESTAMP_KEY)
-        times[rows] = ts_values
-        _, runtimes = per_row(RUNTIME_KEY)
-
-        known = steps != _NO_STEP
-        keep_row = known if self.after_step is None else known & (steps > self.after_step)
-        keep = keep_row[row_of] & ~special[codes]
-        numeric, other = keep & is_num, keep & ~is_num
-
-        names_arr = pa.array(names, pa.string())
-        history = pa.Table.from_arrays(
-            [
-                pa.repeat(pa.scalar(run_id, pa.string()), int(numeric.sum())),
-                pa.array(steps[row_of[numeric]], pa.int64()),
-                _utc_column(times[row_of[numeric]]),
-                names_arr.take(pa.array(codes[numeric])),
-                pa.array(values[numeric], pa.float64()),
-            ],
-            schema=HISTORY_COLUMNS,
-        )
-        other_table = pa.Table.from_arrays(
-            [
-                pa.repeat(pa.scalar(run_id, pa.string()), int(other.sum())),
-                pa.array(steps[row_of[other]], pa.int64()),
-                _utc_column(times[row_of[other]]),
-                names_arr.take(pa.array(codes[other])),
-                texts.filter(pa.array(other)),
-            ],
-            schema=HISTORY_OTHER_COLUMNS,
-        )
-        max_step = int(steps[known].max(initial=_NO_STEP))
-        if self.skipped_max_step is not None:
-            max_step = max(max_step, self.skipped_max_step)
-        return _BuiltHistory(
-            history=history,
-            other=other_table,
-            max_step=None if max_step == _NO_STEP else max_step,
-            max_runtime=float(np.nanmax(runtimes)) if runtimes.size and not np.isnan(runtimes).all() else None,
-        )
+# --- history -----------------------------------------------------------------------
 
 
 @dataclass(frozen=True)
@@ -340,15 +440,151 @@ class _BuiltHistory:
     max_runtime: float | None
 
 
-def _numeric_mask(texts: pa.StringArray) -> np.ndarray:
+class _HistoryLog:
+    """History records parsed a chunk at a time into Arrow columns, split into tables at the end."""
+
+    def __init__(self, path: Path, after_step: int | None, warnings: list[str]) -> None:
+        self.chunk = _Chunk(path, warnings)
+        self.after_step = after_step
+        self.row_steps: list[int] = []  # per history record; _NO_STEP when it states none
+        self.keys: list[pa.Array] = []  # per chunk: joined key of each kept item
+        self.texts: list[pa.Array] = []  # per chunk: value_json of each kept item
+        self.rows: list[np.ndarray] = []  # per chunk: row (record) number of each kept item
+
+    def add(self, offset: int, payload: bytes | memoryview) -> None:
+        if self.chunk.add(offset, payload):
+            self._flush()
+
+    def _flush(self) -> None:
+        rows, pending = self.chunk.parse(raw_views().rows)
+        if rows is None:
+            return
+        if len(rows.history) == len(pending):
+            self._add_rows(rows, [p for _, p in pending])
+            return
+        # Joined, a damaged payload swallowed bytes of its neighbour: go one record at a time.
+        for offset, payload in pending:
+            one = parse(raw_views().rows, self.chunk.path, offset, payload, self.chunk.warnings)
+            if one is not None and len(one.history) == 1:
+                self._add_rows(one, [payload])
+
+    def _add_rows(self, rows: Any, payloads: list[bytes | memoryview]) -> None:
+        """Decode the items of parsed history records (`rows`, one entry per payload)."""
+        steps: list[int] = []
+        counts: list[int] = []
+        for row in rows.history:
+            steps.append(row.step.num if row.HasField("step") else _NO_STEP)
+            counts.append(len(row.item))
+        blobs = list(raw_views().merged.FromString(b"".join(payloads)).history.item)
+        step_arr = np.asarray(steps, dtype=np.int64)
+        count_arr = np.asarray(counts, dtype=np.int64)
+        item_rows = np.repeat(np.arange(len(steps), dtype=np.int64) + len(self.row_steps), count_arr)
+        self.row_steps += steps
+        drop = None
+        if self.after_step is not None:
+            # Incremental reads: items of steps already stored are never decoded.
+            drop = np.repeat((step_arr != _NO_STEP) & (step_arr <= self.after_step), count_arr)
+        keys, texts, positions = _in_order(decode_items(blobs, HistoryItem, drop=drop, typed=True))
+        self.keys.append(keys)
+        self.texts.append(texts)
+        self.rows.append(item_rows[positions])
+
+    def build(self, run_id: str) -> _BuiltHistory:
+        """Split the kept items into the numeric and other tables, plus step/runtime facts."""
+        self._flush()
+        keys = pa.concat_arrays(self.keys) if self.keys else pa.array([], pa.large_string())
+        texts = pa.concat_arrays(self.texts) if self.texts else pa.array([], pa.large_string())
+        row_of = np.concatenate(self.rows) if self.rows else np.empty(0, dtype=np.int64)
+
+        encoded = keys.dictionary_encode()
+        codes = encoded.indices.to_numpy().astype(np.int64)
+        names = encoded.dictionary.cast(pa.string())
+        name_list = names.to_pylist()
+        special = np.array([name in _SPECIAL_KEYS for name in name_list], dtype=bool)
+
+        is_num = _numeric_mask(texts)
+        values = np.full(len(texts), np.nan)
+        values[is_num] = _parse_floats(texts.filter(pa.array(is_num)))
+
+        def per_row(key: str) -> tuple[np.ndarray, np.ndarray]:
+            """(row numbers, values) of one wandb-core bookkeeping item such as _step."""
+            if key not in name_list:
+                return np.empty(0, np.int64), np.empty(0)
+            hit = (codes == name_list.index(key)) & is_num
+            return row_of[hit], values[hit]
+
+        steps = np.asarray(self.row_steps, dtype=np.int64)
+        rows, step_values = per_row(STEP_KEY)
+        # A record without a step field takes its step from the _step item.
+        missing = (steps[rows] == _NO_STEP) & np.isfinite(step_values)
+        steps[rows[missing]] = step_values[missing].astype(np.int64)
+        times = np.full(len(steps), np.nan)
+        rows, ts_values = per_row(TIMESTAMP_KEY)
+        times[rows] = ts_values
+        _, runtimes = per_row(RUNTIME_KEY)
+
+        known = steps != _NO_STEP
+        keep_row = known if self.after_step is None else known & (steps > self.after_step)
+        keep = keep_row[row_of] & ~special[codes]
+        numeric, other = keep & is_num, keep & ~is_num
+
+        max_step = int(steps[known].max(initial=_NO_STEP))
+        finite_runtimes = runtimes[~np.isnan(runtimes)]
+        return _BuiltHistory(
+            history=_table(HISTORY_COLUMNS, run_id, steps, times, row_of, names, codes, numeric,
+                           pa.array(values[numeric], pa.float64())),
+            other=_table(HISTORY_OTHER_COLUMNS, run_id, steps, times, row_of, names, codes, other,
+                         texts.filter(pa.array(other)).cast(pa.string())),
+            max_step=None if max_step == _NO_STEP else max_step,
+            max_runtime=float(finite_runtimes.max()) if finite_runtimes.size else None,
+        )
+
+
+def _in_order(decoded: _Decoded) -> tuple[pa.Array, pa.Array, np.ndarray]:
+    """(joined keys, value texts, positions) of all decoded items, in input order."""
+    if not decoded.slow_pos:
+        return decoded.fast_keys, decoded.fast_values, decoded.fast_pos
+    slow_keys = [p if isinstance(p, str) else ".".join(p) for p in decoded.slow_paths]
+    positions = np.concatenate([decoded.fast_pos, np.asarray(decoded.slow_pos, dtype=np.int64)])
+    order = pa.array(np.argsort(positions, kind="stable"))
+    keys = pa.concat_arrays([decoded.fast_keys, pa.array(slow_keys, pa.large_string())]).take(order)
+    texts = pa.concat_arrays([decoded.fast_values, pa.array(decoded.slow_values, pa.large_string())]).take(order)
+    return keys, texts, np.sort(positions)
+
+
+def _table(
+    schema: pa.Schema,
+    run_id: str,
+    steps: np.ndarray,
+    times: np.ndarray,
+    row_of: np.ndarray,
+    names: pa.Array,
+    codes: np.ndarray,
+    mask: np.ndarray,
+    values: pa.Array,
+) -> pa.Table:
+    rows = row_of[mask]
+    return pa.Table.from_arrays(
+        [
+            pa.repeat(pa.scalar(run_id, pa.string()), len(rows)),
+            pa.array(steps[rows], pa.int64()),
+            _utc_column(times[rows]),
+            names.take(pa.array(codes[mask])),
+            values,
+        ],
+        schema=schema,
+    )
+
+
+def _numeric_mask(texts: pa.Array) -> np.ndarray:
     """True where the JSON text is a number or a NaN/Infinity/-Infinity token."""
     if len(texts) == 0:
         return np.zeros(0, dtype=bool)
-    first = pc.utf8_slice_codeunits(texts, 0, 1)
-    return pc.is_in(first, value_set=_NUMERIC_FIRST_CHARS).to_numpy(zero_copy_only=False)
+    first = pc.utf8_slice_codeunits(texts, 0, 1).cast(pa.string())
+    return pc.is_in(first, value_set=pa.array(_NUMERIC_FIRST_CHARS)).to_numpy(zero_copy_only=False)
 
 
-def _parse_floats(texts: pa.StringArray) -> np.ndarray:
+def _parse_floats(texts: pa.Array) -> np.ndarray:
     """JSON numbers (and NaN/Infinity tokens) -> float64; Arrow's parser rounds like Python's float()."""
     try:
         return pc.cast(texts, pa.float64()).to_numpy(zero_copy_only=False)
@@ -364,21 +600,14 @@ def _float_or_nan(text: str) -> float:
         return math.nan
 
 
-def _typed_json(item: Any) -> str:
-    """JSON text of an item written only in the typed encoding (WANDB__HISTORY_VALUE_ENCODING)."""
-    kind = item.WhichOneof("value")
-    if kind in ("number", "integer", "boolean", "text"):
-        return json.dumps(getattr(item, kind), ensure_ascii=False)
-    if kind == "json":
-        return item.json
-    return "null"
-
-
 def _utc_column(seconds: np.ndarray) -> pa.Array:
     """Epoch seconds (NaN = unknown) -> a UTC microsecond timestamp column."""
     missing = ~np.isfinite(seconds)
     micros = np.rint(np.where(missing, 0.0, seconds) * 1e6).astype(np.int64)
-    return pa.array(micros, pa.int64(), mask=missing if missing.any() else None).cast(UTC_TS)
+    return pa.array(micros, UTC_TS, mask=missing if missing.any() else None)
+
+
+# --- one file ------------------------------------------------------------------------
 
 
 def read_run_file(path: str | Path, after_step: int | None = None) -> RunRead:
@@ -388,35 +617,38 @@ def read_run_file(path: str | Path, after_step: int | None = None) -> RunRead:
         raise WandbFileError(f"{path}: not a W&B run file (expected run-<id>.wandb)")
     warnings: list[str] = []
     run: Any = None
-    config = _Fold()
-    summary = _Fold()
-    history = _HistoryBuilder(after_step)
     exit_record: Any = None
+    config = _ItemLog(path, "config", ConfigItem, warnings)
+    summary = _ItemLog(path, "summary", SummaryItem, warnings)
+    history = _HistoryLog(path, after_step, warnings)
+    queues = {_HISTORY: history, _SUMMARY: summary, _CONFIG: config}
 
-    for record in iter_records(path, warnings, _NEEDED_TYPES):
-        kind = record.WhichOneof("record_type")
-        if kind == "history":
-            history.add(record.history)
-        elif kind == "summary":
-            summary.update(record.summary.update)
-            summary.remove(record.summary.remove)
-        elif kind == "config":
-            config.update(record.config.update)
-            config.remove(record.config.remove)
-        elif kind == "run":
-            if run is None:
+    for offset, payload in iter_payloads(path, warnings):
+        kind = record_type_number(payload)
+        record = None
+        if kind is None:  # an unusual layout: let protobuf say what it is
+            record = parse(Record, path, offset, payload, warnings)
+            kind = RECORD_TYPE.get(record.WhichOneof("record_type")) if record is not None else None
+        queue = queues.get(kind) if kind is not None else None
+        if queue is not None:
+            queue.add(offset, payload)
+        elif kind in (_RUN, _EXIT):
+            record = record or parse(Record, path, offset, payload, warnings)
+            if record is None:
+                continue
+            if kind == _EXIT:
+                exit_record = record.exit
+            elif run is None:
                 # The first run record carries the init config and any resumed summary.
-                config.update(record.run.config.update)
-                summary.update(record.run.summary.update)
+                config.add_items([item.SerializeToString() for item in record.run.config.update])
+                summary.add_items([item.SerializeToString() for item in record.run.summary.update])
                 run = record.run
             else:
                 run = _merge_run(run, record.run)
-        elif kind == "exit":
-            exit_record = record.exit
 
     run_id = (run.run_id if run is not None else "") or run_id_from_filename(path)
     built = history.build(run_id)
-    meta = _run_meta(path, run_id, run, config, summary, built, exit_record)
+    meta = _run_meta(path, run_id, run, config.result(), summary.result(), built, exit_record)
     return RunRead(meta=meta, history=built.history, other=built.other, warnings=warnings)
 
 
@@ -435,16 +667,17 @@ def _merge_run(first: Any, later: Any) -> Any:
 
 
 def _run_meta(
-    path: Path, run_id: str, run: Any, config: _Fold, summary: _Fold, history: _BuiltHistory, exit_record: Any
+    path: Path,
+    run_id: str,
+    run: Any,
+    config: dict[str, Any],
+    summary: dict[str, Any],
+    history: _BuiltHistory,
+    exit_record: Any,
 ) -> RunMeta:
     """Fold what the records said about the run into one RunMeta."""
-    runtime: float | None = history.max_runtime
-    summary_runtime = summary.get_json(RUNTIME_KEY)
-    if summary_runtime is not None:
-        try:
-            runtime = max(runtime if runtime is not None else -math.inf, float(summary_runtime))
-        except ValueError:
-            pass
+    runtimes = [r for r in (history.max_runtime, summary.get(RUNTIME_KEY)) if _is_number(r)]
+    runtime = float(max(runtimes)) if runtimes else None
     state, exit_code = "running", None
     if exit_record is not None:
         exit_code = exit_record.exit_code
@@ -465,8 +698,8 @@ def _run_meta(
         tags=tuple(run.tags) if run is not None else (),
         notes=text("notes"),
         host=text("host"),
-        config=config.result(),
-        summary=summary.result(),
+        config=config,
+        summary=summary,
         state=state,
         exit_code=exit_code,
         started_at=_started_at(run),
@@ -474,6 +707,10 @@ def _run_meta(
         last_step=history.max_step,
         source=str(path),
     )
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool) and not math.isnan(value)
 
 
 def _started_at(run: Any) -> dt.datetime | None:

@@ -12,6 +12,7 @@ position within a timestamp loses or repeats events here too.
 
 from __future__ import annotations
 
+import bisect
 import datetime as dt
 import gzip
 import itertools
@@ -74,6 +75,7 @@ class FakeAxiomServer(FakeHTTPServer):
         self.row_ids = row_ids
         self.shuffle_ties = shuffle_ties
         self.datasets: dict[str, list[tuple[int, dict[str, Any]]]] = {}
+        self._index: dict[str, list[int]] = {}  # sorted times of each dataset, rebuilt after adds
         self._rng = random.Random(seed)
         self._seq = itertools.count(1)
 
@@ -93,6 +95,8 @@ class FakeAxiomServer(FakeHTTPServer):
             if self.row_ids:
                 event["_rowId"] = f"r{next(self._seq):012d}"
             stored.append((ns, event))
+        stored.sort(key=lambda item: item[0])
+        self._index[dataset] = [ns for ns, _ in stored]
 
     def events(self, dataset: str) -> list[dict[str, Any]]:
         return [e for _, e in self.datasets.get(dataset, [])]
@@ -137,12 +141,9 @@ class FakeAxiomServer(FakeHTTPServer):
         # The request's time window applies too, as in Axiom: [startTime, endTime).
         w_lo = parse_ns(body["startTime"]) if body.get("startTime") else None
         w_hi = parse_ns(body["endTime"]) if body.get("endTime") else None
-        hits = [
-            (ns, e)
-            for ns, e in self.datasets[dataset]
-            if lo <= ns < hi and (w_lo is None or ns >= w_lo) and (w_hi is None or ns < w_hi)
-        ]
-        hits.sort(key=lambda item: item[0])
+        lo, hi = max(lo, w_lo if w_lo is not None else lo), min(hi, w_hi if w_hi is not None else hi)
+        index = self._index[dataset]
+        hits = self.datasets[dataset][bisect.bisect_left(index, lo) : bisect.bisect_left(index, hi)]
         if self.shuffle_ties:
             shuffled: list[tuple[int, dict[str, Any]]] = []
             for _, group in itertools.groupby(hits, key=lambda item: item[0]):
@@ -208,4 +209,5 @@ class FakeAxiomServer(FakeHTTPServer):
 
 
 def _error(status: int, message: str) -> Response:
-    return Response(status, json.dumps({"code": status, "message": message}).encode(), {"Content-Type": "application/json"})
+    body = json.dumps({"code": status, "message": message}).encode()
+    return Response(status, body, {"Content-Type": "application/json"})

@@ -125,7 +125,8 @@ class FakeWandbServer(FakeHTTPServer):
         if request.path != "/graphql" or request.method != "POST":
             return Response(404, b"not found")
         if not self._authorized(request):
-            return Response(401, b'{"errors":[{"message":"user is not logged in"}]}', {"Content-Type": "application/json"})
+            body = b'{"errors":[{"message":"user is not logged in"}]}'
+            return Response(401, body, {"Content-Type": "application/json"})
         handler = getattr(self, f"_op_{request.op}", None)
         if handler is None:
             return _gql_error(f"fake server: unsupported operation {request.op!r}")
@@ -298,7 +299,8 @@ class FakeWandbServer(FakeHTTPServer):
         return node
 
     # --- parquet export --------------------------------------------------------
-    def _parquet_bytes(self, project: str, run_id: str, exported: int) -> bytes:
+    def export_bytes(self, project: str, run_id: str, exported: int) -> bytes:
+        """The parquet export of a run's first `exported` rows (built once, then cached)."""
         key = (project, run_id, exported, self.row_group_size)
         if key not in self._parquet_cache:
             run = self.run(project, run_id)
@@ -314,7 +316,7 @@ class FakeWandbServer(FakeHTTPServer):
             return Response(404, b"not found")
         _, _, _entity, project, run_id, exported, _name = parts
         try:
-            data = self._parquet_bytes(project, run_id, int(exported))
+            data = self.export_bytes(project, run_id, int(exported))
         except (KeyError, StopIteration, ValueError):
             return Response(404, b"not found")
         total = len(data)

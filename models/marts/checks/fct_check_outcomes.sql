@@ -341,6 +341,9 @@ final as (
             when comparison = 'is'
                 then check_name || ': ' || coalesce(observed_label, 'unknown')
                     || ' (wants ' || expected_label || ')'
+            when check_name = 'heartbeat_fresh'
+                then 'silent_s = ' || printf('%.6g', value) || ' (target ' || comparison || ' '
+                    || printf('%.6g', threshold) || '), status ' || observed_label
             else check_name || ' = ' || coalesce(printf('%.6g', value), 'null')
                 || ' (target ' || comparison || ' ' || printf('%.6g', threshold) || ')'
         end as detail,

@@ -1,0 +1,280 @@
+"""End to end: `grpo demo` builds a warehouse whose answers match how the demo was generated.
+
+The demo is generated once per session through the real CLI (real wandb
+offline runs, the real Dagster job, the real dbt build). Expected values come
+from the generator's own series (`pipelines.demo.demo_runs`, which writes
+nothing) and from the NDJSON files parsed here with `json` and numpy.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import gzip
+import json
+import os
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import duckdb
+import numpy as np
+import pytest
+
+from pipelines.demo import demo_runs
+
+GRPO = str(Path(sys.executable).with_name("grpo"))
+
+
+def grpo(wh: Path, *args: str, check: bool = True) -> subprocess.CompletedProcess:
+    env = {**os.environ, "GRPO_WAREHOUSE": str(wh), "COLUMNS": "200"}
+    proc = subprocess.run([GRPO, *args], capture_output=True, text=True, env=env, timeout=600)
+    if check and proc.returncode != 0:
+        raise AssertionError(f"grpo {' '.join(args)} exited {proc.returncode}:\n{proc.stdout}\n{proc.stderr}")
+    return proc
+
+
+def grpo_json(wh: Path, *args: str, expect_code: int = 0):
+    proc = grpo(wh, *args, "--json", check=False)
+    assert proc.returncode == expect_code, proc.stdout + proc.stderr
+    return json.loads(proc.stdout)
+
+
+@pytest.fixture(scope="session")
+def demo(tmp_path_factory):
+    wh = tmp_path_factory.mktemp("demo_wh")
+    summary = grpo_json(wh, "demo")
+    return wh, summary
+
+
+@pytest.fixture(scope="session")
+def events(demo):
+    """Every good event line the demo wrote, parsed independently of the warehouse."""
+    wh, summary = demo
+    out = []
+    for path in sorted(Path(summary["demo"]["events_dir"]).rglob("*")):
+        if not path.is_file():
+            continue
+        opener = gzip.open if path.read_bytes()[:2] == b"\x1f\x8b" else open
+        with opener(path, "rt", encoding="utf-8") as fh:
+            for line in fh:
+                try:
+                    obj = json.loads(line)
+                    obj["_t"] = dt.datetime.fromisoformat(obj["_time"].replace("Z", "+00:00"))
+                except (ValueError, KeyError, TypeError, AttributeError):
+                    continue
+                out.append(obj)
+    return out
+
+
+def _numeric_points(run) -> int:
+    return sum(len(row) for _, row in run.history_rows())
+
+
+def test_demo_ingests_every_run_event_and_bad_line_exactly_once(demo, events):
+    wh, summary = demo
+    runs = demo_runs(seed=7, steps=400)
+    assert summary["success"] is True
+    assert summary["runs"] == len(runs) == 7
+    # wandb adds no numeric keys of its own beyond _step/_runtime/_timestamp, which are columns.
+    assert summary["history_rows"] == sum(_numeric_points(r) for r in runs)
+    assert summary["events"] == len(events)
+    assert summary["rejected"] == summary["demo"]["events"]["bad_lines"] > 0
+
+
+def test_ingesting_the_same_inputs_again_adds_nothing(demo):
+    wh, summary = demo
+    d = summary["demo"]
+    again = grpo_json(wh, "ingest", *sum((["--wandb-dir", p] for p in d["wandb_dirs"]), []), "--events", d["events_dir"])
+    assert (again["new_runs"], again["new_history_rows"], again["new_events"], again["new_rejected"]) == (0, 0, 0, 0)
+    assert again["history_rows"] == summary["history_rows"]
+    assert again["events"] == summary["events"]
+
+
+@pytest.mark.parametrize("run", demo_runs(seed=7, steps=400), ids=lambda r: r.name)
+def test_each_demo_run_gets_the_verdict_it_was_generated_for(demo, run):
+    wh, _ = demo
+    ans = grpo_json(wh, "elo", run.name)
+    assert ans["run_id"] == run.run_id
+    assert ans["verdict"] == run.intended_verdict, ans["reason"]
+
+
+def test_base_model_delta_and_final_gap_match_the_logged_elo(demo):
+    wh, _ = demo
+    for run in demo_runs(seed=7, steps=400):
+        if run.intended_verdict == "insufficient_data":
+            continue
+        ans = grpo_json(wh, "elo", run.run_id)
+        base = run.elo["base_model"]
+        base = base[~np.isnan(base)]
+        ref = next(r for r in ans["references"] if r["player"] == "base_model")
+        assert ref["delta"] == pytest.approx(round(base[-1], 2) - round(base[0], 2), abs=0.011)
+        steps, gap = run.gap()
+        assert ans["gap"]["last"] == pytest.approx(gap[-1], abs=0.02)
+
+
+def test_sweep_ranking_follows_the_generated_final_gaps_and_marks_the_tie(demo):
+    wh, _ = demo
+    runs = [r for r in demo_runs(seed=7, steps=400) if r.sweep == "kl-sweep"]
+    ans = grpo_json(wh, "sweep", "--sweep", "kl-sweep")
+    assert [r["run"] for r in ans["runs"]] == [r.name for r in sorted(runs, key=lambda r: -(r.final_gap or -1e9))]
+    ties = {r["run"] for r in ans["runs"] if r["is_tie"]}
+    assert ties == {"kl-sweep-1", "kl-sweep-2"}
+    assert "kl_coef" in ans["varying_config_keys"]
+    lr = grpo_json(wh, "sweep", "--sweep", "lr-sweep")
+    assert lr["runs"][0]["run"] == "lr-sweep-2" and not lr["runs"][0]["is_tie"]
+
+
+def test_rollout_p95_in_the_slow_hour_equals_numpy_on_the_raw_events(demo, events):
+    wh, summary = demo
+    slow = dt.datetime.fromisoformat(summary["demo"]["events"]["slow_hour"].replace("Z", "+00:00"))
+    end = slow + dt.timedelta(hours=1)
+    durations = [e["duration_s"] for e in events if e.get("event") == "rollout" and slow <= e["_t"] < end]
+    ans = grpo_json(wh, "rollout-timing", "--since", slow.isoformat(), "--until", end.isoformat())
+    assert ans["count"] == len(durations)
+    for q, key in ((50, "p50_s"), (95, "p95_s"), (99, "p99_s")):
+        assert ans[key] == pytest.approx(np.percentile(durations, q), rel=1e-9)
+    assert ans["passed"] is False and ans["p95_s"] > ans["target_p95_s"]
+
+
+def test_error_and_extraction_rates_over_the_day_equal_independent_counts(demo, events):
+    wh, summary = demo
+    f = summary["demo"]["events"]
+    since, until = f["window_start"], f["window_end"]
+    end = dt.datetime.fromisoformat(until.replace("Z", "+00:00")) + dt.timedelta(seconds=1)
+    window = [e for e in events if e["_t"] < end]
+    rollouts = [e for e in window if e.get("event") == "rollout"]
+    failed = sum(1 for e in rollouts if e["status"] != "ok")
+    err = grpo_json(wh, "errors", "--since", since, "--until", end.isoformat())
+    assert (err["rollouts"], err["failed_rollouts"]) == (len(rollouts), failed)
+    assert err["error_rate"] == pytest.approx(failed / len(rollouts))
+    assert err["error_events"] == sum(1 for e in window if e.get("level") == "error")
+    ex = [e for e in window if e.get("event") == "extraction"]
+    ext = grpo_json(wh, "extraction-stats", "--since", since, "--until", end.isoformat())
+    assert ext["orders_expected"] == sum(e["orders_expected"] for e in ex)
+    assert ext["orders_extracted"] == sum(e["orders_extracted"] for e in ex)
+    worst = ext["by_run"][0]
+    assert worst["run_id"] == f["extraction_problem"]["run_id"] and worst["passed"] is False
+
+
+def test_the_component_that_went_silent_is_reported_stale(demo):
+    wh, summary = demo
+    f = summary["demo"]["events"]
+    ans = grpo_json(wh, "health", "--since", f["window_start"], "--until", f["window_end"])
+    status = {(c["component"], c["host"]): c["status"] for c in ans["components"]}
+    silent = f["silent_component"]
+    assert status[(silent["component"], silent["host"])] == "stale"
+    assert sum(1 for s in status.values() if s == "ok") == len(status) - 1
+
+
+def test_check_exits_1_and_names_the_targets_the_demo_breaks(demo):
+    wh, summary = demo
+    ans = grpo_json(wh, "check", expect_code=1)
+    failing = {(c["name"], c["subject"]) for c in ans["checks"] if not c["passed"]}
+    f = summary["demo"]["events"]
+    assert ("extraction_rate_per_run", f["extraction_problem"]["run_name"]) in failing
+    assert ("kl_no_spikes", "lr-sweep-3") in failing
+    assert ("grad_norm_below_target", "lr-sweep-3") in failing
+    slow = f["slow_hour"].replace("+00:00", "Z")
+    assert any(n == "rollout_p95_per_hour" and s.startswith(slow[:13]) for n, s in failing)
+    assert all(c["passed"] for c in ans["checks"] if c["subject"] == "lr-sweep-2" and c["severity"] == "error")
+
+
+def test_every_answer_states_its_window_and_data_freshness(demo):
+    wh, _ = demo
+    for cmd in (["rollout-timing", "--last", "6h"], ["errors"], ["extraction-stats"], ["health"]):
+        ans = grpo_json(wh, *cmd)
+        assert ans["since"] < ans["until"]
+        assert ans["freshness"]["latest_event_at"] is not None
+    assert grpo_json(wh, "elo", "lr-sweep-1")["freshness"]["latest_step"] == 400
+
+
+def test_a_window_with_no_events_says_no_data_instead_of_passing(demo):
+    wh, _ = demo
+    ans = grpo_json(wh, "errors", "--since", "2001-01-01", "--until", "2001-01-02")
+    assert ans["rollouts"] == 0 and ans["passed"] is None
+    text = grpo(wh, "errors", "--since", "2001-01-01", "--until", "2001-01-02").stdout
+    assert "no data" in text.lower()
+
+
+def test_unknown_or_ambiguous_names_list_candidates_and_exit_2(demo):
+    wh, _ = demo
+    proc = grpo(wh, "elo", "lr-sweep", check=False)
+    assert proc.returncode == 2 and "ambiguous" in proc.stderr and "lr-sweep-1" in proc.stderr
+    proc = grpo(wh, "elo", "no-such-run", check=False)
+    assert proc.returncode == 2 and "no run" in proc.stderr
+    proc = grpo(wh, "sweep", "--sweep", "zzz", check=False)
+    assert proc.returncode == 2 and "kl-sweep" in proc.stderr
+
+
+def test_sql_answers_selects_and_refuses_writes_attach_and_file_access(demo):
+    wh, _ = demo
+    rows = grpo_json(wh, "sql", "select count(*) as n from fct_learning_verdicts")
+    assert rows == [{"n": 7}]
+    for bad in (
+        "create table x as select 1",
+        "insert into fct_learning_verdicts select * from fct_learning_verdicts",
+        f"attach '{wh}/evil.duckdb' as evil",
+        f"copy (select 1) to '{wh}/out.csv'",
+        "select * from read_csv('/etc/passwd')",
+        "select 1; drop table fct_learning_verdicts",
+    ):
+        proc = grpo(wh, "sql", bad, check=False)
+        assert proc.returncode == 2, bad
+        assert proc.stderr.strip(), bad
+    assert not (wh / "evil.duckdb").exists() and not (wh / "out.csv").exists()
+    tables = {t["table_name"]: t for t in grpo_json(wh, "sql", "--tables")}
+    assert "one row per run" in tables["fct_learning_verdicts"]["description"].lower()
+
+
+def test_plots_are_written_as_png(demo, tmp_path):
+    wh, _ = demo
+    grpo(wh, "elo", "lr-sweep-2", "--plot", str(tmp_path / "elo.png"))
+    grpo(wh, "sweep", "--sweep", "lr-sweep", "--plot", str(tmp_path / "sweep.png"))
+    for name in ("elo.png", "sweep.png"):
+        data = (tmp_path / name).read_bytes()
+        assert data[:8] == b"\x89PNG\r\n\x1a\n" and len(data) > 20_000
+
+
+def test_tracker_writes_one_section_per_sweep(demo, tmp_path):
+    wh, _ = demo
+    out = tmp_path / "EXPERIMENTS.md"
+    grpo(wh, "tracker", "--out", str(out))
+    text = out.read_text()
+    for heading in ("## kl-sweep", "## lr-sweep", "## smoke-test"):
+        assert heading in text
+    assert text.count("| lr-sweep-") == 3
+
+
+def test_a_concurrent_reader_never_fails_while_the_warehouse_rebuilds(demo):
+    """Readers use the published snapshot; a rebuild swaps it in by rename and never blocks them."""
+    wh, summary = demo
+    d = summary["demo"]
+    stop = threading.Event()
+    reads, failures = [0], []
+
+    def reader():
+        while not stop.is_set():
+            try:
+                con = duckdb.connect(str(wh / "grpo.duckdb"), read_only=True)
+                try:
+                    n = con.execute("select count(*) from fct_learning_verdicts").fetchall()[0][0]
+                    assert n == 7
+                    reads[0] += 1
+                finally:
+                    con.close()
+            except Exception as exc:  # any failed read is a defect
+                failures.append(repr(exc))
+
+    threads = [threading.Thread(target=reader) for _ in range(2)]
+    for t in threads:
+        t.start()
+    started = time.monotonic()
+    # A different warehouse root is not needed: the rebuild writes the same one.
+    grpo(wh, "ingest", "--wandb-dir", d["wandb_dirs"][0], "--events", d["events_dir"], "--json")
+    stop.set()
+    for t in threads:
+        t.join()
+    assert failures == []
+    assert reads[0] > 10, f"only {reads[0]} reads in {time.monotonic() - started:.0f} s"
