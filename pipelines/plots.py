@@ -70,3 +70,26 @@ def plot_sweep(series: list[dict[str, Any]], answer: dict[str, Any], out: Path) 
     fig.savefig(out, dpi=110)
     plt.close(fig)
     return out
+
+
+def latest_runs_gap_png(series: list[dict[str, Any]], title: str) -> bytes:
+    """PNG bytes: the checkpoint gap over steps of several runs (Dagster metadata preview)."""
+    import io
+
+    plt = _plt()
+    fig, ax = plt.subplots(figsize=(8, 4))
+    for run_name, pts in groupby(series, key=lambda r: r["run_name"]):
+        pts = list(pts)
+        ax.plot([p["step"] for p in pts], [p["gap"] for p in pts], marker="o", ms=2, label=run_name)
+    ax.axhline(0, color="grey", lw=1, ls=":")
+    ax.set_xlabel("training step")
+    ax.set_ylabel("best checkpoint − base_model Elo")
+    ax.set_title(title)
+    ax.grid(alpha=0.3)
+    if series:
+        ax.legend(fontsize=7)
+    fig.tight_layout()
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=80)
+    plt.close(fig)
+    return buf.getvalue()

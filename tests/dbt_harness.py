@@ -34,10 +34,15 @@ def write_raw(wh: Warehouse, tables: dict[str, list[dict[str, Any]]]) -> None:
 
 def dbt_build(wh: Warehouse, *args: str, tmp_target: Path | None = None) -> subprocess.CompletedProcess:
     """Run `dbt build` against `wh`; raises with dbt's output when it fails."""
+    return dbt_command(wh, "build", *args, tmp_target=tmp_target)
+
+
+def dbt_command(wh: Warehouse, command: str, *args: str, tmp_target: Path | None = None) -> subprocess.CompletedProcess:
+    """Run a dbt command against `wh`; raises with dbt's output when it fails."""
     target = tmp_target or (wh.root / "dbt_target")
     env = {**os.environ, "GRPO_WAREHOUSE": str(wh.root), "DBT_SEND_ANONYMOUS_USAGE_STATS": "false"}
     cmd = [
-        DBT, "build",
+        DBT, command,
         "--project-dir", str(PROJECT_ROOT),
         "--profiles-dir", str(PROJECT_ROOT),
         "--target-path", str(target),
@@ -46,7 +51,7 @@ def dbt_build(wh: Warehouse, *args: str, tmp_target: Path | None = None) -> subp
     ]
     proc = subprocess.run(cmd, env=env, capture_output=True, text=True, cwd=PROJECT_ROOT)
     if proc.returncode != 0:
-        raise AssertionError(f"dbt build failed:\n{proc.stdout[-8000:]}\n{proc.stderr[-4000:]}")
+        raise AssertionError(f"dbt {command} failed:\n{proc.stdout[-8000:]}\n{proc.stderr[-4000:]}")
     return proc
 
 

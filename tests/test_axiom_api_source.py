@@ -269,6 +269,18 @@ def test_dataset_names_that_could_escape_the_apl_quotes_are_refused(name):
 # --- formats ------------------------------------------------------------------------
 
 
+def test_an_event_whose_time_cannot_be_read_is_rejected_and_the_rest_load(server):
+    server.add_events("grpo-events", rollouts(3))
+    server.datasets["grpo-events"][1][1]["_time"] = "yesterday-ish"  # what a broken proxy might return
+
+    chunks = list(source().chunks({}))
+
+    assert sum(c.events.num_rows for c in chunks) == 2
+    (reject,) = [r for c in chunks for r in c.rejects.to_pylist()]
+    assert "yesterday-ish" in reject["reason"] and json.loads(reject["raw"])["rollout_id"] == "ro-0.0-1"
+    assert chunks[-1].cursor == {"time": at(1.0)}
+
+
 def test_events_ingested_with_the_real_client_come_back_with_every_field(server):
     from axiom_py import Client
 

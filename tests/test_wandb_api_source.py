@@ -220,7 +220,7 @@ def test_a_sync_of_an_unchanged_project_makes_no_history_request(server):
     assert all(r.history.num_rows == 0 and r.other.num_rows == 0 for r in reads)
     ops = server.graphql_ops()
     assert not HISTORY_OPS & set(ops) and not server.requests(path="/parquet")
-    assert Counter(ops) == Counter({"Viewer": 1, "GetDefaultEntity": 1, "Runs": 2})
+    assert Counter(ops) == Counter({"Viewer": 1, "Runs": 2})
     print(f"\nunchanged-project sync of 3 runs (per_page=2): {len(ops)} GraphQL requests: {ops}")
 
 

@@ -46,6 +46,8 @@ def main_steps() -> list[dict[str, Any]]:
             "tokens": int(rng.integers(0, 2**40)),
             "tiny": float(rng.random() * 1e-300),
         }
+        if i == 5:
+            data["big_int"] = 2**63 - 1  # exact digits in the JSON; float64 must round it like float()
         if i == 7:
             data["grad_norm"] = math.nan
         if i == 8:
@@ -228,6 +230,7 @@ def test_large_integers_keep_their_float_value(runs: Runs) -> None:
     got = history_dict(read_run_file(runs.main_file).history)
     logged = runs.specs["main"]["steps"][3]["data"]["tokens"]
     assert got[(3, "tokens")] == float(logged)
+    assert got[(5, "big_int")] == float(2**63 - 1)
 
 
 def test_non_numeric_values_land_in_other_and_are_counted(runs: Runs) -> None:

@@ -124,9 +124,9 @@ class AxiomEventSource:
         client = self._get_client()
         for rows in self._pages(client, lo, hi):
             events, rejects = self._tables(rows)
-            if rows:
-                page_newest = max(r.ns for r in rows)
-                newest = page_newest if newest is None else max(newest, page_newest)
+            times = [r.ns for r in rows if r.ns is not None]
+            if times:
+                newest = max(times) if newest is None else max(newest, *times)
             yield EventChunk(
                 source_key=self.source_key,
                 events=events,

@@ -6,7 +6,7 @@ How a sync talks to W&B (see TECH_NOTES A):
   RunFragment (`lazy=False`). That page already carries config, summary and
   `historyKeys.lastStep`, so a run whose lastStep is at or below the stored
   step costs no further request at all: a sync of an unchanged project is
-  `Viewer` + `GetDefaultEntity` + the `Runs` pages.
+  `Viewer` (sent by `wandb.Api()` to check the key) + the `Runs` pages.
 * History is never read with `run.history()` (sampled). For a changed run:
   - a run that is not running: `download_history_exports` fetches the
     parquet export (one `RunParquetHistory` + a GET per file), which Arrow
@@ -247,7 +247,10 @@ class WandbApiRunSource:
         _configure_wandb_core(self.retries, self.timeout_s)
         import wandb  # noqa: PLC0415 - heavy; only API syncs pay for it
 
-        overrides = {"base_url": self.base_url} if self.base_url else None
+        # Naming the entity spares the `GetDefaultEntity` query wandb would send to find one.
+        overrides: dict[str, Any] = {"entity": self.entity}
+        if self.base_url:
+            overrides["base_url"] = self.base_url
         # How long Python waits on wandb-core per request: all attempts plus their waits.
         wait = int(self.timeout_s * (self.retries + 1) + 10 * self.retries + 5)
         try:

@@ -30,4 +30,6 @@ def grpo_dbt_models(context: dg.AssetExecutionContext, dbt: DbtCliResource, ware
     # dbt runs as a subprocess and finds the warehouse through this variable (profiles.yml, sources).
     os.environ["GRPO_WAREHOUSE"] = str(wh.root)
     with wh.lock(timeout_s=warehouse.lock_timeout_s, purpose="dbt build"):
-        yield from dbt.cli(["build"], context=context).stream()
+        # Unit tests check the SQL, not the data: they run in the test suite
+        # (tests/test_dbt_unit_tests.py), not on every build.
+        yield from dbt.cli(["build", "--exclude-resource-type", "unit_test"], context=context).stream()
