@@ -6,29 +6,34 @@ Import this only after the dbt manifest exists (`dagster dev` prepares it;
 
 from __future__ import annotations
 
+import sys
+from pathlib import Path
+
 import dagster as dg
 from dagster_dbt import DbtCliResource
 
 from pipelines.defs.axiom.assets import events_raw
 from pipelines.defs.axiom.resources import EventSourcesResource
+from pipelines.defs.axiom.schedules import events_every_5_minutes
 from pipelines.defs.checks.checks import target_checks
+from pipelines.defs.checks.freshness import events_fresh, wandb_fresh
 from pipelines.defs.dbt.assets import grpo_dbt_models
 from pipelines.defs.dbt.project import dbt_project
+from pipelines.defs.jobs import build_warehouse_job, sync_events_job, sync_wandb_job
 from pipelines.defs.wandb.assets import wandb_raw
 from pipelines.defs.wandb.resources import WandbSourcesResource
+from pipelines.defs.wandb.sensors import wandb_runs_changed
 from pipelines.defs.warehouse.assets import warehouse_snapshot
 from pipelines.defs.warehouse.resources import WarehouseResource
 
-ALL_ASSETS = [wandb_raw, events_raw, grpo_dbt_models, warehouse_snapshot]
+def dbt_executable() -> str:
+    """The dbt installed next to this Python, so a bare `.venv/bin/python` run (or a
+    `dbtf` elsewhere on PATH) cannot change which dbt builds the warehouse."""
+    candidate = Path(sys.executable).with_name("dbt")
+    return str(candidate) if candidate.exists() else "dbt"
 
-# Sources -> raw -> dbt -> snapshot -> checks, one step at a time: only one
-# process may write the DuckDB build file, so there is nothing to parallelise.
-build_warehouse_job = dg.define_asset_job(
-    "build_warehouse",
-    selection=dg.AssetSelection.all(),
-    description="Ingest every configured source, build all dbt models and tests, publish the snapshot, run the target checks.",
-    executor_def=dg.in_process_executor,
-)
+
+ALL_ASSETS = [wandb_raw, events_raw, grpo_dbt_models, warehouse_snapshot]
 
 
 def build_definitions(
@@ -40,13 +45,15 @@ def build_definitions(
     return dg.Definitions(
         loggers=loggers,
         assets=ALL_ASSETS,
-        asset_checks=[target_checks],
-        jobs=[build_warehouse_job],
+        asset_checks=[target_checks, events_fresh, wandb_fresh],
+        jobs=[build_warehouse_job, sync_events_job, sync_wandb_job],
+        schedules=[events_every_5_minutes],
+        sensors=[wandb_runs_changed],
         resources={
             "warehouse": warehouse or WarehouseResource(),
             "wandb_sources": wandb_sources or WandbSourcesResource(),
             "event_sources": event_sources or EventSourcesResource(),
-            "dbt": DbtCliResource(project_dir=dbt_project),
+            "dbt": DbtCliResource(project_dir=dbt_project, dbt_executable=dbt_executable()),
         },
     )
 

@@ -44,6 +44,8 @@ class Thresholds:
     kl_spike_min: float
     kl_spike_steps_allowed: int
     heartbeat_stale_after_s: float
+    events_stale_after_s: float
+    wandb_stale_after_s: float
 
 
 def thresholds() -> Thresholds:
@@ -57,6 +59,8 @@ def thresholds() -> Thresholds:
         kl_spike_min=float(v["kl_spike_min"]),
         kl_spike_steps_allowed=int(v["kl_spike_steps_allowed"]),
         heartbeat_stale_after_s=float(v["heartbeat_stale_after_s"]),
+        events_stale_after_s=float(v["events_stale_after_s"]),
+        wandb_stale_after_s=float(v["wandb_stale_after_s"]),
     )
 
 
