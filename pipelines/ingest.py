@@ -28,6 +28,7 @@ from pipelines.warehouse import (
     RUNS,
     RawBatch,
     Warehouse,
+    kill_point,
 )
 
 log = logging.getLogger(__name__)
@@ -76,7 +77,7 @@ def ingest(
     say = progress or (lambda _msg: None)
     warehouse.ensure()
     with warehouse.lock(timeout_s=lock_timeout_s, purpose="ingest"):
-        removed = warehouse.clean_orphans()
+        removed = [*warehouse.orphans_removed, *warehouse.clean_orphans()]  # lock() already cleaned
         if removed:
             report.warnings.append(f"removed {len(removed)} file(s) of an interrupted earlier ingest")
         state = warehouse.state()
@@ -86,6 +87,7 @@ def ingest(
             for source in run_sources:
                 _ingest_runs(source, state, batch, report, say)
             report.wandb_seconds = time.perf_counter() - t0
+            kill_point("ingest.between_sources")  # test hook, see pipelines.warehouse.KILL_ENV
             t0 = time.perf_counter()
             for esource in event_sources:
                 _ingest_events(warehouse, esource, state.event_sources, batch, report, say)
@@ -224,12 +226,17 @@ def _unique_keys(events: pa.Table) -> pa.Table:
 
 
 def totals(warehouse: Warehouse) -> dict[str, int]:
-    """Rows stored in the raw layer: runs, history rows, events, rejected lines."""
+    """Rows stored in the raw layer: runs, history rows, events, rejected lines.
+
+    Only committed batches count: a batch being written by a concurrent ingest,
+    or left by one that crashed, is not stored yet (and may be deleted).
+    """
     con = duckdb.connect()
     try:
 
         def count(table: str, expr: str = "count(*)") -> int:
-            return int(con.execute(f"select {expr} from read_parquet(?)", [warehouse.table_glob(table)]).fetchall()[0][0])
+            files = [str(f) for f in warehouse.committed_files(table)]
+            return int(con.execute(f"select {expr} from read_parquet(?)", [files]).fetchall()[0][0])
 
         return {
             "runs": count(RUNS, "count(distinct run_id)"),

@@ -19,7 +19,7 @@ from pathlib import Path
 
 import duckdb
 
-from pipelines.warehouse import EVENTS, HISTORY, HISTORY_OTHER, REJECTS, RUNS, Warehouse
+from pipelines.warehouse import EVENTS, HISTORY, HISTORY_OTHER, REJECTS, RUNS, Warehouse, _fsync_dir, kill_point
 
 # Big row-level staging views stay out of the copy; the raw parquet views below
 # serve them without duplicating the data.
@@ -58,8 +58,28 @@ def publish(warehouse: Warehouse, manifest_path: Path | None = None) -> dict[str
     """Copy every dbt relation into a fresh snapshot and swap it in; returns rows per table."""
     root = warehouse.root
     tmp = root / f".grpo.duckdb.{os.getpid()}.tmp"
-    with contextlib.suppress(FileNotFoundError):
-        tmp.unlink()
+    # A WAL left by an earlier process with the same pid would be replayed into
+    # the new file: remove both.
+    _remove(tmp)
+    try:
+        rows = _write_snapshot(warehouse, tmp, manifest_path)
+    except BaseException:
+        _remove(tmp)
+        raise
+    kill_point("publish.before_rename")
+    os.replace(tmp, warehouse.snapshot_db)
+    _fsync_dir(root)  # the rename itself survives a power cut
+    kill_point("publish.after_rename")
+    return rows
+
+
+def _remove(db: Path) -> None:
+    for p in (db, db.with_name(db.name + ".wal")):
+        with contextlib.suppress(FileNotFoundError):
+            p.unlink()
+
+
+def _write_snapshot(warehouse: Warehouse, tmp: Path, manifest_path: Path | None) -> dict[str, int]:
     descriptions = model_descriptions(manifest_path)
     rows: dict[str, int] = {}
     con = duckdb.connect(str(tmp))
@@ -75,13 +95,21 @@ def publish(warehouse: Warehouse, manifest_path: Path | None = None) -> dict[str
                 continue
             con.execute(f"create table {_quote_ident(name)} as select * from build.main.{_quote_ident(name)}")
             rows[name] = int(con.execute(f"select count(*) from {_quote_ident(name)}").fetchall()[0][0])
+            kill_point("publish.copying")  # test hook, see pipelines.warehouse.KILL_ENV
         con.execute("detach build")
+        # The raw views list the files of committed batches, not the folder's
+        # glob: a reader never sees a batch being written, nor the files of one
+        # whose writer died (they are deleted later, which would break a glob
+        # that had matched them), and the raw layer it sees is the one as of
+        # this snapshot. Committed files are never deleted.
         for view, table in RAW_VIEWS.items():
-            con.execute(
-                f"create view {_quote_ident(view)} as select * from read_parquet({_sql_literal(warehouse.table_glob(table))})"
-            )
+            files = ", ".join(_sql_literal(str(f)) for f in warehouse.committed_files(table))
+            con.execute(f"create view {_quote_ident(view)} as select * from read_parquet([{files}])")
         catalog = [(name, descriptions.get(name, ""), n) for name, n in rows.items()]
-        catalog += [(v, f"Raw layer: every stored row of {t} (parquet, all history).", None) for v, t in RAW_VIEWS.items()]
+        catalog += [
+            (v, f"Raw layer: every row of {t} committed when this snapshot was published (parquet).", None)
+            for v, t in RAW_VIEWS.items()
+        ]
         con.execute("create table _tables (table_name varchar, description varchar, row_count bigint)")
         con.executemany("insert into _tables values (?, ?, ?)", catalog)
         con.execute(
@@ -91,5 +119,4 @@ def publish(warehouse: Warehouse, manifest_path: Path | None = None) -> dict[str
         con.execute("checkpoint")
     finally:
         con.close()
-    os.replace(tmp, warehouse.snapshot_db)
     return rows

@@ -10,10 +10,13 @@ Layout under the warehouse root (see warehouse/README.md)::
 
 Every data file is written to a temporary name and renamed into place, so a
 reader never sees half a file. A batch counts only once its commit record
-exists: the next ingest deletes data files of uncommitted (crashed) batches
-before it starts, and the incremental state (steps per run, lines per file) is
-folded from commit records only. Together this makes ingest crash-safe and
-idempotent.
+exists: whoever next takes the write lock (an ingest, a dbt build, a publish)
+deletes data files of uncommitted (crashed) batches first, readers of the
+published snapshot read only committed files (`Warehouse.committed_files`), and
+the incremental state (steps per run, lines per file) is folded from commit
+records only. Together this makes ingest crash-safe and idempotent.
+tests/test_crash_safety.py kills ingests and publishes at every step (through
+the GRPO_TEST_KILL_AT hook below, a no-op unless a test sets it) to prove it.
 """
 
 from __future__ import annotations
@@ -25,6 +28,7 @@ import fcntl
 import json
 import os
 import secrets
+import signal
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -120,6 +124,50 @@ class WarehouseBusyError(RuntimeError):
     """Another process holds the warehouse write lock."""
 
 
+# --- test hook: crash at a named point ------------------------------------------
+# GRPO_TEST_KILL_AT=<label>[@<n>] makes the process SIGKILL itself the n-th time
+# (default: the first) it reaches the point called <label>, so the crash-safety
+# tests (tests/test_crash_safety.py, bench/crash.py) can crash an ingest or a
+# publish exactly between two steps. Unset, which it always is outside those
+# tests, kill_point() only reads the variable and returns.
+KILL_ENV = "GRPO_TEST_KILL_AT"
+KILL_POINTS = (
+    "parquet.tmp_torn",  # a data file's temp copy is half written (warehouse.write_parquet_atomic)
+    "parquet.tmp_written",  # temp copy complete and fsynced, not yet renamed into place
+    "parquet.renamed",  # a data file was renamed into place
+    "commit.before_record",  # every data file of the batch is in place, no commit record yet
+    "json.tmp_torn",  # the commit record's temp copy is half written
+    "commit.after_record",  # the commit record is in place (lock still held)
+    "cleanup.after_first_removal",  # orphan cleanup removed one file and died
+    "ingest.between_sources",  # all run sources read and written, no event source started (pipelines.ingest)
+    "publish.copying",  # the new snapshot holds some tables, not all (pipelines.snapshot)
+    "publish.before_rename",  # the new snapshot is complete under its temp name
+    "publish.after_rename",  # the new snapshot replaced grpo.duckdb
+)
+_kill_counts: dict[str, int] = {}
+
+
+def kill_point(label: str, torn: Path | None = None) -> None:
+    """Test hook (see KILL_ENV): SIGKILL this process here if the tests ask for `label`.
+
+    With `torn`, that file is first cut to half its size, which is what a
+    process killed in the middle of writing it leaves behind.
+    """
+    spec = os.environ.get(KILL_ENV)
+    if not spec:
+        return
+    name, _, nth = spec.partition("@")
+    if name != label:
+        return
+    _kill_counts[label] = _kill_counts.get(label, 0) + 1
+    if _kill_counts[label] != int(nth or 1):
+        return
+    if torn is not None:
+        with open(torn, "r+b") as fh:
+            fh.truncate(os.fstat(fh.fileno()).st_size // 2)
+    os.kill(os.getpid(), signal.SIGKILL)
+
+
 def new_batch_id(now: dt.datetime | None = None) -> str:
     """A sortable, unique batch id: UTC time to the microsecond plus randomness."""
     now = now or dt.datetime.now(dt.UTC)
@@ -131,9 +179,12 @@ def write_parquet_atomic(table: pa.Table, path: Path) -> None:
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     try:
         pq.write_table(table, tmp, compression="zstd", row_group_size=1_000_000)
+        kill_point("parquet.tmp_torn", torn=tmp)
         with open(tmp, "rb") as fh:
             os.fsync(fh.fileno())
+        kill_point("parquet.tmp_written")
         os.replace(tmp, path)
+        kill_point("parquet.renamed")
     except BaseException:
         with contextlib.suppress(FileNotFoundError):
             tmp.unlink()
@@ -146,8 +197,19 @@ def write_json_atomic(obj: Any, path: Path) -> None:
         json.dump(obj, fh, indent=1, sort_keys=True, default=str)
         fh.flush()
         os.fsync(fh.fileno())
+    kill_point("json.tmp_torn", torn=tmp)
     os.replace(tmp, path)
     _fsync_dir(path.parent)
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
 
 
 def _fsync_dir(directory: Path) -> None:
@@ -175,6 +237,7 @@ class IngestState:
 class Warehouse:
     def __init__(self, root: str | os.PathLike) -> None:
         self.root = Path(root).resolve()
+        self.orphans_removed: list[Path] = []
 
     # --- paths -------------------------------------------------------------
     @property
@@ -217,6 +280,8 @@ class Warehouse:
         """Exclusive write lock over the warehouse (one ingest or build at a time).
 
         Waits up to `timeout_s`, then raises WarehouseBusyError naming the holder.
+        Once it holds the lock it removes orphans (see clean_orphans); the removed
+        paths are left in `self.orphans_removed`.
         """
         self.root.mkdir(parents=True, exist_ok=True)
         path = self.root / ".lock"
@@ -242,6 +307,11 @@ class Warehouse:
             fh.truncate()
             fh.write(f"{purpose} (pid {os.getpid()})")
             fh.flush()
+            # The holder is the only writer, so whatever a writer that died left
+            # behind (files of a batch it never committed, temp files) goes now,
+            # before a dbt build or a publish could read it, not only at the
+            # next ingest.
+            self.orphans_removed = self.clean_orphans()
             yield
         finally:
             with contextlib.suppress(OSError):
@@ -265,21 +335,44 @@ class Warehouse:
         """
         committed = {p.stem for p in self.batches_dir.glob("*.json")} if self.batches_dir.exists() else set()
         removed: list[Path] = []
+
+        def remove(p: Path) -> None:
+            p.unlink(missing_ok=True)
+            removed.append(p)
+            kill_point("cleanup.after_first_removal")
+
         for table in SCHEMAS:
             d = self.table_dir(table)
             if not d.exists():
                 continue
             for p in d.iterdir():
                 if p.name.endswith(".tmp"):
-                    p.unlink(missing_ok=True)
-                    removed.append(p)
+                    remove(p)
                 elif p.name.startswith("batch-") and batch_id_of(p) not in committed:
-                    p.unlink(missing_ok=True)
-                    removed.append(p)
+                    remove(p)
         if self.batches_dir.exists():
             for p in self.batches_dir.glob(".*.tmp"):
-                p.unlink(missing_ok=True)
+                remove(p)
+        # A snapshot publish that died leaves its temp database (and WAL) in the
+        # root: .grpo.duckdb.<pid>.tmp[.wal]. Only a dead publisher's is removed.
+        if self.root.exists():
+            for p in self.root.glob(f".{self.snapshot_db.name}.*.tmp*"):
+                pid = p.name[len(self.snapshot_db.name) + 2 :].split(".", 1)[0]
+                if pid.isdigit() and not _pid_alive(int(pid)):
+                    remove(p)
         return removed
+
+    def committed_files(self, table: str) -> list[Path]:
+        """The files of `table` that belong to committed batches, plus its schema file.
+
+        What a reader should read: unlike the `*.parquet` glob it never includes
+        a batch still being written or one whose writer died before committing.
+        """
+        d = self.table_dir(table)
+        files = [d / "schema.parquet"]
+        for record in self.committed_batches():
+            files.extend(d / name for name in (record.get("files") or {}).get(table, []))
+        return files
 
     def state(self) -> IngestState:
         state = IngestState()
@@ -298,6 +391,23 @@ class Warehouse:
         return RawBatch(self)
 
 
+def _next_batch_id(warehouse: Warehouse) -> str:
+    """A new batch id that sorts after every committed one.
+
+    State is folded from commit records in batch-id order, so a wall clock that
+    stepped back (NTP, a VM resumed) must not give a new batch an id that sorts
+    before the previous one: its file cursors would then be overridden by older
+    ones and the next ingest would read the same lines again.
+    """
+    batch_id = new_batch_id()
+    d = warehouse.batches_dir
+    last = max((p.stem for p in d.glob("*.json")), default=None) if d.exists() else None
+    if last is not None and batch_id <= last:
+        last_time = dt.datetime.strptime(last.split("-", 1)[0], "%Y%m%dT%H%M%S%fZ").replace(tzinfo=dt.UTC)
+        batch_id = new_batch_id(last_time + dt.timedelta(microseconds=1))
+    return batch_id
+
+
 def batch_id_of(path: Path) -> str:
     # batch-<batch_id>-<n>.parquet; batch_id itself contains one '-'.
     stem = path.name[len("batch-") :].removesuffix(".parquet")
@@ -309,7 +419,7 @@ class RawBatch:
 
     def __init__(self, warehouse: Warehouse) -> None:
         self.warehouse = warehouse
-        self.batch_id = new_batch_id()
+        self.batch_id = _next_batch_id(warehouse)
         self.ingested_at = dt.datetime.now(dt.UTC)
         self.files: dict[str, list[str]] = {}
         self.rows: dict[str, int] = {t: 0 for t in SCHEMAS}
@@ -350,8 +460,10 @@ class RawBatch:
         }
         for table in self.files:
             _fsync_dir(self.warehouse.table_dir(table))
+        kill_point("commit.before_record")
         write_json_atomic(record, self.warehouse.batches_dir / f"{self.batch_id}.json")
         self.committed = True
+        kill_point("commit.after_record")
         return record
 
     def abort(self) -> None:

@@ -41,6 +41,12 @@ REJECT_RAW_MAX_CHARS = 64 * 1024
 DEFAULT_CHUNK_BYTES = 64 * 1024 * 1024
 READ_BYTES = 16 * 1024 * 1024
 
+# Event times must lie in [0001-01-01, 9999-12-31 23:59:59.999999] UTC, the range of
+# Python's datetime: DuckDB reads years such as 99999, which would then break every
+# consumer that turns the time into a Python datetime (the CLI, the asset checks).
+MIN_TIME_US = -62_135_596_800_000_000
+MAX_TIME_US = 253_402_300_799_999_999
+
 # One row per line of `lines(line, text)`: the event time, or why the line is not an event.
 # $1 JSON path of the time field, $2 its name (for messages), $3 the event_key prefix.
 # Only lines without a time pay for the checks that name the reason.
@@ -70,8 +76,15 @@ timed as (
                     end
                 ))
             )
-        end as parsed_at
+        end as read_at
     from extracted
+),
+
+ranged as (
+    select
+        *,
+        case when epoch_us(read_at) between %d and %d then read_at end as parsed_at
+    from timed
 )
 
 select
@@ -79,15 +92,17 @@ select
     parsed_at as time,
     case
         when parsed_at is not null then null
-        when trim(text, e' \t\r\f\v') = '' then 'blank'
+        -- chr(11) for the vertical tab: DuckDB's e'' strings have no \v (it would be a letter v)
+        when trim(text, e' \t\r\f' || chr(11)) = '' then 'blank'
         when not json_valid(text) then 'not valid JSON'
         when json_type(text) <> 'OBJECT' then 'not a JSON object (' || lower(json_type(text)) || ')'
         when time_value is null then 'missing ' || $2
+        when read_at is not null then $2 || ' ''' || left(time_value, 100) || ''' is outside the years 1 to 9999'
         else 'unparseable ' || $2 || ' ''' || left(time_value, 100) || ''''
     end as reason,
     concat($3, line) as event_key
-from timed
-"""
+from ranged
+""" % (MIN_TIME_US, MAX_TIME_US)
 
 _BLANK = "blank"
 
@@ -125,7 +140,9 @@ class NdjsonEventSource:
       1973 and 5138. Negative epochs are not accepted.
 
     Anything else (missing, null, other strings such as ``epoch`` or
-    ``infinity``, booleans, objects) makes the line a reject.
+    ``infinity``, booleans, objects) makes the line a reject, and so does a
+    time outside the years 1 to 9999 (such as ``99999-01-01``), which
+    nothing downstream could represent.
 
     Cursor per file (key: resolved absolute path), the state after a chunk::
 

@@ -237,7 +237,22 @@ class WandbApiRunSource:
         return history, other
 
     def _scan(self, run: Any, lo: int, hi: int) -> Iterator[dict[str, Any]]:
-        return iter(run.scan_history(page_size=self.page_size, min_step=lo, max_step=hi + 1, use_cache=False))
+        """Rows of steps lo..hi, one per step.
+
+        When part of a running run is already exported, wandb-core reads the
+        export *and* pages the same steps live (seen with 0.31 against the
+        loopback server: steps 0-99 came twice), so rows are keyed by step;
+        the later (live) row wins.
+        """
+        rows: dict[Any, dict[str, Any]] = {}
+        unkeyed: list[dict[str, Any]] = []
+        for row in run.scan_history(page_size=self.page_size, min_step=lo, max_step=hi + 1, use_cache=False):
+            step = row.get(STEP_KEY)
+            if step is None:
+                unkeyed.append(row)
+            else:
+                rows[int(step)] = row
+        return iter([*unkeyed, *(rows[k] for k in sorted(rows))])
 
     def _new_api(self) -> Any:
         """A fresh `wandb.Api` (runs are cached per instance), with bounded retries."""
