@@ -721,32 +721,68 @@ def lock_holder(root: Path) -> str:
         return ""
 
 
-def kill_grpo_ingest(
-    root: Path, inputs: Inputs, dbt_target: Path, phase: str, delay: float, kill_group: bool = False, timeout: float = 900
-) -> dict:
-    """Start `grpo ingest`, wait until `phase` holds the write lock, SIGKILL it `delay` s later.
+def group_commands(pgid: int) -> list[str]:
+    """Command lines of the live processes of a process group (Linux /proc)."""
+    out = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+            if int(fields[2]) != pgid or fields[0] == "Z":
+                continue
+            out.append((stat.parent / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace"))
+        except (OSError, IndexError, ValueError):
+            continue
+    return out
 
-    `phase` is a lock purpose: "ingest", "dbt build" or "publish snapshot".
-    Only the grpo process is killed (what the OOM killer does), unless
-    kill_group: then its children (the dbt subprocess) too.
+
+def _dbt_building(pgid: int) -> bool:
+    return any(" build" in c and "/dbt" in c for c in group_commands(pgid))
+
+
+def kill_grpo_ingest(
+    root: Path,
+    inputs: Inputs,
+    dbt_target: Path,
+    phase: str | None,
+    delay: float,
+    kill_group: bool = False,
+    kill_at: str | None = None,
+    timeout: float = 900,
+) -> dict:
+    """Start `grpo ingest`, wait until it is in `phase`, SIGKILL it `delay` s later.
+
+    `phase` is a write-lock purpose, "ingest" or "publish snapshot" (read from
+    the `.lock` holder), or "dbt build", which waits for the `dbt build`
+    subprocess itself. With `kill_at` (a GRPO_TEST_KILL_AT label) and no phase
+    the process kills itself at that point. Only the grpo process is killed
+    (as the OOM killer does), unless kill_group: then its dbt child too.
     """
+    env = grpo_env(root, dbt_target)
+    if kill_at:
+        env[KILL_ENV] = kill_at
     proc = subprocess.Popen(
         [grpo_exe(), "ingest", "--wandb-dir", str(inputs.wandb), "--events", str(inputs.events), "--json"],
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=grpo_env(root, dbt_target),
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env,
         cwd=str(root.parent), start_new_session=True,
     )
     want = f"{phase} (pid {proc.pid})"
     t0 = time.monotonic()
-    reached = False
-    while proc.poll() is None and time.monotonic() - t0 < timeout:
-        if lock_holder(root) == want:
-            reached = True
-            break
-        time.sleep(0.01)
+    reached = phase is None
+    while not reached and proc.poll() is None and time.monotonic() - t0 < timeout:
+        reached = _dbt_building(proc.pid) if phase == "dbt build" else lock_holder(root) == want
+        if not reached:
+            time.sleep(0.01 if phase != "dbt build" else 0.05)
+    if phase is None:
+        try:
+            proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            pass
     if reached:
         time.sleep(delay)
     outcome = "completed"
-    if proc.poll() is None:
+    if proc.returncode == -signal.SIGKILL:
+        outcome = "killed"  # by itself, at kill_at
+    elif proc.poll() is None:
         if kill_group:
             os.killpg(proc.pid, signal.SIGKILL)
         else:
@@ -775,18 +811,26 @@ def wait_group_gone(pgid: int, timeout: float = 120) -> float:
 
 
 def cli_trial(
-    work: Path, inputs: Inputs, ref_root: Path, phase: str, delay: float, n: int, kill_group: bool = False
+    work: Path,
+    inputs: Inputs,
+    ref_root: Path,
+    phase: str | None,
+    delay: float,
+    n: int,
+    kill_group: bool = False,
+    kill_at: str | None = None,
 ) -> Trial:
-    """Kill a full `grpo ingest` in a phase, re-run it, compare raw tables and marts with ref_root."""
+    """Kill a full `grpo ingest` in a phase (or at a kill point), re-run it, compare raw tables and marts with ref_root."""
     t0 = time.monotonic()
     root = work / f"cli-trial-{n:03d}"
     shutil.rmtree(root, ignore_errors=True)
     root.mkdir(parents=True)
     target = work / f"dbt-target-{n:03d}"
-    r = kill_grpo_ingest(root, inputs, target, phase, delay, kill_group=kill_group)
-    trial = Trial("cli", phase, f"{phase} +{delay:.2f}s", r["outcome"])
-    if not r["phase_reached"]:
-        trial.problems.append(f"the phase {phase!r} was never reached ({r['outcome']})")
+    r = kill_grpo_ingest(root, inputs, target, phase, delay, kill_group=kill_group, kill_at=kill_at)
+    point = kill_at if kill_at else f"{phase} +{delay:.2f}s"
+    trial = Trial("cli", phase or "hook", point, r["outcome"])
+    if not r["phase_reached"] or r["outcome"] != "killed":
+        trial.problems.append(f"the kill point {point!r} was never reached ({r['outcome']})")
     trial.seen = _describe(root, 0)
     trial.problems += [f"after the kill: {p}" for p in reader_problems(root)]
     code, summary, err = grpo_ingest(root, inputs, target)

@@ -43,11 +43,33 @@ def json_option(f):
     return click.option("--json", "as_json", is_flag=True, help="Print the answer as JSON (a stable, documented form).")(f)
 
 
+def _check_duration(ctx, param, value):
+    from pipelines.timewin import WindowError, parse_duration
+
+    if value is not None:
+        try:
+            parse_duration(value)
+        except WindowError as exc:
+            raise click.BadParameter(str(exc)) from None
+    return value
+
+
+def _check_instant(ctx, param, value):
+    from pipelines.timewin import WindowError, parse_instant
+
+    if value is not None:
+        try:
+            parse_instant(value, f"--{param.name}")
+        except WindowError as exc:
+            raise click.BadParameter(str(exc)) from None
+    return value
+
+
 def window_options(default_last: str):
     def deco(f):
-        f = click.option("--until", help="Window end, ISO-8601 (UTC unless an offset is given); default now.")(f)
-        f = click.option("--since", help="Window start, ISO-8601 (UTC unless an offset is given).")(f)
-        f = click.option("--last", help=f"Window length ending at --until: 30m, 6h, 2d (default {default_last}).")(f)
+        f = click.option("--until", callback=_check_instant, help="Window end, ISO-8601 (UTC unless an offset is given); default now.")(f)
+        f = click.option("--since", callback=_check_instant, help="Window start, ISO-8601 (UTC unless an offset is given).")(f)
+        f = click.option("--last", callback=_check_duration, help=f"Window length ending at --until: 30m, 6h, 2d (default {default_last}).")(f)
         return f
 
     return deco
@@ -642,9 +664,15 @@ def check_cmd(ctx, show_all: bool, as_json: bool) -> None:
         shown = ans["checks"] if show_all else failed
         if shown:
             c.print(_table("", ["check", "subject", "value", "target", "severity", ""],
-                           [[x["name"], x["subject"], x["value"], f"{x['comparison']} {_fmt(x['threshold'])}", x["severity"], _mark(x["passed"])] for x in shown]))
+                           [[x["name"], x["subject"], x["value"], _target_text(x), x["severity"], _mark(x["passed"])] for x in shown]))
         c.print(_freshness_line(ans["freshness"]))
     ctx.exit(EXIT_FAILED_CHECK if failing_error else EXIT_OK)
+
+
+def _target_text(x: dict[str, Any]) -> str:
+    if x["threshold"] is None:
+        return x.get("expected") or x["comparison"] or ""
+    return f"{x['comparison']} {_fmt(x['threshold'])}"
 
 
 # --- SQL and tracker -----------------------------------------------------------------

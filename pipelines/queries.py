@@ -538,7 +538,8 @@ def check(con: duckdb.DuckDBPyConnection) -> dict[str, Any]:
     names = {(c.check_name, c.subject_type): c.name for c in CHECKS}
     out = rows(
         con,
-        "select check_name, subject_type, subject, subject_label, value, threshold, comparison, passed, severity "
+        "select check_name, subject_type, subject, subject_label, value, threshold, comparison, passed, severity, "
+        "observed_label, expected_label "
         "from fct_check_outcomes order by passed, severity, check_name, subject",
     )
     return clean(
@@ -555,6 +556,8 @@ def check(con: duckdb.DuckDBPyConnection) -> dict[str, Any]:
                     "value": r["value"],
                     "threshold": r["threshold"],
                     "comparison": r["comparison"],
+                    "observed": r["observed_label"],
+                    "expected": r["expected_label"],
                 }
                 for r in out
             ],

@@ -105,6 +105,13 @@ def time_bound(what: str, seconds: float = CASE_SECONDS) -> Iterator[None]:
     assert elapsed < seconds, f"{what} took {elapsed:.1f} s"
 
 
+class CompactRepr:
+    """Hypothesis prints dataclasses field by field; these print their own short __repr__."""
+
+    def _repr_pretty_(self, printer: Any, cycle: bool) -> None:
+        printer.text(repr(self))
+
+
 # =====================================================================================
 # .wandb transaction logs
 # =====================================================================================
@@ -153,7 +160,7 @@ Row = tuple[int, str, Any]
 
 
 @dataclass(frozen=True)
-class WandbBase:
+class WandbBase(CompactRepr):
     """An undamaged real log and everything read from it."""
 
     name: str
@@ -254,7 +261,7 @@ def make_wandb_corpus(root: Path) -> list[WandbBase]:
 
 
 @dataclass(frozen=True)
-class Damaged:
+class Damaged(CompactRepr):
     data: bytes
     first: int  # offset of the first byte that may differ from the undamaged file
     steps: tuple[str, ...]
@@ -515,7 +522,7 @@ def _short(data: bytes, keep: int = 120) -> str:
 
 
 @dataclass(frozen=True)
-class Line:
+class Line(CompactRepr):
     text: bytes  # without its terminator
     kind: str  # good | junk | blank
     time_us: int | None = None  # good lines: the expected event time
@@ -640,7 +647,7 @@ def ndjson_lines(draw: st.DrawFn) -> list[Line]:
 
 
 @dataclass(frozen=True)
-class NdjsonFile:
+class NdjsonFile(CompactRepr):
     lines: tuple[Line, ...]
     data: bytes  # the file's bytes
     bom: bool
@@ -819,7 +826,7 @@ def check_ndjson_case(f: NdjsonFile, damaged: bytes, steps: list[str], folder: P
 
 
 @dataclass(frozen=True)
-class Gzipped:
+class Gzipped(CompactRepr):
     data: bytes
     member_ends: tuple[int, ...]  # compressed offset where each member ends
     plain_ends: tuple[int, ...]  # uncompressed offset where each member's text ends

@@ -201,6 +201,7 @@ def capture(
             _signal_group(proc.pid, signal.SIGKILL)  # any helper process left behind
             shutil.rmtree(profile, ignore_errors=True)
         dom = out.decode("utf-8", "replace")
+        png.with_suffix(".html").write_text(dom, encoding="utf-8")  # kept next to the screenshot for debugging
         if proc.returncode != 0:
             raise AssertionError(f"chromium exited {proc.returncode} on {url}:\n{err.decode('utf-8', 'replace')[-3000:]}")
         if png.exists() and ready(Page.parse(dom)):
@@ -209,6 +210,10 @@ def capture(
 
 
 # --- a tiny DOM reader ------------------------------------------------------------------------
+
+
+# Hidden copies of a label that Dagster renders to measure truncation.
+HIDDEN_CLASS_PREFIXES = ("MiddleTruncate_measure__",)
 
 
 @dataclass
@@ -222,9 +227,14 @@ class Element:
         return self.attrs.get("class", "").split()
 
     def text(self) -> str:
+        """Visible text, whitespace-collapsed. Skips the hidden copies Dagster renders to measure
+        truncated labels (`MiddleTruncate_measure…`), so a label reads once."""
         parts = []
         for c in self.children:
-            parts.append(c if isinstance(c, str) else c.text())
+            if isinstance(c, str):
+                parts.append(c)
+            elif not any(k.startswith(HIDDEN_CLASS_PREFIXES) for k in c.classes):
+                parts.append(c.text())
         return " ".join(" ".join(parts).split())
 
     def iter(self):

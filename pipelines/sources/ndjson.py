@@ -626,7 +626,11 @@ class _GzipStream(_Stream):
                 break
             self.input = self.d.unconsumed_tail
             if self.d.eof:  # end of one member; another may follow
-                rest = self.d.unused_data + self.input
+                # unused_data is all the input after the member. unconsumed_tail is not
+                # cleared at the end of a member when an earlier call stopped at its
+                # output limit: it then repeats unused_data, and adding it read the next
+                # member twice.
+                rest = self.d.unused_data
                 self.d = zlib.decompressobj(16 + zlib.MAX_WBITS)
                 self.input = rest if rest.strip(b"\x00") else b""  # gzip(1) ignores zero padding
             if b:
