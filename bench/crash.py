@@ -401,7 +401,9 @@ def snapshot_differences(db: Path, ref_db: Path) -> list[str]:
 
     fct_check_history appends one generation of outcomes per dbt build, and a
     build killed after that append leaves one more generation than an
-    uninterrupted run: it is compared as a set of distinct rows.
+    uninterrupted run: it is compared as a set of distinct rows. Doubles are
+    compared to 10 significant digits: DuckDB's parallel aggregates (avg, sum)
+    differ in the last bits from one build of the same rows to the next.
     """
     con = duckdb.connect()
     out: list[str] = []
@@ -423,14 +425,17 @@ def snapshot_differences(db: Path, ref_db: Path) -> list[str]:
             out.append(f"tables differ: only here {sorted(ta - tb)}, only in the reference {sorted(tb - ta)}")
         for t in sorted((ta & tb) - {"_snapshot"}):
             cols = [
-                r[0]
-                for r in con.execute(
-                    "select column_name from information_schema.columns where table_catalog = 'b' and table_name = ? order by ordinal_position",
+                (name, dtype)
+                for name, dtype in con.execute(
+                    "select column_name, data_type from information_schema.columns"
+                    " where table_catalog = 'b' and table_name = ? order by ordinal_position",
                     [t],
                 ).fetchall()
-                if r[0] not in VOLATILE_COLUMNS
+                if name not in VOLATILE_COLUMNS
             ]
-            sel = ", ".join(f'"{c}"' for c in cols)
+            sel = ", ".join(
+                (f"printf('%.10g', \"{c}\") as \"{c}\"" if dtype in ("DOUBLE", "FLOAT") else f'"{c}"') for c, dtype in cols
+            )
             distinct = "distinct " if t == "fct_check_history" else ""
             where = " where table_name <> 'fct_check_history'" if t == "_tables" else ""
             qa = f'select {distinct}{sel} from a."{t}"{where}'

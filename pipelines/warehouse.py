@@ -202,6 +202,32 @@ def write_json_atomic(obj: Any, path: Path) -> None:
     _fsync_dir(path.parent)
 
 
+def _lock_holders(path: Path) -> list[int]:
+    """PIDs of other processes holding a POSIX lock on `path` (DuckDB locks its files so).
+
+    Read from /proc/locks, which needs no file descriptor: opening and closing
+    the file here would drop locks this process itself holds on it. Where
+    /proc/locks does not exist the answer is empty.
+    """
+    try:
+        st = os.stat(path)
+        with open("/proc/locks", encoding="ascii", errors="replace") as fh:
+            lines = fh.read().splitlines()
+    except OSError:
+        return []
+    file_id = f"{os.major(st.st_dev):02x}:{os.minor(st.st_dev):02x}:{st.st_ino}"
+    me = os.getpid()
+    pids: list[int] = []
+    for line in lines:
+        f = line.split()
+        # "1: POSIX  ADVISORY  WRITE 4242 fe:00:2154607 0 EOF"; "1: -> POSIX ..." is a waiter
+        if len(f) < 6 or f[1] not in ("POSIX", "OFDLCK") or f[5] != file_id or not f[4].isdigit():
+            continue
+        if int(f[4]) != me and int(f[4]) not in pids:
+            pids.append(int(f[4]))
+    return pids
+
+
 def _pid_alive(pid: int) -> bool:
     try:
         os.kill(pid, 0)
@@ -303,6 +329,18 @@ class Warehouse:
                             "try again when it finishes"
                         ) from None
                     time.sleep(0.2)
+            # A dbt build is a child process: if the process that held this lock
+            # was killed, its dbt can go on writing the build database after the
+            # lock was released. Wait for it, or the next build fails on
+            # DuckDB's own lock ("Conflicting lock is held in ...").
+            while holders := _lock_holders(self.build_db):
+                if time.monotonic() >= deadline:
+                    raise WarehouseBusyError(
+                        f"warehouse {self.root} is busy: process {', '.join(map(str, holders))} still has "
+                        f"{self.build_db.name} open (a dbt build whose parent was killed?); "
+                        "try again when it finishes"
+                    )
+                time.sleep(0.2)
             fh.seek(0)
             fh.truncate()
             fh.write(f"{purpose} (pid {os.getpid()})")

@@ -25,6 +25,7 @@ import shutil
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -45,7 +46,12 @@ from tests.ui_helpers import (
     wait_for_http,
 )
 
-pytestmark = pytest.mark.browser
+CHROMIUM = find_chromium()
+pytestmark = [
+    pytest.mark.browser,
+    # Checked before any fixture runs, so a machine without Chromium spends nothing here.
+    pytest.mark.skipif(CHROMIUM is None, reason="chromium is not installed (Debian: apt-get install -y chromium)"),
+]
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 BIN = Path(sys.executable).parent
@@ -72,14 +78,12 @@ class UI:
 
 @pytest.fixture(scope="module")
 def chromium() -> str:
-    path = find_chromium()
-    if path is None:
-        pytest.skip("chromium is not installed (Debian: apt-get install -y chromium)")
-    return path
+    assert CHROMIUM is not None
+    return CHROMIUM
 
 
 @pytest.fixture(scope="module")
-def ui(chromium, tmp_path_factory, dbt_manifest) -> UI:
+def ui(chromium, tmp_path_factory, dbt_manifest) -> Iterator[UI]:
     """A demo warehouse built into a fresh Dagster instance, and a webserver reading that instance."""
     started = time.monotonic()
     root = tmp_path_factory.mktemp("dagster_ui")

@@ -348,13 +348,16 @@ class _FileRead:
         """Parse the complete lines of `data`; return the unconsumed rest."""
         ends = _line_ends(data)
         tail_start = int(ends[-1]) + 1 if len(ends) else 0
-        take_tail = eof and tail_start < len(data) and self.parser.is_complete_object(data[tail_start:])
+        skip_bom = progress.consumed == 0 and data.startswith(UTF8_BOM)
+        tail = data[tail_start:]
+        if skip_bom and tail_start == 0:
+            tail = tail[len(UTF8_BOM) :]  # a one-line file: its BOM is no part of the object
+        take_tail = eof and tail_start < len(data) and self.parser.is_complete_object(tail)
         if take_tail:
             ends = np.append(ends, len(data))
         if not len(ends):
             return data
         end = len(data) if take_tail else tail_start
-        skip_bom = progress.consumed == 0 and data.startswith(UTF8_BOM)
         events, rejects = self.parser.parse(data, ends, progress.lines + 1, self.key, skip_bom)
         parts.events.append(events)
         parts.rejects.append(rejects)

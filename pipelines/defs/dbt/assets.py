@@ -18,6 +18,8 @@ class GrpoDbtTranslator(DagsterDbtTranslator):
         fqn = dbt_resource_props.get("fqn") or []
         if dbt_resource_props.get("resource_type") == "model" and len(fqn) > 2:
             return fqn[1]
+        if dbt_resource_props.get("resource_type") == "seed":
+            return "reference"  # fixed lookup tables (t critical values)
         return super().get_group_name(dbt_resource_props)
 
 
