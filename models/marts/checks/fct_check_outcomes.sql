@@ -57,223 +57,66 @@ learning_verdicts as (
 ),
 
 rollout_p95_by_run as (
-
-    select
-        'rollout_p95_s' as check_name,
-        'run' as subject_type,
-        run_id as subject,
-        run_name as subject_label,
-        p95_s as value,
-        {{ checks_threshold('rollout_p95_max_s') }} as threshold,
-        '<' as comparison,
-        cast(null as varchar) as observed_label,
-        cast(null as varchar) as expected_label,
-        'error' as severity
-    from rollout_timing_by_run
-    where p95_s is not null
-
+    {{ checks_rows('rollout_p95_s', 'run', 'rollout_timing_by_run', 'run_id', 'p95_s', 'rollout_p95_max_s', '<') }}
 ),
 
 rollout_p95_by_hour as (
-
-    select
-        'rollout_p95_s' as check_name,
-        'hour' as subject_type,
-        {{ events_hour_text('hour_at') }} as subject,
-        cast(null as varchar) as subject_label,
-        p95_s as value,
-        {{ checks_threshold('rollout_p95_max_s') }} as threshold,
-        '<' as comparison,
-        cast(null as varchar) as observed_label,
-        cast(null as varchar) as expected_label,
-        'error' as severity
-    from rollout_timing_hourly
-    where p95_s is not null
-
+    {{ checks_rows('rollout_p95_s', 'hour', 'rollout_timing_hourly', events_hour_text('hour_at'), 'p95_s',
+                   'rollout_p95_max_s', '<', subject_label=none) }}
 ),
 
 error_rate_by_run as (
-
-    select
-        'error_rate' as check_name,
-        'run' as subject_type,
-        run_id as subject,
-        run_name as subject_label,
-        error_rate as value,
-        {{ checks_threshold('error_rate_max') }} as threshold,
-        '<' as comparison,
-        cast(null as varchar) as observed_label,
-        cast(null as varchar) as expected_label,
-        'error' as severity
-    from rollout_errors_by_run
-    where error_rate is not null
-
+    {{ checks_rows('error_rate', 'run', 'rollout_errors_by_run', 'run_id', 'error_rate', 'error_rate_max', '<') }}
 ),
 
 -- Hourly rates come from all rollouts in the hour, also those naming no run.
 error_rate_by_hour as (
-
-    select
-        'error_rate' as check_name,
-        'hour' as subject_type,
-        {{ events_hour_text('hour_at') }} as subject,
-        cast(null as varchar) as subject_label,
-        error_rate as value,
-        {{ checks_threshold('error_rate_max') }} as threshold,
-        '<' as comparison,
-        cast(null as varchar) as observed_label,
-        cast(null as varchar) as expected_label,
-        'error' as severity
-    from rollout_timing_hourly
-    where error_rate is not null
-
+    {{ checks_rows('error_rate', 'hour', 'rollout_timing_hourly', events_hour_text('hour_at'), 'error_rate',
+                   'error_rate_max', '<', subject_label=none) }}
 ),
 
 extraction_rate_by_run as (
-
-    select
-        'extraction_rate' as check_name,
-        'run' as subject_type,
-        run_id as subject,
-        run_name as subject_label,
-        extraction_rate as value,
-        {{ checks_threshold('extraction_rate_min') }} as threshold,
-        '>' as comparison,
-        cast(null as varchar) as observed_label,
-        cast(null as varchar) as expected_label,
-        'error' as severity
-    from extraction_by_run
-    where extraction_rate is not null
-
+    {{ checks_rows('extraction_rate', 'run', 'extraction_by_run', 'run_id', 'extraction_rate',
+                   'extraction_rate_min', '>') }}
 ),
 
 extraction_rate_by_hour as (
-
-    select
-        'extraction_rate' as check_name,
-        'hour' as subject_type,
-        {{ events_hour_text('hour_at') }} as subject,
-        cast(null as varchar) as subject_label,
-        extraction_rate as value,
-        {{ checks_threshold('extraction_rate_min') }} as threshold,
-        '>' as comparison,
-        cast(null as varchar) as observed_label,
-        cast(null as varchar) as expected_label,
-        'error' as severity
-    from extraction_hourly
-    where extraction_rate is not null
-
+    {{ checks_rows('extraction_rate', 'hour', 'extraction_hourly', events_hour_text('hour_at'), 'extraction_rate',
+                   'extraction_rate_min', '>', subject_label=none) }}
 ),
 
 grad_norm_by_run as (
-
-    select
-        'grad_norm_max' as check_name,
-        'run' as subject_type,
-        run_id as subject,
-        run_name as subject_label,
-        grad_norm_max as value,
-        {{ checks_threshold('grad_norm_max') }} as threshold,
-        '<' as comparison,
-        cast(null as varchar) as observed_label,
-        cast(null as varchar) as expected_label,
-        'error' as severity
-    from training_stability
-    where grad_norm_max is not null
-
+    {{ checks_rows('grad_norm_max', 'run', 'training_stability', 'run_id', 'grad_norm_max', 'grad_norm_max', '<') }}
 ),
 
 kl_p95_by_run as (
-
-    select
-        'kl_p95' as check_name,
-        'run' as subject_type,
-        run_id as subject,
-        run_name as subject_label,
-        kl_p95 as value,
-        {{ checks_threshold('kl_stable_max') }} as threshold,
-        '<' as comparison,
-        cast(null as varchar) as observed_label,
-        cast(null as varchar) as expected_label,
-        'error' as severity
-    from training_stability
-    where kl_p95 is not null
-
+    {{ checks_rows('kl_p95', 'run', 'training_stability', 'run_id', 'kl_p95', 'kl_stable_max', '<') }}
 ),
 
+-- a run without a KL key has no spike count to judge, not zero spikes
 kl_spikes_by_run as (
-
-    select
-        'kl_spike_steps' as check_name,
-        'run' as subject_type,
-        run_id as subject,
-        run_name as subject_label,
-        cast(kl_spike_steps as double) as value,
-        {{ checks_threshold('kl_spike_steps_allowed') }} as threshold,
-        '<=' as comparison,
-        cast(null as varchar) as observed_label,
-        cast(null as varchar) as expected_label,
-        'error' as severity
-    from training_stability
-    -- a run without a KL key has no spike count to judge, not zero spikes
-    where kl_key is not null
-      and kl_spike_steps is not null
-
+    {{ checks_rows('kl_spike_steps', 'run', 'training_stability', 'run_id', 'kl_spike_steps',
+                   'kl_spike_steps_allowed', '<=', not_null='kl_key is not null and kl_spike_steps') }}
 ),
 
 base_model_declining_by_run as (
-
-    select
-        'base_model_declining' as check_name,
-        'run' as subject_type,
-        run_id as subject,
-        run_name as subject_label,
-        base_model_delta as value,
-        cast(null as double) as threshold,
-        'is' as comparison,
-        base_model_trend as observed_label,
-        'declining' as expected_label,
-        'warn' as severity
-    from learning_verdicts
-    where base_model_trend is not null
-
+    {{ checks_rows('base_model_declining', 'run', 'learning_verdicts', 'run_id', 'base_model_delta',
+                   comparison='is', severity='warn', observed_label='base_model_trend',
+                   expected_label='declining', not_null='base_model_trend') }}
 ),
 
 gap_growing_by_run as (
-
-    select
-        'gap_growing' as check_name,
-        'run' as subject_type,
-        run_id as subject,
-        run_name as subject_label,
-        gap_delta as value,
-        cast(null as double) as threshold,
-        'is' as comparison,
-        gap_trend as observed_label,
-        'growing' as expected_label,
-        'warn' as severity
-    from learning_verdicts
-    where gap_trend is not null
-
+    {{ checks_rows('gap_growing', 'run', 'learning_verdicts', 'run_id', 'gap_delta',
+                   comparison='is', severity='warn', observed_label='gap_trend',
+                   expected_label='growing', not_null='gap_trend') }}
 ),
 
 -- '<=' so the check agrees with fct_component_health.status: a component is
 -- stale only when silent *longer* than the threshold.
 heartbeat_fresh_by_component as (
-
-    select
-        'heartbeat_fresh' as check_name,
-        'component' as subject_type,
-        component || '@' || host as subject,
-        cast(null as varchar) as subject_label,
-        silent_s as value,
-        {{ checks_threshold('heartbeat_stale_after_s') }} as threshold,
-        '<=' as comparison,
-        status as observed_label,
-        cast(null as varchar) as expected_label,
-        'warn' as severity
-    from component_health
-
+    {{ checks_rows('heartbeat_fresh', 'component', 'component_health', "component || '@' || host", 'silent_s',
+                   'heartbeat_stale_after_s', '<=', severity='warn', subject_label=none,
+                   observed_label='status', not_null='component') }}
 ),
 
 unioned as (
