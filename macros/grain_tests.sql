@@ -18,3 +18,32 @@ group by {{ columns | join(', ') }}
 having count(*) > 1
 
 {% endtest %}
+
+
+{#-
+    unique_grain for large append-only tables, checked incrementally: keys of
+    rows added since the last build (var `tests_since_batch`, set by the
+    Dagster build; unset = every row) must occur once in the WHOLE table, so
+    a new row that repeats an old one is caught, at the cost of the new keys.
+-#}
+{% test unique_grain_since(model, columns) %}
+
+with
+
+new_keys as (
+
+    select distinct {{ columns | join(', ') }}
+    from {{ model }}
+    where batch_id > '{{ var("tests_since_batch", "") }}'
+
+)
+
+select
+    {% for c in columns %}m.{{ c }}, {% endfor %}count(*) as n_rows
+
+from {{ model }} as m
+semi join new_keys using ({{ columns | join(', ') }})
+group by {% for c in columns %}m.{{ c }}{% if not loop.last %}, {% endif %}{% endfor %}
+having count(*) > 1
+
+{% endtest %}

@@ -38,15 +38,15 @@ class ReadOnlyViolation(RuntimeError):
 
 
 def open_snapshot(root: Path) -> duckdb.DuckDBPyConnection:
-    """A read-only connection to the published snapshot; it can read only the warehouse's raw files."""
+    """A read-only connection to the published snapshot; it can read only the warehouse's own parquet."""
     path = root / "grpo.duckdb"
     if not path.exists():
         raise NoDataError(f"no warehouse at {root} yet: run `grpo demo` or `grpo ingest ...` first")
-    raw = str(root / "raw") + "/"
+    readable = [str(root / "raw") + "/", str(root / "published") + "/"]
     con = duckdb.connect(str(path), read_only=True)
     # User SQL may read the warehouse's raw parquet and nothing else on disk.
     con.execute("set TimeZone = 'UTC'")
-    con.execute("set allowed_directories = [" + _sql_literal(raw) + "]")
+    con.execute("set allowed_directories = [" + ", ".join(_sql_literal(d) for d in readable) + "]")
     con.execute("set enable_external_access = false")
     con.execute("set lock_configuration = true")
     return con

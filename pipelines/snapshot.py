@@ -21,9 +21,11 @@ import duckdb
 
 from pipelines.warehouse import EVENTS, HISTORY, HISTORY_OTHER, REJECTS, RUNS, Warehouse, _fsync_dir, kill_point
 
-# Big row-level staging views stay out of the copy; the raw parquet views below
-# serve them without duplicating the data.
-SKIPPED_RELATIONS = {"stg_wandb__history", "stg_wandb__history_other"}
+# Big row-level staging relations stay out of the copy: the history is served
+# by the raw parquet views below, the typed events by immutable per-batch
+# parquet exports (only new batches are written at each publish).
+SKIPPED_RELATIONS = {"stg_wandb__history", "stg_wandb__history_other", "stg_axiom__events"}
+EVENTS_RELATION = "stg_axiom__events"
 RAW_VIEWS = {
     "raw_wandb_runs": RUNS,
     "raw_wandb_history": HISTORY,
@@ -52,6 +54,64 @@ def model_descriptions(manifest_path: Path | None) -> dict[str, str]:
         for node in manifest.get("nodes", {}).values()
         if node.get("resource_type") == "model"
     }
+
+
+def _events_dir(warehouse: Warehouse) -> Path:
+    return warehouse.root / "published" / "events"
+
+
+def _export_events(con: duckdb.DuckDBPyConnection, warehouse: Warehouse) -> list[Path]:
+    """Write the typed events of batches not yet exported, one immutable file per batch.
+
+    If the exported files no longer match the build (a full refresh rebuilt the
+    table, or an event moved to a newer batch), everything is exported again.
+    """
+    out = _events_dir(warehouse)
+    out.mkdir(parents=True, exist_ok=True)
+    exported = {p.name[len("batch-") : -len(".parquet")]: p for p in out.glob("batch-*.parquet")}
+    in_build = dict(
+        con.execute(
+            f"select batch_id, count(*) from build.main.{_quote_ident(EVENTS_RELATION)} group by batch_id"
+        ).fetchall()
+    )
+    if exported:
+        on_disk = dict(
+            con.execute(
+                "select regexp_extract(filename, 'batch-(.*)\\.parquet$', 1), count(*) "
+                "from read_parquet(?, filename = true) group by 1",
+                [[str(p) for p in exported.values()]],
+            ).fetchall()
+        )
+        if any(in_build.get(b) != n for b, n in on_disk.items()):
+            for p in exported.values():
+                p.unlink()
+            exported = {}
+    for batch_id in sorted(set(in_build) - set(exported)):
+        final = out / f"batch-{batch_id}.parquet"
+        tmp = out / f".batch-{batch_id}.parquet.{os.getpid()}.tmp"
+        con.execute(
+            f"copy (select * from build.main.{_quote_ident(EVENTS_RELATION)} where batch_id = ? order by event_at) "
+            f"to {_sql_literal(str(tmp))} (format parquet, compression zstd)",
+            [batch_id],
+        )
+        os.replace(tmp, final)
+        exported[batch_id] = final
+    for stale in set(exported) - set(in_build):
+        exported.pop(stale).unlink()
+    return [exported[b] for b in sorted(exported)]
+
+
+def _empty_events_view(con: duckdb.DuckDBPyConnection) -> None:
+    con.execute(
+        f"create table {_quote_ident(EVENTS_RELATION)} as "
+        f"select * from build.main.{_quote_ident(EVENTS_RELATION)} limit 0"
+    )
+
+
+def _count_files(con: duckdb.DuckDBPyConnection, files: list[Path]) -> int:
+    if not files:
+        return 0
+    return int(con.execute("select count(*) from read_parquet(?)", [[str(p) for p in files]]).fetchall()[0][0])
 
 
 def publish(warehouse: Warehouse, manifest_path: Path | None = None) -> dict[str, int]:
@@ -96,7 +156,16 @@ def _write_snapshot(warehouse: Warehouse, tmp: Path, manifest_path: Path | None)
             con.execute(f"create table {_quote_ident(name)} as select * from build.main.{_quote_ident(name)}")
             rows[name] = int(con.execute(f"select count(*) from {_quote_ident(name)}").fetchall()[0][0])
             kill_point("publish.copying")  # test hook, see pipelines.warehouse.KILL_ENV
+        event_files = _export_events(con, warehouse)
+        if event_files:
+            # An explicit file list, not a glob: the snapshot sees exactly the
+            # events of this build, even while the next publish adds files.
+            files = ", ".join(_sql_literal(str(p)) for p in event_files)
+            con.execute(f"create view {_quote_ident(EVENTS_RELATION)} as select * from read_parquet([{files}])")
+        else:
+            _empty_events_view(con)
         con.execute("detach build")
+        rows[EVENTS_RELATION] = _count_files(con, event_files)
         # The raw views list the files of committed batches, not the folder's
         # glob: a reader never sees a batch being written, nor the files of one
         # whose writer died (they are deleted later, which would break a glob

@@ -217,17 +217,10 @@ def runs() -> dict[str, Run]:
 def wh(tmp_path_factory, runs) -> Warehouse:
     wh = Warehouse(tmp_path_factory.mktemp("learning_wh"))
     learn = runs["learn"]
-    # A first batch with a stale run version and a wrong value that the second
-    # batch re-sends: staging must keep the latest of both.
-    write_raw(
-        wh,
-        {
-            RUNS: [learn.meta_row(state="running")],
-            HISTORY: [
-                {"run_id": learn.run_id, "step": 0, "wall_time": T0, "key": "elo/base_model", "value": 9999.0}
-            ],
-        },
-    )
+    # A first batch with a stale run version (the run was still running):
+    # staging must keep the latest version. History never repeats a step
+    # (ingest takes only steps after the stored ones), so it is not re-sent.
+    write_raw(wh, {RUNS: [learn.meta_row(state="running")]})
     write_raw(
         wh,
         {
@@ -268,7 +261,7 @@ def test_reference_slope_and_ci_match_scipy_linregress(wh, runs, rules, run_key,
     assert got["trend"] == label(expected, len(x), rules["min_change"], rules["min_points"], "rising", "declining")
 
 
-def test_a_reingested_value_replaces_the_stale_one(wh, runs):
+def test_the_latest_run_version_wins_and_history_is_stored_once(wh, runs):
     learn = runs["learn"]
     got = one(
         wh,
@@ -277,6 +270,8 @@ def test_a_reingested_value_replaces_the_stale_one(wh, runs):
     )
     assert got["elo"] == pytest.approx(learn.elo["base_model"][0])
     assert one(wh, "select state from dim_runs where run_id = ?", [learn.run_id])["state"] == "finished"
+    dup = query(wh, "select run_id, step, metric_key from stg_wandb__history group by all having count(*) > 1", [])
+    assert dup == []
 
 
 def test_gap_trend_and_final_gap_match_numpy(wh, runs, rules):

@@ -1,10 +1,26 @@
 -- Every field is read through the `event_fields` mapping (macros/events.sql),
 -- so a logger with other field names needs a var change, not a model change.
+--
+-- Materialized as an incremental table, not a view: parsing JSON is the most
+-- expensive thing the warehouse does, so each event is parsed once, when its
+-- batch arrives, and every mart reads typed columns. A changed `event_fields`
+-- mapping needs `dbt build --full-refresh` (or `grpo ingest --full-refresh`).
+{{ config(
+    materialized='incremental',
+    unique_key='event_id',
+    incremental_strategy='delete+insert',
+    on_schema_change='append_new_columns'
+) }}
+
 with
 
 source as (
 
     select * from {{ source('axiom', 'axiom_events') }}
+    {% if is_incremental() %}
+    -- raw files are immutable per batch and batch ids sort by time
+    where batch_id > (select coalesce(max(batch_id), '') from {{ this }})
+    {% endif %}
 
 ),
 
@@ -112,7 +128,6 @@ final as (
         host,
         gpu_util,
         gpu_mem_gb,
-        record,
         source,
         line,
         batch_id
