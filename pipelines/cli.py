@@ -259,9 +259,10 @@ def _print_ingest_summary(summary: dict[str, Any]) -> None:
 @click.option("--sweep", help="Only W&B API runs of this sweep id.")
 @click.option("--axiom-dataset", "axiom_datasets", multiple=True, help="Axiom dataset read with the API; token from AXIOM_TOKEN (repeatable).")
 @click.option("--since", help="First Axiom sync starts here (ISO-8601); later syncs resume from the stored cursor.")
+@click.option("--full-refresh", is_flag=True, help="Rebuild every model from the raw layer (after changing event_fields) and test every row.")
 @json_option
 @click.pass_context
-def ingest(ctx, wandb_dirs, event_paths, wandb_projects, sweep, axiom_datasets, since, as_json) -> None:
+def ingest(ctx, wandb_dirs, event_paths, wandb_projects, sweep, axiom_datasets, since, full_refresh, as_json) -> None:
     """Ingest sources into the raw layer, build the marts, publish, run the checks.
 
     Re-running is idempotent: only new runs, steps and lines are added.
@@ -270,7 +271,7 @@ def ingest(ctx, wandb_dirs, event_paths, wandb_projects, sweep, axiom_datasets, 
 
         grpo ingest --wandb-dir ~/train/wandb --events logs/axiom-export.ndjson.gz --json
     """
-    if not (wandb_dirs or event_paths or wandb_projects or axiom_datasets):
+    if not (wandb_dirs or event_paths or wandb_projects or axiom_datasets or full_refresh):
         raise GrpoError("nothing to ingest: give --wandb-dir, --events, --wandb-project or --axiom-dataset")
     for p in (*wandb_dirs, *event_paths):
         if not Path(p).exists():
@@ -284,6 +285,7 @@ def ingest(ctx, wandb_dirs, event_paths, wandb_projects, sweep, axiom_datasets, 
         sweep=sweep,
         axiom_datasets=list(axiom_datasets),
         since=since,
+        full_refresh=full_refresh,
     )
     if as_json:
         emit_json(summary)

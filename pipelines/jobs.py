@@ -33,6 +33,7 @@ def run_build_job(
     event_paths: Sequence[str] = (),
     axiom_datasets: Sequence[str] = (),
     since: str | None = None,
+    full_refresh: bool = False,
     on_message: Callable[[str], None] | None = None,
 ) -> JobOutcome:
     """Ingest the given sources, build dbt, publish the snapshot and run the checks."""
@@ -78,7 +79,10 @@ def run_build_job(
         result = job.execute_in_process(
             instance=instance,
             raise_on_error=False,
-            run_config={"loggers": {"relay": {}}},
+            run_config={
+                "loggers": {"relay": {}},
+                "ops": {"grpo_dbt_models": {"config": {"full_refresh": full_refresh}}},
+            },
         )
     failed, errors = [], []
     for ev in result.all_events:

@@ -15,11 +15,13 @@ import contextlib
 import datetime as dt
 import json
 import os
+import shutil
+import time
 from pathlib import Path
 
 import duckdb
 
-from pipelines.warehouse import EVENTS, HISTORY, HISTORY_OTHER, REJECTS, RUNS, Warehouse, _fsync_dir, kill_point
+from pipelines.warehouse import new_batch_id, EVENTS, HISTORY, HISTORY_OTHER, REJECTS, RUNS, Warehouse, _fsync_dir, kill_point
 
 # Big row-level staging relations stay out of the copy: the history is served
 # by the raw parquet views below, the typed events by immutable per-batch
@@ -56,7 +58,14 @@ def model_descriptions(manifest_path: Path | None) -> dict[str, str]:
     }
 
 
-def _events_dir(warehouse: Warehouse) -> Path:
+# A reader keeps reading the files its snapshot lists, so exported files are
+# never rewritten or deleted while current: a re-export (after a full refresh)
+# goes to a new generation folder, and superseded generations are removed only
+# once they are this old.
+STALE_GENERATION_S = 3600
+
+
+def _events_root(warehouse: Warehouse) -> Path:
     return warehouse.root / "published" / "events"
 
 
@@ -64,16 +73,21 @@ def _export_events(con: duckdb.DuckDBPyConnection, warehouse: Warehouse) -> list
     """Write the typed events of batches not yet exported, one immutable file per batch.
 
     If the exported files no longer match the build (a full refresh rebuilt the
-    table, or an event moved to a newer batch), everything is exported again.
+    table, or an event moved to a newer batch), everything is exported again
+    into a new generation folder.
     """
-    out = _events_dir(warehouse)
-    out.mkdir(parents=True, exist_ok=True)
-    exported = {p.name[len("batch-") : -len(".parquet")]: p for p in out.glob("batch-*.parquet")}
+    root = _events_root(warehouse)
+    root.mkdir(parents=True, exist_ok=True)
+    generations = sorted(p for p in root.iterdir() if p.is_dir() and p.name.startswith("gen-"))
+    current = generations[-1] if generations else None
     in_build = dict(
         con.execute(
             f"select batch_id, count(*) from build.main.{_quote_ident(EVENTS_RELATION)} group by batch_id"
         ).fetchall()
     )
+    exported: dict[str, Path] = {}
+    if current is not None:
+        exported = {p.name[len("batch-") : -len(".parquet")]: p for p in current.glob("batch-*.parquet")}
     if exported:
         on_disk = dict(
             con.execute(
@@ -82,13 +96,14 @@ def _export_events(con: duckdb.DuckDBPyConnection, warehouse: Warehouse) -> list
                 [[str(p) for p in exported.values()]],
             ).fetchall()
         )
-        if any(in_build.get(b) != n for b, n in on_disk.items()):
-            for p in exported.values():
-                p.unlink()
-            exported = {}
+        if set(on_disk) - set(in_build) or any(in_build.get(b) != n for b, n in on_disk.items()):
+            current, exported = None, {}
+    if current is None:
+        current = root / f"gen-{new_batch_id()}"
+        current.mkdir()
     for batch_id in sorted(set(in_build) - set(exported)):
-        final = out / f"batch-{batch_id}.parquet"
-        tmp = out / f".batch-{batch_id}.parquet.{os.getpid()}.tmp"
+        final = current / f"batch-{batch_id}.parquet"
+        tmp = current / f".batch-{batch_id}.parquet.{os.getpid()}.tmp"
         con.execute(
             f"copy (select * from build.main.{_quote_ident(EVENTS_RELATION)} where batch_id = ? order by event_at) "
             f"to {_sql_literal(str(tmp))} (format parquet, compression zstd)",
@@ -96,8 +111,10 @@ def _export_events(con: duckdb.DuckDBPyConnection, warehouse: Warehouse) -> list
         )
         os.replace(tmp, final)
         exported[batch_id] = final
-    for stale in set(exported) - set(in_build):
-        exported.pop(stale).unlink()
+    now = time.time()
+    for old in generations:
+        if old != current and now - old.stat().st_mtime > STALE_GENERATION_S:
+            shutil.rmtree(old, ignore_errors=True)
     return [exported[b] for b in sorted(exported)]
 
 
@@ -156,8 +173,11 @@ def _write_snapshot(warehouse: Warehouse, tmp: Path, manifest_path: Path | None)
             con.execute(f"create table {_quote_ident(name)} as select * from build.main.{_quote_ident(name)}")
             rows[name] = int(con.execute(f"select count(*) from {_quote_ident(name)}").fetchall()[0][0])
             kill_point("publish.copying")  # test hook, see pipelines.warehouse.KILL_ENV
-        event_files = _export_events(con, warehouse)
-        if event_files:
+        has_events = (EVENTS_RELATION,) in relations
+        event_files = _export_events(con, warehouse) if has_events else []
+        if not has_events:
+            pass  # a build without the events model (e.g. a partial selection) publishes none
+        elif event_files:
             # An explicit file list, not a glob: the snapshot sees exactly the
             # events of this build, even while the next publish adds files.
             files = ", ".join(_sql_literal(str(p)) for p in event_files)
@@ -165,7 +185,8 @@ def _write_snapshot(warehouse: Warehouse, tmp: Path, manifest_path: Path | None)
         else:
             _empty_events_view(con)
         con.execute("detach build")
-        rows[EVENTS_RELATION] = _count_files(con, event_files)
+        if has_events:
+            rows[EVENTS_RELATION] = _count_files(con, event_files)
         # The raw views list the files of committed batches, not the folder's
         # glob: a reader never sees a batch being written, nor the files of one
         # whose writer died (they are deleted later, which would break a glob
