@@ -113,6 +113,17 @@ def emit_json(obj: Any) -> None:
     click.echo(json.dumps(obj, indent=2, sort_keys=False, default=str))
 
 
+class Styled(str):
+    """Text of ours carrying rich markup; every other string is escaped before printing."""
+
+
+def esc(value: Any) -> str:
+    """User data (run names, metric keys, messages) printed as plain text, never as markup."""
+    from rich.markup import escape
+
+    return escape(str(value))
+
+
 def _fmt(v: Any, digits: int = 3) -> str:
     if v is None:
         return "–"
@@ -131,10 +142,15 @@ def _pct(v: float | None) -> str:
     return "–" if v is None else f"{100 * v:.2f} %"
 
 
-def _mark(passed: bool | None) -> str:
+def _mark(passed: bool | None) -> Styled:
     if passed is None:
-        return "[yellow]no data[/]"
-    return "[green]PASS[/]" if passed else "[red]FAIL[/]"
+        return Styled("[yellow]no data[/]")
+    return Styled("[green]PASS[/]" if passed else "[red]FAIL[/]")
+
+
+def _verdict(v: str | None) -> Styled:
+    v = v or "insufficient_data"
+    return Styled(f"[{VERDICT_STYLE.get(v, '')}]{esc(v)}[/]" if VERDICT_STYLE.get(v) else esc(v))
 
 
 def _table(title: str, columns: list[str], data: list[list[Any]]):
@@ -144,7 +160,7 @@ def _table(title: str, columns: list[str], data: list[list[Any]]):
     for c in columns:
         t.add_column(c, overflow="fold")
     for row in data:
-        t.add_row(*[x if isinstance(x, str) else _fmt(x) for x in row])
+        t.add_row(*[x if isinstance(x, Styled) else esc(_fmt(x)) for x in row])
     return t
 
 
@@ -230,12 +246,12 @@ def _run_job(ctx, as_json: bool, **sources) -> dict[str, Any]:
 def _print_ingest_summary(summary: dict[str, Any]) -> None:
     c = _console()
     if summary["success"]:
-        c.print(f"[green]Warehouse updated[/] at {summary['warehouse']}")
+        c.print(f"[green]Warehouse updated[/] at {esc(summary['warehouse'])}")
     else:
-        c.print(f"[red]The build failed[/] at {summary['warehouse']}:")
+        c.print(f"[red]The build failed[/] at {esc(summary['warehouse'])}:")
         for e in summary["errors"]:
-            c.print(f"  [red]{e}[/]")
-        c.print(f"  full log: {summary['build_log']}")
+            c.print(f"  [red]{esc(e)}[/]")
+        c.print(f"  full log: {esc(summary['build_log'])}")
     c.print(
         _table(
             "",
@@ -314,7 +330,7 @@ def demo(ctx, seed: int, as_json: bool) -> None:
     out = root / "demo_sources"
     c = _console()
     if not as_json:
-        c.print(f"Generating the demo league in {out} …")
+        c.print(f"Generating the demo league in {esc(out)} …")
     manifest = generate_demo(out, seed=seed)
     summary = _run_job(ctx, as_json, wandb_dirs=[str(d) for d in manifest.wandb_dirs], event_paths=[str(manifest.events_dir)])
     if as_json:
@@ -334,9 +350,9 @@ def demo(ctx, seed: int, as_json: bool) -> None:
         ("grpo check", "every target, pass/fail"),
         ("grpo sql --tables", "what you can query with SQL"),
     ]:
-        c.print(f"  [cyan]{cmd}[/]  [dim]{why}[/]")
+        c.print(f"  [cyan]{esc(cmd)}[/]  [dim]{esc(why)}[/]")
     if ctx.obj.get("warehouse"):
-        c.print(f"[dim](add --warehouse {root} or set GRPO_WAREHOUSE)[/]")
+        c.print(f"[dim](add --warehouse {esc(root)} or set GRPO_WAREHOUSE)[/]")
     if not summary["success"]:
         ctx.exit(EXIT_USAGE)
 
@@ -370,9 +386,9 @@ def elo(con, run: str, plot: str | None, as_json: bool) -> None:
         return
     c = _console()
     v = ans["verdict"]
-    c.print(f"[bold]{ans['run']}[/] ({ans['run_id']}, sweep {ans['sweep']}): [bold {VERDICT_STYLE.get(v, '')}]{v}[/]")
+    c.print(f"[bold]{esc(ans['run'])}[/] ({esc(ans['run_id'])}, sweep {esc(ans['sweep'])}): [bold]{_verdict(v)}[/]")
     if ans.get("reason"):
-        c.print(f"  {ans['reason']}")
+        c.print(f"  {esc(ans['reason'])}")
     c.print(
         _table(
             "Fixed references (their Elo falling = the policy is learning)",
@@ -402,7 +418,7 @@ def elo(con, run: str, plot: str | None, as_json: bool) -> None:
             )
         )
     if plot:
-        c.print(f"plot written to {plot}")
+        c.print(f"plot written to {esc(plot)}")
     c.print(_freshness_line(ans["freshness"]))
 
 
@@ -433,21 +449,21 @@ def sweep(con, sweep_text: str, plot: str | None, as_json: bool) -> None:
     if runs:
         top = runs[0]
         tie = " (a statistical tie with " + ", ".join(top["tied_with"]) + ")" if top["is_tie"] and top["tied_with"] else ""
-        c.print(f"Sweep [bold]{ans['sweep']}[/]: best run [bold]{top['run']}[/]{tie}")
+        c.print(f"Sweep [bold]{esc(ans['sweep'])}[/]: best run [bold]{esc(top['run'])}[/]{esc(tie)}")
     keys = ans["varying_config_keys"]
     c.print(
         _table(
             "Ranking by final checkpoint gap (best checkpoint Elo − base_model Elo)",
             ["rank", "run", "verdict", "final gap", "± se", "last gap", "base_model Δ", "tie", *keys],
             [
-                [r["rank"], r["run"], f"[{VERDICT_STYLE.get(r['verdict'], '')}]{r['verdict']}[/]", r["gap_final"], r["gap_final_se"],
+                [r["rank"], r["run"], _verdict(r["verdict"]), r["gap_final"], r["gap_final_se"],
                  r["gap_last"], r["base_model_delta"], "tie" if r["is_tie"] else "", *[_fmt(r["config"].get(k)) for k in keys]]
                 for r in runs
             ],
         )
     )
     if plot:
-        c.print(f"plot written to {plot}")
+        c.print(f"plot written to {esc(plot)}")
     c.print(_freshness_line(ans["freshness"]))
 
 
@@ -473,9 +489,9 @@ def metrics(con, run_text: str, all_metrics: bool, as_json: bool) -> None:
     t = thresholds()
     c = _console()
     v = ans["verdict"] or "insufficient_data"
-    c.print(f"[bold]{ans['run']}[/] ({ans['run_id']}): [bold {VERDICT_STYLE.get(v, '')}]{v}[/]")
+    c.print(f"[bold]{esc(ans['run'])}[/] ({esc(ans['run_id'])}): [bold]{_verdict(v)}[/]")
     if ans.get("reason"):
-        c.print(f"  {ans['reason']}")
+        c.print(f"  {esc(ans['reason'])}")
     s = ans["stability"]
     if s:
         spikes_ok = None if s.get("kl_spike_steps") is None else s["kl_spike_steps"] <= t.kl_spike_steps_allowed
@@ -625,13 +641,13 @@ def health(con, last, since, until, as_json) -> None:
     c = _console()
     comps = ans["components"]
     bad = [x for x in comps if x["status"] != "ok"]
-    head = "[green]all components ok[/]" if comps and not bad else (f"[red]{len(bad)} of {len(comps)} components not ok[/]" if comps else "")
+    head = "[green]all components ok[/]" if comps and not bad else (f"[red]{len(bad)} of {len(comps)} components not ok[/]" if comps else "")  # no user data
     c.print(f"Health in [{ans['since']}, {ans['until']}) as of {ans['as_of']}: {head}")
     _no_data_note(c, len(comps), "heartbeats", ans)
     style = {"ok": "green", "stale": "red", "degraded": "yellow"}
     if comps:
         c.print(_table(f"Components (stale after {ans['stale_after_s']:g} s of silence)", ["component", "host", "last seen", "silent s", "heartbeats", "status"],
-                       [[x["component"], x["host"], x["last_seen"], x["silent_s"], x["heartbeats"], f"[{style.get(x['status'], '')}]{x['status']}[/]"] for x in comps]))
+                       [[x["component"], x["host"], x["last_seen"], x["silent_s"], x["heartbeats"], Styled(f"[{style.get(x['status'], 'yellow')}]{esc(x['status'])}[/]")] for x in comps]))
     c.print(_freshness_line(ans["freshness"]))
 
 

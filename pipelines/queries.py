@@ -568,11 +568,12 @@ def check(con: duckdb.DuckDBPyConnection) -> dict[str, Any]:
 
 # --- SQL and catalog -------------------------------------------------------------------
 
-ALLOWED_STATEMENTS = {"SELECT", "EXPLAIN"}
+# Only SELECT: even EXPLAIN ANALYZE would run (and so could write) its statement.
+ALLOWED_STATEMENTS = {"SELECT"}
 
 
 def sql(con: duckdb.DuckDBPyConnection, query: str) -> tuple[list[str], list[tuple]]:
-    """Run a read-only query; anything but SELECT/EXPLAIN is refused before it runs."""
+    """Run a read-only query; anything but SELECT is refused before it runs."""
     try:
         statements = con.extract_statements(query)
     except duckdb.Error as exc:

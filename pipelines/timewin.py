@@ -53,7 +53,12 @@ def parse_instant(text: str, name: str) -> dt.datetime:
         raise WindowError(f"cannot read {name} {text!r}: use ISO-8601, e.g. 2026-11-26T08:00 or 2026-11-26T08:00+02:00") from None
     if ts.tzinfo is None:
         ts = ts.replace(tzinfo=dt.UTC)
-    return ts.astimezone(dt.UTC)
+    try:
+        return ts.astimezone(dt.UTC)
+    except OverflowError:
+        raise WindowError(f"{name} {text!r} is outside the supported range of dates") from None
+
+
 
 
 def resolve(
@@ -66,7 +71,10 @@ def resolve(
     if since:
         start = parse_instant(since, "--since")
     else:
-        start = end - parse_duration(last or default_last)
+        try:
+            start = end - parse_duration(last or default_last)
+        except OverflowError:
+            raise WindowError("the window reaches before the supported range of dates") from None
     if start >= end:
         raise WindowError(f"the window is empty: --since {iso(start)} is not before --until {iso(end)}")
     return Window(start, end)

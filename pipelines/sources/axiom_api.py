@@ -53,7 +53,7 @@ from typing import Any
 import pyarrow as pa
 
 from pipelines.sources.base import EVENT_COLUMNS, REJECT_COLUMNS, EventChunk, dumps
-from pipelines.sources.errors import SourceError
+from pipelines.sources.errors import SourceError, scrub
 from pipelines.sources.retry import TimeoutHTTPAdapter, bounded_retry
 
 __all__ = ["AxiomEventSource", "apl_page_query", "format_ns", "parse_ns"]
@@ -364,5 +364,6 @@ def _datetime_ceil(ns: int) -> dt.datetime:
 
 
 def _short(text: str, limit: int = 300) -> str:
-    text = " ".join(str(text).split())
+    # Scrub before cutting: a secret cut in half would no longer be recognised.
+    text = " ".join(scrub(str(text)).split())
     return text if len(text) <= limit else text[: limit - 1] + "…"

@@ -51,7 +51,7 @@ from pipelines.sources.base import (
     RunRef,
     dumps,
 )
-from pipelines.sources.errors import SourceError
+from pipelines.sources.errors import SourceError, scrub
 from pipelines.sources.retry import wandb_core_retry_env
 
 __all__ = ["WandbApiRunSource", "history_to_long", "rows_to_long"]
@@ -522,6 +522,8 @@ def _one_line(text: str) -> str:
 
 
 def _short(text: str) -> str:
+    # Scrub before cutting: a secret cut in half would no longer be recognised.
+    text = scrub(text)
     return text if len(text) <= _DETAIL_MAX_CHARS else text[: _DETAIL_MAX_CHARS - 1] + "…"
 
 
