@@ -90,25 +90,25 @@ def clean(value: Any) -> Any:
 
 
 def freshness(con: duckdb.DuckDBPyConnection, run_id: str | None = None) -> dict[str, Any]:
-    """How fresh the data behind an answer is: latest event, latest step, publish time."""
-    ev = one(con, "select max(event_at) as latest_event_at, count(*) as events from stg_axiom__events")
-    if run_id is None:
-        st = one(con, "select max(last_step) as latest_step, max(ingested_at) as latest_run_ingest from stg_wandb__runs")
-    else:
+    """How fresh the data behind an answer is: latest event, latest step, publish time.
+
+    Computed at publish time (the `_snapshot` table), so stating it costs nothing.
+    """
+    snap = one(con, "select * from _snapshot") or {}
+    out = {
+        "latest_event_at": snap.get("latest_event_at"),
+        "latest_step": snap.get("latest_step"),
+        "latest_run_ingest": snap.get("latest_run_ingest"),
+        "published_at": snap.get("published_at"),
+    }
+    if run_id is not None:
         st = one(
             con,
             "select last_step as latest_step, ingested_at as latest_run_ingest from stg_wandb__runs where run_id = ?",
             [run_id],
         )
-    pub = one(con, "select published_at from _snapshot")
-    return clean(
-        {
-            "latest_event_at": ev["latest_event_at"] if ev else None,
-            "latest_step": st["latest_step"] if st else None,
-            "latest_run_ingest": st["latest_run_ingest"] if st else None,
-            "published_at": pub["published_at"] if pub else None,
-        }
-    )
+        out.update(st or {"latest_step": None, "latest_run_ingest": None})
+    return clean(out)
 
 
 # --- lookups -------------------------------------------------------------------
@@ -499,7 +499,7 @@ def health(con: duckdb.DuckDBPyConnection, w: Window, t: Thresholds) -> dict[str
     # Staleness is judged at the window's end, but never past the newest
     # ingested event: a lagging ingest is reported as freshness, not as every
     # component being down.
-    latest = one(con, "select max(event_at) as t from stg_axiom__events")
+    latest = one(con, "select latest_event_at as t from _snapshot")
     ref = w.until
     if latest and latest["t"] is not None and latest["t"] < ref:
         ref = latest["t"]

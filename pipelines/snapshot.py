@@ -202,8 +202,15 @@ def _write_snapshot(warehouse: Warehouse, tmp: Path, manifest_path: Path | None)
         ]
         con.execute("create table _tables (table_name varchar, description varchar, row_count bigint)")
         con.executemany("insert into _tables values (?, ?, ?)", catalog)
+        # Freshness, computed once here so every CLI answer can state it for free.
+        latest_event = (
+            "(select max(event_at) from stg_axiom__events)" if has_events else "cast(null as timestamptz)"
+        )
         con.execute(
-            "create table _snapshot as select ?::timestamptz as published_at",
+            "create table _snapshot as select ?::timestamptz as published_at, "
+            f"{latest_event} as latest_event_at, "
+            "(select max(last_step) from stg_wandb__runs) as latest_step, "
+            "(select max(ingested_at) from stg_wandb__runs) as latest_run_ingest",
             [dt.datetime.now(dt.UTC)],
         )
         con.execute("checkpoint")
