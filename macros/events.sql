@@ -59,3 +59,44 @@
 {% macro events_seconds_between(start_at, end_at) -%}
     (epoch({{ end_at }}) - epoch({{ start_at }}))
 {%- endmacro %}
+
+
+{#-
+    Every mapped field of an event in ONE JSON parse: json_extract_string with a
+    list of paths parses the record once and returns the values in path order
+    (separate extractions parse it once per field, ~7x slower on 1M events).
+    Use `events_fields_list()` once per row as a column, then
+    `events_parsed(name, column)` to pick a field from it.
+-#}
+
+
+{% macro events_fields_list(column='record') -%}
+    json_extract_string({{ column }}, [
+        {%- for name in ['time', 'event', 'level', 'run_id', 'rollout_id', 'duration_s', 'status', 'engine',
+                         'worker', 'latency_s', 'tokens_per_s', 'batch_size', 'queue_s', 'orders_expected',
+                         'orders_extracted', 'component', 'error_type', 'message', 'host', 'gpu_util',
+                         'gpu_mem_gb'] -%}
+        '{{ events_field_path(name) | replace("'", "''") }}'{{ ", " if not loop.last }}
+        {%- endfor -%}
+    ])
+{%- endmacro %}
+
+{% macro events_parsed(name, column='fields') -%}
+    {%- set names = ['time', 'event', 'level', 'run_id', 'rollout_id', 'duration_s', 'status', 'engine',
+                     'worker', 'latency_s', 'tokens_per_s', 'batch_size', 'queue_s', 'orders_expected',
+                     'orders_extracted', 'component', 'error_type', 'message', 'host', 'gpu_util',
+                     'gpu_mem_gb'] -%}
+    {{ column }}[{{ names.index(name) + 1 }}]
+{%- endmacro %}
+
+{% macro events_parsed_double(name) -%}
+    try_cast({{ events_parsed(name) }} as double)
+{%- endmacro %}
+
+{% macro events_parsed_text(name) -%}
+    nullif(trim({{ events_parsed(name) }}), '')
+{%- endmacro %}
+
+{% macro events_parsed_lower(name) -%}
+    lower(nullif(trim({{ events_parsed(name) }}), ''))
+{%- endmacro %}

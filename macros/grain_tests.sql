@@ -28,13 +28,24 @@ having count(*) > 1
 -#}
 {% test unique_grain_since(model, columns) %}
 
+{%- set since = var("tests_since_batch", "") -%}
+{%- if since == "" %}
+
+-- a full build: one pass over every row
+select {{ columns | join(', ') }}, count(*) as n_rows
+from {{ model }}
+group by {{ columns | join(', ') }}
+having count(*) > 1
+
+{%- else %}
+
 with
 
 new_keys as (
 
     select distinct {{ columns | join(', ') }}
     from {{ model }}
-    where batch_id > '{{ var("tests_since_batch", "") }}'
+    where batch_id > '{{ since }}'
 
 )
 
@@ -43,7 +54,11 @@ select
 
 from {{ model }} as m
 semi join new_keys using ({{ columns | join(', ') }})
+-- lets the parquet reader skip row groups of untouched runs (rows of a run are stored together)
+where m.{{ columns[0] }} in (select distinct {{ columns[0] }} from new_keys)
 group by {% for c in columns %}m.{{ c }}{% if not loop.last %}, {% endif %}{% endfor %}
 having count(*) > 1
+
+{%- endif %}
 
 {% endtest %}

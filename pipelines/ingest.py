@@ -17,7 +17,7 @@ from dataclasses import asdict, dataclass, field
 import duckdb
 import pyarrow as pa
 
-from pipelines.sources.base import EventChunk, EventSource, RunSource
+from pipelines.sources.base import EventChunk, EventSource, RunSource, change_token
 from pipelines.sources.errors import SourceError
 from pipelines.warehouse import (
     SCHEMAS,
@@ -76,7 +76,7 @@ def ingest(
     report = IngestReport()
     say = progress or (lambda _msg: None)
     warehouse.ensure()
-    with warehouse.lock(timeout_s=lock_timeout_s, purpose="ingest"):
+    with warehouse.lock(timeout_s=lock_timeout_s, purpose="ingest", wait_for_build_db=False):
         removed = [*warehouse.orphans_removed, *warehouse.clean_orphans()]  # lock() already cleaned
         if removed:
             report.warnings.append(f"removed {len(removed)} file(s) of an interrupted earlier ingest")
@@ -138,6 +138,12 @@ def _ingest_runs(source: RunSource, state, batch: RawBatch, report: IngestReport
             continue
         stored = state.runs.get(ref.run_id)
         after = stored.last_step if stored else None
+        token = change_token(ref)
+        if stored is not None and token is not None and stored.token == token:
+            # Unchanged since it was last read (same file size and mtime): re-reading
+            # a 16 MB run only to find nothing new would dominate a sync of many runs.
+            report.runs_seen += 1
+            continue
         try:
             read = source.read(ref, after)
         except SourceError:
@@ -159,7 +165,7 @@ def _ingest_runs(source: RunSource, state, batch: RawBatch, report: IngestReport
             else:
                 report.updated_runs += 1
         steps = [s for s in (after, read.meta.last_step) if s is not None]
-        batch.record_run(ref.run_id, max(steps) if steps else None, fingerprint)
+        batch.record_run(ref.run_id, max(steps) if steps else None, fingerprint, token)
         say(f"{ref.label}: +{read.history.num_rows:,} history rows")
     history.flush()
     other.flush()

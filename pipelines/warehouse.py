@@ -228,6 +228,12 @@ def _lock_holders(path: Path) -> list[int]:
     return pids
 
 
+def _tmp_writer_alive(name: str, suffix: str) -> bool:
+    """Whether the process that named a temp file `.<name>.<pid><suffix>` still runs."""
+    pid = name.removesuffix(suffix).rsplit(".", 1)[-1]
+    return pid.isdigit() and int(pid) != os.getpid() and _pid_alive(int(pid))
+
+
 def _pid_alive(pid: int) -> bool:
     try:
         os.kill(pid, 0)
@@ -250,6 +256,7 @@ def _fsync_dir(directory: Path) -> None:
 class RunState:
     last_step: int | None = None
     fingerprint: str | None = None
+    token: str | None = None  # the source's cheap change token (file size+mtime) when last read
 
 
 @dataclass
@@ -302,10 +309,13 @@ class Warehouse:
         return self
 
     @contextlib.contextmanager
-    def lock(self, timeout_s: float = 0.0, purpose: str = "ingest") -> Iterator[None]:
+    def lock(self, timeout_s: float = 0.0, purpose: str = "ingest", *, wait_for_build_db: bool = True) -> Iterator[None]:
         """Exclusive write lock over the warehouse (one ingest or build at a time).
 
         Waits up to `timeout_s`, then raises WarehouseBusyError naming the holder.
+        With `wait_for_build_db` (for dbt builds and publishes; a raw ingest
+        does not touch the build database) it also waits until no other
+        process has the build database open.
         Once it holds the lock it removes orphans (see clean_orphans); the removed
         paths are left in `self.orphans_removed`.
         """
@@ -333,7 +343,7 @@ class Warehouse:
             # was killed, its dbt can go on writing the build database after the
             # lock was released. Wait for it, or the next build fails on
             # DuckDB's own lock ("Conflicting lock is held in ...").
-            while holders := _lock_holders(self.build_db):
+            while wait_for_build_db and (holders := _lock_holders(self.build_db)):
                 if time.monotonic() >= deadline:
                     raise WarehouseBusyError(
                         f"warehouse {self.root} is busy: process {', '.join(map(str, holders))} still has "
@@ -379,24 +389,33 @@ class Warehouse:
             removed.append(p)
             kill_point("cleanup.after_first_removal")
 
+        # Temp files are named .<name>.<pid>.tmp: only a dead writer's are removed,
+        # as ensure() (outside the lock) may be writing a schema file right now.
         for table in SCHEMAS:
             d = self.table_dir(table)
             if not d.exists():
                 continue
             for p in d.iterdir():
                 if p.name.endswith(".tmp"):
-                    remove(p)
+                    if not _tmp_writer_alive(p.name, ".tmp"):
+                        remove(p)
                 elif p.name.startswith("batch-") and batch_id_of(p) not in committed:
                     remove(p)
         if self.batches_dir.exists():
             for p in self.batches_dir.glob(".*.tmp"):
-                remove(p)
+                if not _tmp_writer_alive(p.name, ".tmp"):
+                    remove(p)
         # A snapshot publish that died leaves its temp database (and WAL) in the
-        # root: .grpo.duckdb.<pid>.tmp[.wal]. Only a dead publisher's is removed.
+        # root, .grpo.duckdb.<pid>.tmp[.wal], and maybe a half-written export
+        # under published/ (.<name>.<pid>.tmp).
         if self.root.exists():
             for p in self.root.glob(f".{self.snapshot_db.name}.*.tmp*"):
-                pid = p.name[len(self.snapshot_db.name) + 2 :].split(".", 1)[0]
-                if pid.isdigit() and not _pid_alive(int(pid)):
+                if not _tmp_writer_alive(p.name, ".tmp.wal" if p.name.endswith(".wal") else ".tmp"):
+                    remove(p)
+        published = self.root / "published"
+        if published.exists():
+            for p in published.rglob(".*.tmp"):
+                if not _tmp_writer_alive(p.name, ".tmp"):
                     remove(p)
         return removed
 
@@ -421,6 +440,7 @@ class Warehouse:
                     cur.last_step = max(cur.last_step if cur.last_step is not None else -1, int(rs["last_step"]))
                 if rs.get("fingerprint") is not None:
                     cur.fingerprint = rs["fingerprint"]
+                cur.token = rs.get("token")
             for key, cursor in (record.get("event_sources") or {}).items():
                 state.event_sources[key] = cursor
         return state
@@ -481,8 +501,8 @@ class RawBatch:
         self.rows[table] += data.num_rows
         return data.num_rows
 
-    def record_run(self, run_id: str, last_step: int | None, fingerprint: str | None) -> None:
-        self.wandb_runs[run_id] = {"last_step": last_step, "fingerprint": fingerprint}
+    def record_run(self, run_id: str, last_step: int | None, fingerprint: str | None, token: str | None = None) -> None:
+        self.wandb_runs[run_id] = {"last_step": last_step, "fingerprint": fingerprint, "token": token}
 
     def record_event_source(self, key: str, cursor: dict[str, Any]) -> None:
         self.event_sources[key] = cursor

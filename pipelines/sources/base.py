@@ -113,6 +113,26 @@ class RunRead:
     warnings: list[str] = field(default_factory=list)
 
 
+def change_token(ref: RunRef) -> str | None:
+    """What changes when a run gains steps or changes state, without reading it.
+
+    A local run file's size and mtime; for API runs, W&B's state, heartbeat and
+    last step. None when the source offers nothing cheap to compare.
+    """
+    import os
+
+    path = getattr(ref.handle, "path", None)
+    if path is not None:
+        st = os.stat(path)
+        return f"file:{st.st_size}:{st.st_mtime_ns}"
+    attrs = getattr(ref.handle, "_attrs", None)
+    if isinstance(attrs, dict):
+        keys = attrs.get("historyKeys") or {}
+        last = keys.get("lastStep") if isinstance(keys, dict) else None
+        return f"api:{attrs.get('state')}:{attrs.get('heartbeatAt')}:{last}"
+    return None
+
+
 class RunSource(Protocol):
     """W&B runs from somewhere: local run folders or the W&B API."""
 

@@ -37,47 +37,55 @@ deduplicated as (
 
 ),
 
+-- One JSON parse per event for all mapped fields (macros/events.sql).
+parsed as (
+
+    select *, {{ events_fields_list('record') }} as fields
+    from deduplicated
+
+),
+
 extracted as (
 
     select
         event_key as event_id,
         coalesce(
             time,
-            try_cast({{ event_field('time') }} as timestamptz)
+            try_cast({{ events_parsed('time') }} as timestamptz)
         ) as event_at,
 
-        {{ events_field_lower('event') }} as event_name,
-        {{ events_field_lower('level') }} as level,
+        {{ events_parsed_lower('event') }} as event_name,
+        {{ events_parsed_lower('level') }} as level,
 
-        {{ events_field_text('run_id') }} as run_id,
-        {{ events_field_text('rollout_id') }} as rollout_id,
-        {{ events_field_double('duration_s') }} as duration_s,
-        {{ events_field_text('status') }} as status,
-        {{ events_field_text('engine') }} as engine,
-        {{ events_field_text('worker') }} as worker,
+        {{ events_parsed_text('run_id') }} as run_id,
+        {{ events_parsed_text('rollout_id') }} as rollout_id,
+        {{ events_parsed_double('duration_s') }} as duration_s,
+        {{ events_parsed_text('status') }} as status,
+        {{ events_parsed_text('engine') }} as engine,
+        {{ events_parsed_text('worker') }} as worker,
 
-        {{ events_field_double('latency_s') }} as latency_s,
-        {{ events_field_double('tokens_per_s') }} as tokens_per_s,
-        cast(round({{ events_field_double('batch_size') }}) as bigint) as batch_size,
-        {{ events_field_double('queue_s') }} as queue_s,
+        {{ events_parsed_double('latency_s') }} as latency_s,
+        {{ events_parsed_double('tokens_per_s') }} as tokens_per_s,
+        cast(round({{ events_parsed_double('batch_size') }}) as bigint) as batch_size,
+        {{ events_parsed_double('queue_s') }} as queue_s,
 
-        cast(round({{ events_field_double('orders_expected') }}) as bigint) as orders_expected,
-        cast(round({{ events_field_double('orders_extracted') }}) as bigint) as orders_extracted,
+        cast(round({{ events_parsed_double('orders_expected') }}) as bigint) as orders_expected,
+        cast(round({{ events_parsed_double('orders_extracted') }}) as bigint) as orders_extracted,
 
-        {{ events_field_text('component') }} as component,
-        {{ events_field_text('error_type') }} as error_type,
-        {{ event_field('message') }} as message,
+        {{ events_parsed_text('component') }} as component,
+        {{ events_parsed_text('error_type') }} as error_type,
+        {{ events_parsed('message') }} as message,
 
-        {{ events_field_text('host') }} as host,
-        {{ events_field_double('gpu_util') }} as gpu_util,
-        {{ events_field_double('gpu_mem_gb') }} as gpu_mem_gb,
+        {{ events_parsed_text('host') }} as host,
+        {{ events_parsed_double('gpu_util') }} as gpu_util,
+        {{ events_parsed_double('gpu_mem_gb') }} as gpu_mem_gb,
 
         record,
         source,
         line,
         batch_id
 
-    from deduplicated
+    from parsed
 
 ),
 
