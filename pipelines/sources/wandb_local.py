@@ -600,9 +600,15 @@ def _float_or_nan(text: str) -> float:
         return math.nan
 
 
+# Times outside [0001-01-01, 10000-01-01) UTC (Python's datetime range) are unknown: a
+# damaged or foreign log must not put a time into the warehouse that no reader can convert.
+_MIN_EPOCH_S, _MAX_EPOCH_S = -62_135_596_800.0, 253_402_300_800.0
+
+
 def _utc_column(seconds: np.ndarray) -> pa.Array:
-    """Epoch seconds (NaN = unknown) -> a UTC microsecond timestamp column."""
-    missing = ~np.isfinite(seconds)
+    """Epoch seconds (NaN or out of range = unknown) -> a UTC microsecond timestamp column."""
+    with np.errstate(invalid="ignore"):
+        missing = ~(np.isfinite(seconds) & (seconds >= _MIN_EPOCH_S) & (seconds < _MAX_EPOCH_S))
     micros = np.rint(np.where(missing, 0.0, seconds) * 1e6).astype(np.int64)
     return pa.array(micros, UTC_TS, mask=missing if missing.any() else None)
 
@@ -717,4 +723,7 @@ def _started_at(run: Any) -> dt.datetime | None:
     if run is None or not run.HasField("start_time"):
         return None
     ts = run.start_time
-    return dt.datetime.fromtimestamp(ts.seconds, dt.UTC) + dt.timedelta(microseconds=ts.nanos // 1000)
+    try:
+        return dt.datetime.fromtimestamp(ts.seconds, dt.UTC) + dt.timedelta(microseconds=ts.nanos // 1000)
+    except (OverflowError, OSError, ValueError):
+        return None  # no representable time (a damaged or foreign log): unknown, not a failed read
