@@ -122,7 +122,8 @@ def change_token(ref: RunRef) -> str | None:
     import os
 
     path = getattr(ref.handle, "path", None)
-    if path is not None:
+    # (a wandb Run has a `path` too: [entity, project, id], not a file)
+    if isinstance(path, (str, os.PathLike)):
         st = os.stat(path)
         return f"file:{st.st_size}:{st.st_mtime_ns}"
     attrs = getattr(ref.handle, "_attrs", None)
