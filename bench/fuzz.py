@@ -80,6 +80,7 @@ def main(argv: list[str] | None = None) -> int:
     with tempfile.TemporaryDirectory(prefix="grpo-fuzz-") as tmp:
         tmp_path = Path(tmp)
         isolate_wandb(tmp_path / "wandb-home")
+        os.environ["HYPOTHESIS_STORAGE_DIRECTORY"] = str(tmp_path / "hypothesis")  # not ./.hypothesis
         t0 = time.perf_counter()
         corpus = fuzz.make_wandb_corpus(tmp_path / "wandb")
         print(

@@ -41,8 +41,9 @@ class EventSourcesResource(dg.ConfigurableResource):
             from pipelines.sources.ndjson import NdjsonEventSource
 
             sources.append(NdjsonEventSource(paths))
-        since = dt.datetime.fromisoformat(self.since) if self.since else None
-        if since is not None and since.tzinfo is None:
+        # The first sync of a dataset starts here; later ones resume from the stored cursor.
+        since = dt.datetime.fromisoformat(self.since) if self.since else dt.datetime.now(dt.UTC) - dt.timedelta(days=7)
+        if since.tzinfo is None:
             since = since.replace(tzinfo=dt.UTC)
         for dataset in self.resolved_datasets():
             from pipelines.sources.axiom_api import AxiomEventSource
