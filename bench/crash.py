@@ -9,9 +9,9 @@ What one library trial does (`Campaign`):
 
 1. Inputs are a demo league (`pipelines.demo.generate_demo`) served in two
    stages from one fixed folder, so source keys (file paths) stay the same:
-   stage A has 4 of the 7 W&B runs, one of them cut in the middle of its
-   `.wandb` file (a run in progress), and the first half of a growing NDJSON
-   file; stage B has every run complete and the whole file.
+   stage A has 4 of the 7 W&B runs (with --cut-run one of them cut in the
+   middle of its `.wandb` file, a run in progress) and the first half of a
+   growing NDJSON file; stage B has every run complete and the whole file.
 2. A reference warehouse is built without interruption: ingest A, ingest B.
 3. A trial starts from the matching state (empty for A, the reference after A
    for B), ingests the stage in a child process and SIGKILLs it, either at a
@@ -188,10 +188,18 @@ def generate_sources(out_dir: Path, steps: int = 400) -> Path:
 class Inputs:
     """The demo's sources served in stages from one fixed folder (same paths every time)."""
 
-    def __init__(self, demo_dir: Path, folder: Path, event_lines: int | None = None) -> None:
-        """`event_lines` keeps only that many lines of each event file (faster trials)."""
+    def __init__(self, demo_dir: Path, folder: Path, event_lines: int | None = None, cut_run: bool = False) -> None:
+        """`event_lines` keeps only that many lines of each event file (faster trials).
+
+        `cut_run` serves one run of stage A cut in the middle of its `.wandb`
+        file (a run in progress). Off by default: re-reading an unchanged
+        in-progress run appends a spurious run version (see
+        test_crash_safety.py::..._in_progress_run_...), which would fail every
+        trial killed after its commit for a reason that is not the crash.
+        """
         self.folder = folder
         self.event_lines = event_lines
+        self.cut_run = cut_run
         self.wandb = folder / "wandb"
         self.events = folder / "events"
         runs = sorted((demo_dir / "wandb").glob("*run-*/run-*.wandb"))
@@ -205,7 +213,7 @@ class Inputs:
         self.stage_name: str | None = None
 
     def stage(self, name: str) -> Inputs:
-        """A: 4 runs (one cut mid-file), half the growing file. B: all runs whole, the whole file."""
+        """A: 4 runs (one cut mid-file if cut_run), half the growing file. B: all runs whole, the whole file."""
         shutil.rmtree(self.folder, ignore_errors=True)
         self.events.mkdir(parents=True)
         chosen = self.runs[:4] if name == "A" else self.runs
@@ -213,7 +221,7 @@ class Inputs:
             dst = self.wandb / src.parent.name / src.name
             dst.parent.mkdir(parents=True)
             data = src.read_bytes()
-            if name == "A" and i == 1:
+            if name == "A" and i == 1 and self.cut_run:
                 data = data[: len(data) // 2]  # a run still in progress
             dst.write_bytes(data)
         for src in self.static_events:
@@ -321,8 +329,9 @@ def reader_problems(root: Path) -> list[str]:
             con = open_snapshot(root)
             try:
                 con.execute("select published_at from _snapshot").fetchall()
-                for view in ("raw_wandb_runs", "raw_wandb_history", "raw_axiom_events", "raw_axiom_rejects"):
-                    con.execute(f"select count(*) from {view}").fetchall()
+                views = con.execute("select table_name from information_schema.tables where table_type = 'VIEW'").fetchall()
+                for (view,) in views:  # raw_* and exported relations read parquet files: all must be there
+                    con.execute(f'select count(*) from "{view}"').fetchall()
             finally:
                 con.close()
         except Exception as exc:
@@ -346,6 +355,8 @@ def leftovers(root: Path) -> dict[str, list[str]]:
         out["temp"] += [f"raw/_batches/{p.name}" for p in wh.batches_dir.glob(".*.tmp")]
     if root.exists():
         out["temp"] += [p.name for p in root.glob(".grpo.duckdb.*")]
+    if (root / "published").exists():
+        out["temp"] += [str(p.relative_to(root)) for p in (root / "published").rglob(".*.tmp")]
     return out
 
 
@@ -397,7 +408,7 @@ def raw_differences(root: Path, ref_root: Path) -> list[str]:
 
 
 def snapshot_differences(db: Path, ref_db: Path) -> list[str]:
-    """Every table of two published snapshots, as multisets without build-time columns.
+    """Every table and view of two published snapshots, as multisets without build-time columns.
 
     fct_check_history appends one generation of outcomes per dbt build, and a
     build killed after that append leaves one more generation than an
@@ -415,7 +426,7 @@ def snapshot_differences(db: Path, ref_db: Path) -> list[str]:
             return {
                 r[0]
                 for r in con.execute(
-                    "select table_name from information_schema.tables where table_catalog = ? and table_type = 'BASE TABLE'",
+                    "select table_name from information_schema.tables where table_catalog = ?",
                     [cat],
                 ).fetchall()
             }
@@ -485,9 +496,11 @@ def _describe(root: Path, batches_before: int) -> str:
 class Campaign:
     """Library-level kill trials against one reference; see the module docstring."""
 
-    def __init__(self, work: Path, demo_dir: Path, seed: int = 0, event_lines: int | None = None) -> None:
+    def __init__(
+        self, work: Path, demo_dir: Path, seed: int = 0, event_lines: int | None = None, cut_run: bool = False
+    ) -> None:
         self.work = work
-        self.inputs = Inputs(demo_dir, work / "inputs", event_lines)
+        self.inputs = Inputs(demo_dir, work / "inputs", event_lines, cut_run)
         self.zygote = Zygote(work / "zygote.log")
         self.rng = random.Random(seed)
         self.ref = work / "reference"
@@ -889,6 +902,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--publish-share", type=float, default=0.2, help="share of --kills spent on snapshot publishes")
     ap.add_argument("--cli-kills", type=int, default=0, help="full `grpo ingest` kills (about 2 min each)")
     ap.add_argument("--event-lines", type=int, default=None, help="keep only this many lines per event file (default: all)")
+    ap.add_argument("--cut-run", action="store_true", help="stage A serves one run cut mid-file (exposes the in-progress run defect)")
     ap.add_argument("--seed", type=int, default=None)
     ap.add_argument("--work", type=Path, default=None, help="work folder (default: a new temp folder)")
     ap.add_argument("--keep", action="store_true", help="keep the work folder")
@@ -909,7 +923,7 @@ def main(argv: list[str] | None = None) -> int:
         for p in t.problems:
             print(f"         {p}", flush=True)
 
-    camp = Campaign(work, demo, seed=seed, event_lines=args.event_lines)
+    camp = Campaign(work, demo, seed=seed, event_lines=args.event_lines, cut_run=args.cut_run)
     try:
         camp.build_reference()
         print(f"reference: ingest A {camp.duration['A']:.2f}s, ingest B {camp.duration['B']:.2f}s", flush=True)
@@ -937,11 +951,20 @@ def main(argv: list[str] | None = None) -> int:
         if code != 0:
             print(f"the uninterrupted `grpo ingest` failed ({code}):\n{err[-2000:]}")
             return 2
-        phases = ["ingest", "dbt build", "publish snapshot"]
+        # (phase, delay range, kill point): a lock phase or the dbt subprocess plus a random delay,
+        # or a named kill point; "commit.after_record@1" is between the W&B and the events asset.
+        plan = [
+            ("ingest", (0.0, 1.0), None),
+            (None, None, "commit.after_record@1"),
+            ("dbt build", (0.5, 10.0), None),
+            (None, None, "publish.copying@12"),
+            ("publish snapshot", (0.0, 0.5), None),
+            (None, None, "publish.before_rename"),
+        ]
         for i in range(args.cli_kills):
-            phase = phases[i % len(phases)]
-            delay = rng.uniform(0.0, {"ingest": 1.0, "dbt build": 8.0, "publish snapshot": 0.5}[phase])
-            report(cli_trial(work, inputs, ref, phase, delay, i + 1))
+            phase, window, kill_at = plan[i % len(plan)]
+            delay = rng.uniform(*window) if window else 0.0
+            report(cli_trial(work, inputs, ref, phase, delay, i + 1, kill_at=kill_at))
 
     print()
     print(summarize(trials))

@@ -244,6 +244,19 @@ def machine_info() -> dict[str, Any]:
     }
 
 
+def code_version() -> dict[str, Any]:
+    """The commit measured and the files changed on top of it: the tree changes while others work in it."""
+    def git(*args: str) -> str:
+        try:
+            return subprocess.run(["git", *args], cwd=REPO, capture_output=True, text=True, timeout=30).stdout
+        except (OSError, subprocess.SubprocessError):
+            return ""
+
+    changed = [line[3:] for line in git("status", "--porcelain", "--untracked-files=no").splitlines() if len(line) > 3]
+    return {"commit": git("rev-parse", "--short", "HEAD").strip(), "commit_date": git("log", "-1", "--format=%cI").strip(),
+            "modified_files": changed}
+
+
 def _agree(a: float | None, b: float | None, rel: float = 1e-9) -> bool | None:
     if a is None or b is None:
         return None
@@ -293,23 +306,34 @@ def print_report(res: dict[str, Any]) -> None:
     from rich.table import Table
 
     c = Console(width=max(shutil.get_terminal_size((140, 40)).columns, 120))
+    if "history_points" not in res:
+        c.print(f"[red]no figures[/]: {res.get('error')}")
+        return
     t = Table(title=f"grpo-warehouse benchmark, scale {res['scale']} "
                     f"({res['history_points']:,} history points, {res['events']:,} events)", title_justify="left")
     for col in ("figure", "value", "target (full scale)", ""):
         t.add_column(col)
-    tg = res["targets"]
-    t.add_row("ingest history", f"{res['ingest_history_points_per_s']:,.0f} points/s ({res['stage_seconds']['ingest_history']:.1f} s)",
-              "≥ 1M points/s", _status(tg["ingest_history_points_per_s"]["met"]))
-    t.add_row("ingest events", f"{res['ingest_events_per_s']:,.0f} events/s ({res['stage_seconds']['ingest_events']:.1f} s)",
-              "≥ 500k events/s", _status(tg["ingest_events_per_s"]["met"]))
-    t.add_row("full build", f"{res['full_build_s']:.1f} s", "", "")
-    t.add_row("incremental refresh", f"{res['incremental_refresh_s']:.1f} s ({100 * res['incremental_ratio']:.0f} % of full build)",
-              "< 10 % of full build", _status(tg["incremental_ratio"]["met"]))
-    for name, s in res["query_wall_s"].items():
+    tg = res.get("targets", {})
+
+    def met(key: str) -> str:
+        return _status(tg.get(key, {}).get("met"))
+
+    if "ingest_history_points_per_s" in res:
+        t.add_row("ingest history", f"{res['ingest_history_points_per_s']:,.0f} points/s ({res['ingest_history_s']:.1f} s)",
+                  "≥ 1M points/s", met("ingest_history_points_per_s"))
+    if "ingest_events_per_s" in res:
+        t.add_row("ingest events", f"{res['ingest_events_per_s']:,.0f} events/s ({res['ingest_events_s']:.1f} s)",
+                  "≥ 500k events/s", met("ingest_events_per_s"))
+    if "full_build_s" in res:
+        t.add_row("full build (Dagster job, no new data)", f"{res['full_build_s']:.1f} s", "", "")
+    if "incremental_refresh_s" in res:
+        t.add_row("incremental refresh (+1 %)", f"{res['incremental_refresh_s']:.1f} s ({100 * res['incremental_ratio']:.0f} % of full build)",
+                  "< 10 % of full build", met("incremental_ratio"))
+    for name, s in res.get("query_wall_s", {}).items():
         t.add_row(f"grpo {name}", f"{s:.3f} s (median of {res['repeat']})", "< 1 s", _status(s < TARGETS["query_max_s"]))
-    for stage, mb in res["peak_rss_mb"].items():
+    for stage, mb in res.get("peak_rss_mb", {}).items():
         t.add_row(f"peak RSS {stage}", f"{mb:,.0f} MB", "< 4 GB", _status(mb < TARGETS["peak_rss_mb_max"]))
-    for q, r in res["baseline_ratio"].items():
+    for q, r in res.get("baseline_ratio", {}).items():
         d = res["baseline_detail"][q]
         t.add_row(f"vs pandas: {q}", f"{r:,.1f}x ({d['baseline_s']:.2f} s / {d['ours_s']:.3f} s)",
                   "≥ 20x", _status(r >= TARGETS["baseline_ratio_min"]))
@@ -317,37 +341,55 @@ def print_report(res: dict[str, Any]) -> None:
 
 
 def evaluate_targets(res: dict[str, Any]) -> dict[str, Any]:
-    primary = ("rollout_p95_window", "error_rate_window", "elo_delta_one_run", "sweep_ranking")
-    worst_ratio = min(res["baseline_ratio"][q] for q in primary)
-    return {
-        "ingest_history_points_per_s": {"value": res["ingest_history_points_per_s"], "target": TARGETS["ingest_history_points_per_s_min"],
-                                        "met": res["ingest_history_points_per_s"] >= TARGETS["ingest_history_points_per_s_min"]},
-        "ingest_events_per_s": {"value": res["ingest_events_per_s"], "target": TARGETS["ingest_events_per_s_min"],
-                                "met": res["ingest_events_per_s"] >= TARGETS["ingest_events_per_s_min"]},
-        "query_max_s": {"value": max(res["query_wall_s"].values()), "target": TARGETS["query_max_s"],
-                        "met": max(res["query_wall_s"].values()) < TARGETS["query_max_s"]},
-        "incremental_ratio": {"value": res["incremental_ratio"], "target": TARGETS["incremental_ratio_max"],
-                              "met": res["incremental_ratio"] < TARGETS["incremental_ratio_max"]},
-        "peak_rss_mb": {"value": max(res["peak_rss_mb"].values()), "target": TARGETS["peak_rss_mb_max"],
-                        "met": max(res["peak_rss_mb"].values()) < TARGETS["peak_rss_mb_max"]},
-        "baseline_ratio": {"value": worst_ratio, "target": TARGETS["baseline_ratio_min"], "met": worst_ratio >= TARGETS["baseline_ratio_min"],
-                           "over": list(primary)},
-    }
+    """Each target with the measured value and whether it is met (targets are set for full scale)."""
+    out: dict[str, Any] = {}
+
+    def add(name: str, value: float, target: float, met: bool, **extra) -> None:
+        out[name] = {"value": value, "target": target, "met": met, **extra}
+
+    if "ingest_history_points_per_s" in res:
+        v = res["ingest_history_points_per_s"]
+        add("ingest_history_points_per_s", v, TARGETS["ingest_history_points_per_s_min"], v >= TARGETS["ingest_history_points_per_s_min"])
+    if "ingest_events_per_s" in res:
+        v = res["ingest_events_per_s"]
+        add("ingest_events_per_s", v, TARGETS["ingest_events_per_s_min"], v >= TARGETS["ingest_events_per_s_min"])
+    if "query_wall_s" in res:
+        nine = {k: v for k, v in res["query_wall_s"].items() if k != "sql_elo_deltas"}
+        v = max(nine.values())
+        add("query_max_s", v, TARGETS["query_max_s"], v < TARGETS["query_max_s"], slowest=max(nine, key=nine.get))
+    if "incremental_ratio" in res:
+        v = res["incremental_ratio"]
+        add("incremental_ratio", v, TARGETS["incremental_ratio_max"], v < TARGETS["incremental_ratio_max"])
+    if res.get("peak_rss_mb"):
+        v = max(res["peak_rss_mb"].values())
+        add("peak_rss_mb", v, TARGETS["peak_rss_mb_max"], v < TARGETS["peak_rss_mb_max"],
+            worst_stage=max(res["peak_rss_mb"], key=res["peak_rss_mb"].get))
+    if "baseline_ratio" in res:
+        primary = ("rollout_p95_window", "error_rate_window", "elo_delta_one_run", "sweep_ranking")
+        v = min(res["baseline_ratio"][q] for q in primary)
+        add("baseline_ratio", v, TARGETS["baseline_ratio_min"], v >= TARGETS["baseline_ratio_min"],
+            over=list(primary), missed_by=[q for q in primary if res["baseline_ratio"][q] < TARGETS["baseline_ratio_min"]])
+    return out
 
 
 # --- main -------------------------------------------------------------------------------------
 
 
+SKIPPABLE = ("baseline", "incremental")
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--scale", choices=sorted(SCALES), default="tiny")
-    ap.add_argument("--out", type=Path, required=True, help="JSON results file")
+    ap.add_argument("--out", type=Path, required=True, help="JSON results file (rewritten after every stage)")
     ap.add_argument("--workdir", type=Path, help="keep data here and reuse it across runs (default: a temporary dir)")
     ap.add_argument("--keep", action="store_true", help="keep the warehouse (and a temporary workdir) afterwards")
     ap.add_argument("--repeat", type=int, default=5, help="timed runs per query command (median reported)")
     ap.add_argument("--seed", type=int, default=7)
     ap.add_argument("--validate-runs", type=int, default=None,
                     help="runs read back and compared exactly with what was written (default: all at tiny, 2 otherwise)")
+    ap.add_argument("--skip", action="append", choices=SKIPPABLE, default=[],
+                    help="leave out a stage (repeatable); the JSON then lacks its figures")
     ap.add_argument("--quiet", action="store_true")
     a = ap.parse_args(argv)
     began = time.perf_counter()
@@ -358,111 +400,27 @@ def main(argv: list[str] | None = None) -> int:
     workdir.mkdir(parents=True, exist_ok=True)
     warehouse = workdir / f"warehouse-{a.scale}"
     stage_dir = workdir / f"stages-{a.scale}"
-    res: dict[str, Any] = {"scale": a.scale, "machine": machine_info(), "started_at": dt.datetime.now(dt.UTC).isoformat(),
-                           "workdir": str(workdir), "repeat": a.repeat}
-    try:
-        t0 = time.perf_counter()
-        data = generate(workdir / f"data-{a.scale}", a.scale, seed=a.seed, say=say)
-        gen_s = time.perf_counter() - t0
-        n_validate = a.validate_runs if a.validate_runs is not None else (len(data.runs) if a.scale == "tiny" else 2)
-        t0 = time.perf_counter()
-        validation = validate_against_reader(data, n_validate) if n_validate else {"runs_checked": 0}
-        say(f"data: {data.history_points:,} history points in {len(data.runs)} runs, {data.events:,} events; "
-            f"reader check {validation}")
-        res["data"] = {
-            "runs": len(data.runs), "steps": SCALES[a.scale].steps, "history_points": data.history_points,
-            "events": data.events, "events_by_kind": data.events_by_kind, "wandb_gb": round(data.wandb_bytes / 1e9, 3),
-            "events_gb": round(data.events_bytes / 1e9, 3), "reused": data.reused, "generate_s": round(gen_s, 2),
-            "generate_detail_s": data.seconds, "t_end": data.t_end_iso, "reader_validation": validation,
-            "reader_validation_s": round(time.perf_counter() - t0, 2),
-            "increment": {"runs": len(data.increment_runs), "history_points": data.increment_history_points, "events": data.increment_events},
-        }
-        res["history_points"], res["events"] = data.history_points, data.events
+    res: dict[str, Any] = {"scale": a.scale, "complete": False, "machine": machine_info(),
+                           "code": code_version(), "started_at": dt.datetime.now(dt.UTC).isoformat(), "workdir": str(workdir),
+                           "repeat": a.repeat, "skipped": sorted(set(a.skip))}
 
-        if warehouse.exists():
-            shutil.rmtree(warehouse)
-        env = child_env(warehouse)
-        stages: dict[str, Any] = {}
-
-        stages["ingest_history"] = run_stage("ingest_history", {"warehouse": str(warehouse), "wandb_dir": str(data.wandb_dir)}, stage_dir, env, say)
-        rep = stages["ingest_history"]["report"]
-        if rep["new_history_rows"] != data.history_points or rep["new_runs"] != len(data.runs):
-            raise RuntimeError(f"history ingest stored {rep['new_history_rows']:,} points of {rep['new_runs']} runs; "
-                               f"wrote {data.history_points:,} of {len(data.runs)}")
-        stages["ingest_events"] = run_stage("ingest_events", {"warehouse": str(warehouse), "events_dir": str(data.events_dir)}, stage_dir, env, say)
-        rep = stages["ingest_events"]["report"]
-        if rep["new_events"] != data.events or rep["new_rejects"]:
-            raise RuntimeError(f"event ingest stored {rep['new_events']:,} events ({rep['new_rejects']} rejects); wrote {data.events:,}")
-
-        stages["full_build"] = run_stage("build", {"warehouse": str(warehouse)}, stage_dir / "full", env, say)
-        if not stages["full_build"]["success"]:
-            raise RuntimeError(f"full build failed: {stages['full_build']['errors']}")
-
-        say("query commands …")
-        queries = run_queries(query_commands(data), env, a.repeat, say)
-
-        cats = {
-            "event": ["rollout", "inference", "extraction", "heartbeat"], "level": ["error"], "status": ["ok", "error"],
-            "component": sorted({c for c, _, _ in COMPONENTS} | {e[0] for e in ERRORS}),
-            "error_type": sorted({e[1] for e in ERRORS}), "run_id": [r["run_id"] for r in data.runs],
-        }
-        mid = data.runs[len(data.runs) // 2]["name"]
-        stages["baseline"] = run_stage("baseline", {
-            "events_dir": str(data.events_dir), "exports_dir": str(data.exports_dir), "until": data.t_end_iso,
-            "run": mid, "sweep": mid.rsplit("-", 1)[0], "categories": cats}, stage_dir, env, say)
-
-        stages["incremental_refresh"] = run_stage("build", {
-            "warehouse": str(warehouse),
-            "wandb_dirs": [str(data.wandb_dir), str(data.increment_wandb_dir)],
-            "event_paths": [str(data.events_dir), str(data.increment_events_dir)],
-        }, stage_dir / "incremental", env, say)
-        inc = stages["incremental_refresh"]
-        added_h = inc["after"]["history_rows"] - inc["before"]["history_rows"]
-        added_e = inc["after"]["events"] - inc["before"]["events"]
-        if not inc["success"] or added_h != data.increment_history_points or added_e != data.increment_events:
-            raise RuntimeError(f"incremental refresh: success={inc['success']} added {added_h} points / {added_e} events; "
-                               f"expected {data.increment_history_points} / {data.increment_events}; {inc['errors']}")
-
-        ih, ie = stages["ingest_history"], stages["ingest_events"]
-        res["ingest_history_s"] = round(ih["seconds"], 3)
-        res["ingest_events_s"] = round(ie["seconds"], 3)
-        res["ingest_history_points_per_s"] = round(data.history_points / ih["seconds"])
-        res["ingest_events_per_s"] = round(data.events / ie["seconds"])
-        res["full_build_s"] = round(stages["full_build"]["seconds"], 3)
-        res["incremental_refresh_s"] = round(inc["seconds"], 3)
-        res["incremental_ratio"] = round(inc["seconds"] / stages["full_build"]["seconds"], 3)
-        res["query_wall_s"] = {k: round(v["median_s"], 4) for k, v in queries.items()}
-        res["peak_rss_mb"] = {k: peak_mb(v) for k, v in stages.items()}
-        res["peak_rss_mb"]["queries"] = round(max(v["peak_rss_mb"] for v in queries.values()), 1)
-        res["baseline_ratio"], res["baseline_detail"] = compare_baseline(stages["baseline"], queries)
-        res["stage_seconds"] = {k: round(v["process"]["wall_s"], 3) for k, v in stages.items()}
-        res["full_build"] = {k: stages["full_build"][k] for k in ("step_seconds", "dbt_nodes", "dbt_node_seconds_sum", "dbt_slowest", "checks", "checks_failed")}
-        res["incremental"] = {
-            "added_history_points": added_h, "added_events": added_e,
-            **{k: inc[k] for k in ("step_seconds", "dbt_node_seconds_sum", "dbt_slowest")},
-        }
-        res["ingest_detail"] = {
-            "history": {k: ih["report"][k] for k in ("new_runs", "new_history_rows", "wandb_seconds", "warnings")},
-            "events": {k: ie["report"][k] for k in ("new_events", "new_rejects", "events_seconds", "warnings")},
-        }
-        b = stages["baseline"]
-        res["baseline"] = {
-            "method": "pandas.read_json(lines=True, engine='pyarrow') over every daily NDJSON file; pandas.read_csv of W&B CSV history exports",
-            "events_load_s": round(b["events_load_s"], 3), "events_loaded": b["events_loaded"], "events_frame_mb": round(b["events_frame_mb"], 1),
-            "reader_mb_per_s": {k: round(v, 1) for k, v in b["reader_mb_per_s"].items()},
-            "answers": {k: v["answer"] for k, v in b["questions"].items()},
-        }
-        res["queries"] = {k: {kk: vv for kk, vv in v.items() if kk != "answer"} for k, v in queries.items()}
-        counted = queries["sql"]["answer"][0]["count_star()"]
-        if counted != data.history_points:
-            raise RuntimeError(f"`grpo sql` counts {counted:,} history rows; {data.history_points:,} were written")
-        res["targets"] = evaluate_targets(res)
-    finally:
+    def save() -> None:
         res["finished_at"] = dt.datetime.now(dt.UTC).isoformat()
         res["total_s"] = round(time.perf_counter() - began, 1)
         res["machine"]["loadavg_end"] = [round(x, 2) for x in os.getloadavg()]
         a.out.parent.mkdir(parents=True, exist_ok=True)
-        a.out.write_text(json.dumps(res, indent=1, default=str) + "\n")
+        tmp = a.out.with_name(a.out.name + ".tmp")
+        tmp.write_text(json.dumps(res, indent=1, default=str) + "\n")
+        os.replace(tmp, a.out)
+
+    try:
+        measure(a, res, workdir, warehouse, stage_dir, save, say)
+        res["complete"] = True
+    except BaseException as exc:
+        res["error"] = f"{type(exc).__name__}: {exc}"
+        raise
+    finally:
+        save()
         if not a.keep:
             shutil.rmtree(warehouse, ignore_errors=True)
             if temp:
@@ -471,6 +429,121 @@ def main(argv: list[str] | None = None) -> int:
         print_report(res)
         print(f"results written to {a.out}")
     return 0
+
+
+def measure(a, res: dict[str, Any], workdir: Path, warehouse: Path, stage_dir: Path, save, say) -> None:
+    """Every stage in order; `res` gains each stage's figures as soon as it has them, and is saved."""
+    t0 = time.perf_counter()
+    data = generate(workdir / f"data-{a.scale}", a.scale, seed=a.seed, say=say)
+    gen_s = time.perf_counter() - t0
+    n_validate = a.validate_runs if a.validate_runs is not None else (len(data.runs) if a.scale == "tiny" else 2)
+    t0 = time.perf_counter()
+    validation = validate_against_reader(data, n_validate) if n_validate else {"runs_checked": 0}
+    say(f"data: {data.history_points:,} history points in {len(data.runs)} runs, {data.events:,} events; "
+        f"reader check {validation}")
+    res["data"] = {
+        "runs": len(data.runs), "steps": SCALES[a.scale].steps, "history_points": data.history_points,
+        "events": data.events, "events_by_kind": data.events_by_kind, "wandb_gb": round(data.wandb_bytes / 1e9, 3),
+        "events_gb": round(data.events_bytes / 1e9, 3), "reused": data.reused, "generate_s": round(gen_s, 2),
+        "generate_detail_s": data.seconds, "t_end": data.t_end_iso, "reader_validation": validation,
+        "reader_validation_s": round(time.perf_counter() - t0, 2),
+        "increment": {"runs": len(data.increment_runs), "history_points": data.increment_history_points, "events": data.increment_events},
+    }
+    res["history_points"], res["events"] = data.history_points, data.events
+    res["stage_seconds"], res["peak_rss_mb"] = {}, {}
+    save()
+
+    if warehouse.exists():
+        shutil.rmtree(warehouse)
+    env = child_env(warehouse)
+
+    def stage(key: str, name: str, args: dict[str, Any], sub: str = "") -> dict[str, Any]:
+        out = run_stage(name, args, stage_dir / sub if sub else stage_dir, env, say)
+        res["stage_seconds"][key] = round(out["process"]["wall_s"], 3)
+        res["peak_rss_mb"][key] = peak_mb(out)
+        res.setdefault("peak_rss_detail", {})[key] = {
+            "largest_process_mb": round(out["process"]["maxrss_mb"], 1),
+            "process_tree_sampled_mb": round(out["process"].get("tree_peak_mb", 0.0), 1),
+        }
+        return out
+
+    ih = stage("ingest_history", "ingest_history", {"warehouse": str(warehouse), "wandb_dir": str(data.wandb_dir)})
+    rep = ih["report"]
+    if rep["new_history_rows"] != data.history_points or rep["new_runs"] != len(data.runs):
+        raise RuntimeError(f"history ingest stored {rep['new_history_rows']:,} points of {rep['new_runs']} runs; "
+                           f"wrote {data.history_points:,} of {len(data.runs)}")
+    res["ingest_history_s"] = round(ih["seconds"], 3)
+    res["ingest_history_points_per_s"] = round(data.history_points / ih["seconds"])
+    res["ingest_detail"] = {"history": {k: rep[k] for k in ("new_runs", "new_history_rows", "wandb_seconds", "warnings")}}
+    save()
+
+    ie = stage("ingest_events", "ingest_events", {"warehouse": str(warehouse), "events_dir": str(data.events_dir)})
+    rep = ie["report"]
+    if rep["new_events"] != data.events or rep["new_rejects"]:
+        raise RuntimeError(f"event ingest stored {rep['new_events']:,} events ({rep['new_rejects']} rejects); wrote {data.events:,}")
+    res["ingest_events_s"] = round(ie["seconds"], 3)
+    res["ingest_events_per_s"] = round(data.events / ie["seconds"])
+    res["ingest_detail"]["events"] = {k: rep[k] for k in ("new_events", "new_rejects", "events_seconds", "warnings")}
+    save()
+
+    full = stage("full_build", "build", {"warehouse": str(warehouse)}, "full")
+    if not full["success"]:
+        raise RuntimeError(f"full build failed: {full['errors']}")
+    res["full_build_s"] = round(full["seconds"], 3)
+    res["full_build"] = {k: full[k] for k in ("step_seconds", "dbt_command_s", "dbt_execution_s", "dbt_nodes",
+                                               "dbt_node_seconds_sum", "dbt_slowest", "checks", "checks_failed")}
+    save()
+
+    say("query commands …")
+    queries = run_queries(query_commands(data), env, a.repeat, say)
+    counted = queries["sql"]["answer"][0]["count_star()"]
+    if counted != data.history_points:
+        raise RuntimeError(f"`grpo sql` counts {counted:,} history rows; {data.history_points:,} were written")
+    res["query_wall_s"] = {k: round(v["median_s"], 4) for k, v in queries.items()}
+    res["peak_rss_mb"]["queries"] = round(max(v["peak_rss_mb"] for v in queries.values()), 1)
+    res["queries"] = {k: {kk: vv for kk, vv in v.items() if kk != "answer"} for k, v in queries.items()}
+    save()
+
+    if "baseline" not in a.skip:
+        cats = {
+            "event": ["rollout", "inference", "extraction", "heartbeat"], "level": ["error"], "status": ["ok", "error"],
+            "component": sorted({c for c, _, _ in COMPONENTS} | {e[0] for e in ERRORS}),
+            "error_type": sorted({e[1] for e in ERRORS}), "run_id": [r["run_id"] for r in data.runs],
+        }
+        mid = data.runs[len(data.runs) // 2]["name"]
+        b = stage("baseline", "baseline", {
+            "events_dir": str(data.events_dir), "exports_dir": str(data.exports_dir), "until": data.t_end_iso,
+            "run": mid, "sweep": mid.rsplit("-", 1)[0], "categories": cats})
+        res["baseline_ratio"], res["baseline_detail"] = compare_baseline(b, queries)
+        res["baseline"] = {
+            "method": "pandas.read_json(lines=True, engine='pyarrow') over every daily NDJSON file; "
+                      "pandas.read_csv of the W&B CSV history exports",
+            "events_load_s": round(b["events_load_s"], 3), "events_loaded": b["events_loaded"],
+            "events_frame_mb": round(b["events_frame_mb"], 1),
+            "reader_mb_per_s": {k: round(v, 1) for k, v in b["reader_mb_per_s"].items()},
+            "answers": {k: v["answer"] for k, v in b["questions"].items()},
+        }
+        save()
+
+    if "incremental" not in a.skip:
+        inc = stage("incremental_refresh", "build", {
+            "warehouse": str(warehouse),
+            "wandb_dirs": [str(data.wandb_dir), str(data.increment_wandb_dir)],
+            "event_paths": [str(data.events_dir), str(data.increment_events_dir)],
+        }, "incremental")
+        added_h = inc["after"]["history_rows"] - inc["before"]["history_rows"]
+        added_e = inc["after"]["events"] - inc["before"]["events"]
+        if not inc["success"] or added_h != data.increment_history_points or added_e != data.increment_events:
+            raise RuntimeError(f"incremental refresh: success={inc['success']} added {added_h} points / {added_e} events; "
+                               f"expected {data.increment_history_points} / {data.increment_events}; {inc['errors']}")
+        res["incremental_refresh_s"] = round(inc["seconds"], 3)
+        res["incremental_ratio"] = round(inc["seconds"] / full["seconds"], 3)
+        res["incremental"] = {
+            "added_history_points": added_h, "added_events": added_e,
+            **{k: inc[k] for k in ("step_seconds", "dbt_command_s", "dbt_execution_s", "dbt_node_seconds_sum", "dbt_slowest")},
+        }
+        save()
+    res["targets"] = evaluate_targets(res)
 
 
 if __name__ == "__main__":

@@ -209,11 +209,16 @@ def _write_snapshot(warehouse: Warehouse, tmp: Path, manifest_path: Path | None)
         latest_event = (
             "(select max(event_at) from stg_axiom__events)" if has_events else "cast(null as timestamptz)"
         )
+        has_runs = ("stg_wandb__runs",) in relations
         con.execute(
             "create table _snapshot as select ?::timestamptz as published_at, "
             f"{latest_event} as latest_event_at, "
-            "(select max(last_step) from stg_wandb__runs) as latest_step, "
-            "(select max(ingested_at) from stg_wandb__runs) as latest_run_ingest",
+            + (
+                "(select max(last_step) from stg_wandb__runs) as latest_step, "
+                "(select max(ingested_at) from stg_wandb__runs) as latest_run_ingest"
+                if has_runs
+                else "cast(null as bigint) as latest_step, cast(null as timestamptz) as latest_run_ingest"
+            ),
             [dt.datetime.now(dt.UTC)],
         )
         con.execute("checkpoint")
