@@ -192,10 +192,11 @@ class Inputs:
         """`event_lines` keeps only that many lines of each event file (faster trials).
 
         `cut_run` serves one run of stage A cut in the middle of its `.wandb`
-        file (a run in progress). Off by default: re-reading an unchanged
-        in-progress run appends a spurious run version (see
-        test_crash_safety.py::..._in_progress_run_...), which would fail every
-        trial killed after its commit for a reason that is not the crash.
+        file (a run in progress). Off by default: re-reading an in-progress
+        run without new steps appends a spurious run version (the xfail test
+        test_re_reading_in_progress_runs_without_new_steps_adds_no_run_version
+        in tests/test_crash_safety.py), which would fail trials killed after
+        the commit for a reason that is not the crash.
         """
         self.folder = folder
         self.event_lines = event_lines

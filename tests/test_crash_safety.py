@@ -15,8 +15,10 @@ from __future__ import annotations
 import datetime as dt
 import importlib.util
 import multiprocessing as mp
+import os
 import random
 import sys
+import time
 from pathlib import Path
 
 import duckdb
@@ -146,7 +148,15 @@ def test_an_ingest_after_the_clock_stepped_back_neither_loses_nor_repeats_rows(c
     assert crash.raw_differences(root, campaign.ref) == []
 
 
-def test_re_ingesting_unchanged_in_progress_runs_adds_no_run_version(demo_sources, tmp_path):
+@pytest.mark.xfail(
+    strict=True,
+    reason="defect in pipelines/sources/wandb_local.py: an incremental read (after_step set) drops the _runtime "
+    "items of steps already stored, so a re-read in-progress run without new steps gets another runtime_s "
+    "(the summary's), hence a new fingerprint and a spurious wandb_runs version. Skipping files whose size and "
+    "mtime are unchanged hides it only until the file is touched (copied again, or wandb appends a non-history "
+    "record such as system stats)",
+)
+def test_re_reading_in_progress_runs_without_new_steps_adds_no_run_version(demo_sources, tmp_path):
     spurious = []
     for fraction in (0.3, 0.5, 0.7, 0.9):  # runs still being written, cut at several points
         cut = tmp_path / f"runs-{fraction}"
@@ -156,7 +166,10 @@ def test_re_ingesting_unchanged_in_progress_runs_adds_no_run_version(demo_source
             (cut / f.parent.name / f.name).write_bytes(data[: int(len(data) * fraction)])
         wh = Warehouse(tmp_path / f"wh-{fraction}")
         assert ingest(wh, [LocalRunSource([cut])]).new_runs > 0
-        again = ingest(wh, [LocalRunSource([cut])])  # nothing changed on disk
+        later = time.time() + 60
+        for f in cut.glob("*/run-*.wandb"):
+            os.utime(f, (later, later))  # the same bytes, copied again
+        again = ingest(wh, [LocalRunSource([cut])])
         if again.updated_runs or again.new_history_rows:
             spurious.append((fraction, again.updated_runs, again.new_history_rows))
     assert spurious == []

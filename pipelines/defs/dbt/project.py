@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import fcntl
 import subprocess
 import sys
 from pathlib import Path
@@ -29,6 +30,17 @@ def ensure_manifest() -> Path:
     manifest = dbt_project.manifest_path
     if manifest.exists() and manifest.stat().st_mtime >= _newest_source_mtime():
         return manifest
+    manifest.parent.mkdir(parents=True, exist_ok=True)
+    # dbt writes manifest.json in place: two processes parsing at once could
+    # hand one of them a torn manifest, so parses take turns.
+    with open(manifest.parent / ".parse.lock", "w") as lock:
+        fcntl.flock(lock.fileno(), fcntl.LOCK_EX)
+        if manifest.exists() and manifest.stat().st_mtime >= _newest_source_mtime():
+            return manifest
+        return _parse(manifest)
+
+
+def _parse(manifest: Path) -> Path:
     dbt = Path(sys.executable).with_name("dbt")
     proc = subprocess.run(
         [str(dbt), "parse", "--quiet", "--project-dir", str(PROJECT_ROOT), "--profiles-dir", str(PROJECT_ROOT)],
