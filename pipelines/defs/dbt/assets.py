@@ -56,6 +56,16 @@ def grpo_dbt_models(
             args += ["--vars", json.dumps({"tests_since_batch": since})]
         yield from dbt.cli(args, context=context).stream()
         mark_built(wh, newest)
+    prune_invocation_dirs(dbt_project.project_dir / dbt_project.target_path)
+
+
+def prune_invocation_dirs(target: Path, keep: int = 3) -> None:
+    """dagster-dbt leaves one target folder per build (manifest, logs): keep the newest few."""
+    import shutil
+
+    dirs = sorted((p for p in target.glob("grpo_dbt_models-*") if p.is_dir()), key=lambda p: p.stat().st_mtime)
+    for old in dirs[:-keep]:
+        shutil.rmtree(old, ignore_errors=True)
 
 
 def newest_batch(wh: Warehouse) -> str:
