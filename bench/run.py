@@ -36,6 +36,9 @@ from bench.generate import COMPONENTS, ERRORS, SCALES, DataSet, generate, valida
 GRPO = REPO / ".venv" / "bin" / "grpo"
 PAGE = os.sysconf("SC_PAGE_SIZE")
 
+# Stages that are not the warehouse (the memory target does not apply to them).
+NOT_OURS = ("baseline",)
+
 # Targets at full scale (README "Targets").
 TARGETS = {
     "query_max_s": 1.0,
@@ -332,7 +335,9 @@ def print_report(res: dict[str, Any]) -> None:
     for name, s in res.get("query_wall_s", {}).items():
         t.add_row(f"grpo {name}", f"{s:.3f} s (median of {res['repeat']})", "< 1 s", _status(s < TARGETS["query_max_s"]))
     for stage, mb in res.get("peak_rss_mb", {}).items():
-        t.add_row(f"peak RSS {stage}", f"{mb:,.0f} MB", "< 4 GB", _status(mb < TARGETS["peak_rss_mb_max"]))
+        ours = stage not in NOT_OURS
+        t.add_row(f"peak RSS {stage}" + ("" if ours else " (pandas)"), f"{mb:,.0f} MB", "< 4 GB" if ours else "",
+                  _status(mb < TARGETS["peak_rss_mb_max"]) if ours else "")
     for q, r in res.get("baseline_ratio", {}).items():
         d = res["baseline_detail"][q]
         t.add_row(f"vs pandas: {q}", f"{r:,.1f}x ({d['baseline_s']:.2f} s / {d['ours_s']:.3f} s)",
@@ -360,10 +365,10 @@ def evaluate_targets(res: dict[str, Any]) -> dict[str, Any]:
     if "incremental_ratio" in res:
         v = res["incremental_ratio"]
         add("incremental_ratio", v, TARGETS["incremental_ratio_max"], v < TARGETS["incremental_ratio_max"])
-    if res.get("peak_rss_mb"):
-        v = max(res["peak_rss_mb"].values())
-        add("peak_rss_mb", v, TARGETS["peak_rss_mb_max"], v < TARGETS["peak_rss_mb_max"],
-            worst_stage=max(res["peak_rss_mb"], key=res["peak_rss_mb"].get))
+    ours = {k: v for k, v in res.get("peak_rss_mb", {}).items() if k not in NOT_OURS}
+    if ours:
+        v = max(ours.values())
+        add("peak_rss_mb", v, TARGETS["peak_rss_mb_max"], v < TARGETS["peak_rss_mb_max"], worst_stage=max(ours, key=ours.get))
     if "baseline_ratio" in res:
         primary = ("rollout_p95_window", "error_rate_window", "elo_delta_one_run", "sweep_ranking")
         v = min(res["baseline_ratio"][q] for q in primary)
