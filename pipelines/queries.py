@@ -310,7 +310,11 @@ def metrics(con: duckdb.DuckDBPyConnection, run_text: str, all_metrics: bool, al
             hit = next((a for a in aliases.get(name, []) if a in present), None)
             if hit:
                 wanted.append(hit)
-        wanted += sorted(k for k in present if k.startswith("elo/") and _is_reference(con, rid, k))
+        references = {
+            "elo/" + r["player"]
+            for r in rows(con, "select player from fct_reference_trends where run_id = ?", [rid])
+        }
+        wanted += sorted(present & references)
         summaries = [s for s in summaries if s["metric_key"] in wanted]
         summaries.sort(key=lambda s: wanted.index(s["metric_key"]))
     verdict = one(con, "select verdict, reason from fct_learning_verdicts where run_id = ?", [rid]) or {}
@@ -338,15 +342,6 @@ def metrics(con: duckdb.DuckDBPyConnection, run_text: str, all_metrics: bool, al
             "freshness": freshness(con, rid),
         }
     )
-
-
-def _is_reference(con: duckdb.DuckDBPyConnection, run_id: str, key: str) -> bool:
-    r = one(
-        con,
-        "select 1 as x from fct_reference_trends where run_id = ? and ? = concat('elo/', player)",
-        [run_id, key],
-    )
-    return r is not None
 
 
 # --- pipeline health -----------------------------------------------------------------

@@ -419,7 +419,7 @@ class Warehouse:
                     remove(p)
         return removed
 
-    def committed_files(self, table: str) -> list[Path]:
+    def committed_files(self, table: str, records: list[dict[str, Any]] | None = None) -> list[Path]:
         """The files of `table` that belong to committed batches, plus its schema file.
 
         What a reader should read: unlike the `*.parquet` glob it never includes
@@ -427,7 +427,7 @@ class Warehouse:
         """
         d = self.table_dir(table)
         files = [d / "schema.parquet"]
-        for record in self.committed_batches():
+        for record in self.committed_batches() if records is None else records:
             files.extend(d / name for name in (record.get("files") or {}).get(table, []))
         return files
 

@@ -50,7 +50,7 @@ from hypothesis import note as hypothesis_note
 from hypothesis import strategies as st
 from hypothesis.errors import InvalidArgument
 from wandb.proto.wandb_internal_pb2 import Record
-from wandb_fixtures import BLOCK, HEADER, Span, record_spans, write_log, write_runs
+from wandb_fixtures import BLOCK, HEADER, Span, chunk_starts, record_spans, write_log, write_runs
 
 from pipelines.sources.base import EVENT_COLUMNS, REJECT_COLUMNS
 from pipelines.sources.ndjson import NdjsonEventSource
@@ -206,25 +206,6 @@ class WandbBase(CompactRepr):
         spots.update(range(BLOCK, len(self.data), BLOCK))
         spots.update(p - 1 for p in range(BLOCK, len(self.data), BLOCK))
         return sorted(p for p in spots if 0 <= p <= len(self.data))
-
-
-def chunk_starts(data: bytes) -> list[int]:
-    """Every chunk header of an intact log (the framing of TECH_NOTES B1)."""
-    starts, pos = [], len(HEADER)
-    while pos < len(data):
-        left = BLOCK - pos % BLOCK
-        if left < 7:
-            pos += left
-            continue
-        if pos + 7 > len(data):
-            break
-        crc, length, ctype = struct.unpack_from("<IHB", data, pos)
-        if (crc, length, ctype) == (0, 0, 0):
-            pos += left
-            continue
-        starts.append(pos)
-        pos += 7 + length
-    return starts
 
 
 def history_rows(table: pa.Table, value_column: str) -> list[Row]:

@@ -77,14 +77,9 @@ class Span:
     chunk_types: tuple[int, ...]
 
 
-def record_spans(data: bytes) -> list[Span]:
-    """Walk the framing of an intact log (no CRC checks) and list its records."""
-    assert data[:7] == HEADER
-    spans: list[Span] = []
-    pos = 7
-    parts: list[bytes] = []
-    types: list[int] = []
-    start = 0
+def _chunks(data: bytes):
+    """(offset, length, type) of every chunk of an intact log (the framing of TECH_NOTES B1, no CRC checks)."""
+    pos = len(HEADER)
     while pos < len(data):
         left = BLOCK - pos % BLOCK
         if left < 7:
@@ -92,18 +87,33 @@ def record_spans(data: bytes) -> list[Span]:
             continue
         if pos + 7 > len(data):
             break
-        _crc, length, ctype = struct.unpack_from("<IHB", data, pos)
-        if (_crc, length, ctype) == (0, 0, 0):
+        crc, length, ctype = struct.unpack_from("<IHB", data, pos)
+        if (crc, length, ctype) == (0, 0, 0):
             pos += left
             continue
-        payload = data[pos + 7 : pos + 7 + length]
+        yield pos, length, ctype
+        pos += 7 + length
+
+
+def chunk_starts(data: bytes) -> list[int]:
+    """Every chunk header of an intact log."""
+    return [pos for pos, _, _ in _chunks(data)]
+
+
+def record_spans(data: bytes) -> list[Span]:
+    """Walk the framing of an intact log (no CRC checks) and list its records."""
+    assert data[:7] == HEADER
+    spans: list[Span] = []
+    parts: list[bytes] = []
+    types: list[int] = []
+    start = 0
+    for pos, length, ctype in _chunks(data):
         if ctype in (1, 2):
             start, parts, types = pos, [], []
-        parts.append(payload)
+        parts.append(data[pos + 7 : pos + 7 + length])
         types.append(ctype)
-        pos += 7 + length
         if ctype in (1, 4):
-            spans.append(Span(start, pos, b"".join(parts), tuple(types)))
+            spans.append(Span(start, pos + 7 + length, b"".join(parts), tuple(types)))
     return spans
 
 

@@ -3,21 +3,15 @@
 import datetime as dt
 
 import dagster as dg
-import duckdb
 
 from pipelines.defs.warehouse.resources import WarehouseResource
+from pipelines.ingest import aggregate
 from pipelines.settings import thresholds
 from pipelines.warehouse import EVENTS, RUNS, Warehouse
 
 
 def newest(wh: Warehouse, table: str, column: str) -> dt.datetime | None:
-    con = duckdb.connect()
-    try:
-        con.execute("set TimeZone = 'UTC'")
-        value = con.execute(f"select max({column}) from read_parquet(?)", [wh.table_glob(table)]).fetchall()[0][0]
-    finally:
-        con.close()
-    return value
+    return aggregate(wh, table, f"max({column})")
 
 
 def _result(latest: dt.datetime | None, limit_s: float, what: str) -> dg.AssetCheckResult:

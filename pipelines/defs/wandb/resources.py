@@ -10,10 +10,6 @@ import dagster as dg
 from pipelines.sources.base import RunSource
 
 
-def _split(value: str | None) -> list[str]:
-    return [p for p in (value or "").split(os.pathsep if os.pathsep in (value or "") else ",") if p.strip()]
-
-
 class WandbSourcesResource(dg.ConfigurableResource):
     """Which W&B runs to ingest. Unset fields fall back to environment variables.
 
@@ -29,7 +25,9 @@ class WandbSourcesResource(dg.ConfigurableResource):
     name_regex: Optional[str] = None
 
     def resolved_dirs(self) -> list[str]:
-        return list(self.run_dirs) if self.run_dirs is not None else _split(os.environ.get("GRPO_WANDB_DIRS"))
+        if self.run_dirs is not None:
+            return list(self.run_dirs)
+        return [p for p in os.environ.get("GRPO_WANDB_DIRS", "").split(os.pathsep) if p.strip()]
 
     def resolved_projects(self) -> list[str]:
         if self.projects is not None:

@@ -6,7 +6,7 @@ from collections.abc import Iterator, Sequence
 
 import dagster as dg
 
-from pipelines.ingest import IngestReport, ingest
+from pipelines.ingest import IngestReport, aggregate, ingest
 from pipelines.sources.base import EventSource, RunSource
 from pipelines.warehouse import Warehouse
 
@@ -30,16 +30,6 @@ def run_ingest(
     return report
 
 
-def table_rows(warehouse: Warehouse, table: str, expr: str = "count(*)") -> int:
-    import duckdb
-
-    con = duckdb.connect()
-    try:
-        return int(con.execute(f"select {expr} from read_parquet(?)", [warehouse.table_glob(table)]).fetchall()[0][0])
-    finally:
-        con.close()
-
-
 def results(
     warehouse: Warehouse, report: IngestReport, rows: dict[str, tuple[int, float]]
 ) -> Iterator[dg.MaterializeResult]:
@@ -48,7 +38,7 @@ def results(
         yield dg.MaterializeResult(
             asset_key=dg.AssetKey(["raw", table]),
             metadata={
-                "dagster/row_count": dg.MetadataValue.int(table_rows(warehouse, table)),
+                "dagster/row_count": dg.MetadataValue.int(int(aggregate(warehouse, table))),
                 "new_rows": dg.MetadataValue.int(new_rows),
                 "seconds": dg.MetadataValue.float(round(seconds, 3)),
                 "batch_id": dg.MetadataValue.text(report.batch_id or ""),
