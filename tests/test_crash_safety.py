@@ -148,14 +148,6 @@ def test_an_ingest_after_the_clock_stepped_back_neither_loses_nor_repeats_rows(c
     assert crash.raw_differences(root, campaign.ref) == []
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="defect in pipelines/sources/wandb_local.py: an incremental read (after_step set) drops the _runtime "
-    "items of steps already stored, so a re-read in-progress run without new steps gets another runtime_s "
-    "(the summary's), hence a new fingerprint and a spurious wandb_runs version. Skipping files whose size and "
-    "mtime are unchanged hides it only until the file is touched (copied again, or wandb appends a non-history "
-    "record such as system stats)",
-)
 def test_re_reading_in_progress_runs_without_new_steps_adds_no_run_version(demo_sources, tmp_path):
     spurious = []
     for fraction in (0.3, 0.5, 0.7, 0.9):  # runs still being written, cut at several points

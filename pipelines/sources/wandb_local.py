@@ -54,6 +54,9 @@ _REMOVED = object()  # a summary/config remove, in place of a value
 _CHUNK_BYTES = 8 * 1024 * 1024
 _NO_STEP = -(2**63)  # a history record that states no step
 _HISTORY, _SUMMARY, _CONFIG, _RUN, _EXIT = (RECORD_TYPE[t] for t in ("history", "summary", "config", "run", "exit"))
+# History items named _runtime (top-level key or nested path): an incremental read still
+# decodes them for stored steps, so the run's runtime does not depend on where the read began.
+_RUNTIME_ITEM_PREFIXES = tuple(tag + bytes([len(RUNTIME_KEY)]) + RUNTIME_KEY.encode() for tag in (b"\x0a", b"\x12"))
 # A JSON value is a number (or W&B's NaN/Infinity/-Infinity token) iff it starts with one of these.
 _NUMERIC_FIRST_CHARS = list("-0123456789NI")
 
@@ -86,6 +89,9 @@ class LocalRunSource:
         result = read_run_file(handle.path, after_step)
         result.warnings[:0] = handle.warnings
         return result
+
+    def close(self) -> None:
+        """Nothing to release: files are opened and closed per read."""
 
 
 # --- discovery ---------------------------------------------------------------
@@ -171,12 +177,14 @@ def decode_items(
     drop: np.ndarray | None = None,
     drop_prefix: bytes | None = None,
     typed: bool = False,
+    keep_prefixes: tuple[bytes, ...] = (),
 ) -> _Decoded:
     """Decode serialized History/Summary/ConfigItems.
 
     `force_slow` marks items to decode with protobuf; `drop` marks items to
-    skip, as does `drop_prefix` (items whose bytes start with it); `typed`
-    fills an empty value_json from the typed value (history items).
+    skip, unless their bytes start with one of `keep_prefixes`; items starting
+    with `drop_prefix` are skipped too; `typed` fills an empty value_json from
+    the typed value (history items).
     """
     arr = pa.array(blobs, pa.large_binary())
     probe = _Probe(arr)
@@ -184,6 +192,8 @@ def decode_items(
     if force_slow is not None:
         ok &= ~force_slow
     wanted = ~drop if drop is not None else np.ones(len(blobs), dtype=bool)
+    for prefix in keep_prefixes if drop is not None else ():
+        wanted |= probe.starts_with(prefix)
     if drop_prefix is not None:
         wanted &= ~probe.starts_with(drop_prefix)
     ok &= wanted
@@ -482,9 +492,10 @@ class _HistoryLog:
         self.row_steps += steps
         drop = None
         if self.after_step is not None:
-            # Incremental reads: items of steps already stored are never decoded.
+            # Incremental reads: items of steps already stored are never decoded, but for _runtime.
             drop = np.repeat((step_arr != _NO_STEP) & (step_arr <= self.after_step), count_arr)
-        keys, texts, positions = _in_order(decode_items(blobs, HistoryItem, drop=drop, typed=True))
+        decoded = decode_items(blobs, HistoryItem, drop=drop, typed=True, keep_prefixes=_RUNTIME_ITEM_PREFIXES)
+        keys, texts, positions = _in_order(decoded)
         self.keys.append(keys)
         self.texts.append(texts)
         self.rows.append(item_rows[positions])
