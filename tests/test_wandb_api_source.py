@@ -10,6 +10,7 @@ from __future__ import annotations
 import datetime as dt
 import json
 import math
+import os
 import time
 from collections import Counter
 from typing import Any
@@ -329,6 +330,34 @@ def test_a_bad_api_key_gives_one_clear_line_without_the_key(server, monkeypatch)
     assert bad not in message and "b" * 40 not in message
     assert "\n" not in message
     assert "rejected WANDB_API_KEY" in message and "ent/proj" in message and "401" in message
+
+
+def test_wandb_core_logs_into_a_private_folder_that_close_deletes(server, monkeypatch, tmp_path):
+    import tempfile
+
+    import wandb
+
+    wandb.teardown()  # a wandb-core left running by an earlier test would be reused
+    user_cache = tmp_path / "user-cache"
+    monkeypatch.setenv("WANDB_CACHE_DIR", str(user_cache))
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path / "tmp"))
+    (tmp_path / "tmp").mkdir()
+    server.add_run("proj", FakeRun("a", state="running", history=training_rows(5)))
+    server.inject("status", 1, status=503, match=lambda r: r.op == "Runs")  # a retried response gets logged
+    src = WandbApiRunSource("ent/proj")
+
+    (ref,) = list(src.runs())
+    assert src.read(ref, None).history.num_rows > 0  # listed runs stay readable until close()
+    (private,) = (tmp_path / "tmp").glob("grpo-wandb-core-*")
+    logs = list(private.glob("wandb/logs/core-debug-*.log"))
+    assert private.stat().st_mode & 0o077 == 0 and logs and "503" in logs[0].read_text()
+    assert not list(user_cache.rglob("core-debug-*.log"))
+    assert os.environ["WANDB_CACHE_DIR"] == str(user_cache)
+
+    src.close()
+
+    assert not private.exists()
+    assert [r.run_id for r in WandbApiRunSource("ent/proj").runs()] == ["a"]  # the next sync starts a new one
 
 
 def test_a_missing_api_key_is_a_source_error_not_a_login_prompt(server, monkeypatch):

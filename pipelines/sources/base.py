@@ -145,6 +145,10 @@ class RunSource(Protocol):
         """Metadata plus history rows with step > after_step (all rows if None)."""
         ...
 
+    def close(self) -> None:
+        """The sync is done with this source: release what it holds (listed refs become unreadable)."""
+        ...
+
 
 @dataclass
 class EventChunk:

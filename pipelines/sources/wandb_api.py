@@ -24,6 +24,12 @@ How a sync talks to W&B (see TECH_NOTES A):
   sync for many minutes. Before the first `wandb.Api()` of the process the
   retry knobs are set from `retries`/`timeout_s` unless the user set them
   (`WANDB__GRAPHQL_RETRY_*`, `WANDB__FILE_TRANSFER_RETRY_*`, `WANDB_HTTP_TIMEOUT`).
+* wandb-core's own log: it records the bodies of responses it retries, so a
+  server that echoes the API key back would leave the key in
+  `WANDB_CACHE_DIR/wandb/logs/core-debug-*.log`. A sync therefore starts the
+  process's wandb-core with its log in a private temporary folder (mode 0700)
+  and `close()` (called by the ingest when the source is done) stops it and
+  deletes that folder; at exit, whatever is left is stopped and deleted too.
 """
 
 from __future__ import annotations
@@ -31,8 +37,10 @@ from __future__ import annotations
 import datetime as dt
 import json
 import math
+import atexit
 import os
 import re
+import shutil
 import tempfile
 from collections.abc import Iterator, Mapping
 from pathlib import Path
@@ -120,6 +128,14 @@ class WandbApiRunSource:
             except Exception as exc:
                 raise self._error(what, exc) from None
             yield RunRef(run_id=run.id, label=f"{self.project}/{run.id}", handle=run)
+
+    def close(self) -> None:
+        """End of a sync: stop the wandb-core this source started and delete its private log folder.
+
+        Runs listed before are not readable after it; the next `runs()` starts a new wandb-core.
+        """
+        self._api = None
+        _stop_wandb_core()
 
     def read(self, ref: RunRef, after_step: int | None) -> RunRead:
         """Metadata plus the full, unsampled history after `after_step`."""
@@ -260,6 +276,7 @@ class WandbApiRunSource:
         if not key:
             raise SourceError(f"wandb-api: WANDB_API_KEY is not set; cannot read {self.project}")
         _configure_wandb_core(self.retries, self.timeout_s)
+        _start_wandb_core()
         import wandb  # noqa: PLC0415 - heavy; only API syncs pay for it
 
         # Naming the entity spares the `GetDefaultEntity` query wandb would send to find one.
@@ -493,6 +510,59 @@ def _configure_wandb_core(retries: int, timeout_s: float) -> None:
             now = getattr(loaded, field, None)
             if now is None or (previous is not None and now == cast(previous)):
                 setattr(loaded, field, cast(value))
+
+
+_CORE_LOG_DIR: Path | None = None  # the private folder this process's wandb-core logs into
+
+
+def _start_wandb_core() -> None:
+    """Start this process's wandb-core, unless running, with its log in a private temporary folder.
+
+    wandb-core writes its log under `WANDB_CACHE_DIR/wandb/logs/` (read from its
+    environment at start), so the variable points at a fresh `mkdtemp` folder
+    while the service starts. The history caches it would keep there are not
+    used (`use_cache=False`; parquet exports go to their own temp folder).
+    """
+    global _CORE_LOG_DIR  # noqa: PLW0603 - one wandb-core per process
+    from wandb.sdk import wandb_setup  # noqa: PLC0415
+
+    setup = wandb_setup.singleton()
+    try:
+        setup.assert_service()
+        return  # already running: started by an earlier source, or by wandb itself
+    except AssertionError:
+        pass
+    folder = Path(tempfile.mkdtemp(prefix="grpo-wandb-core-"))
+    saved = os.environ.get("WANDB_CACHE_DIR")
+    os.environ["WANDB_CACHE_DIR"] = str(folder)
+    try:
+        setup.ensure_service()
+    except Exception:
+        shutil.rmtree(folder, ignore_errors=True)
+        raise
+    finally:
+        if saved is None:
+            os.environ.pop("WANDB_CACHE_DIR", None)
+        else:
+            os.environ["WANDB_CACHE_DIR"] = saved
+    if _CORE_LOG_DIR is None:
+        atexit.register(_stop_wandb_core)
+    _CORE_LOG_DIR = folder
+
+
+def _stop_wandb_core() -> None:
+    """Stop the wandb-core `_start_wandb_core` started and delete its log folder."""
+    global _CORE_LOG_DIR  # noqa: PLW0603
+    folder = _CORE_LOG_DIR
+    if folder is None:
+        return
+    import wandb  # noqa: PLC0415
+
+    try:
+        wandb.teardown()
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)
+        _CORE_LOG_DIR = None
 
 
 def _attr(run: Any, name: str) -> Any:

@@ -22,9 +22,12 @@ def wandb_runs_changed(context: dg.SensorEvaluationContext, wandb_sources: Wandb
     digest = hashlib.sha256()
     n = 0
     for source in sources:
-        for ref in source.runs():
-            digest.update(f"{ref.run_id}:{change_token(ref)}".encode())
-            n += 1
+        try:
+            for ref in source.runs():
+                digest.update(f"{ref.run_id}:{change_token(ref)}".encode())
+                n += 1
+        finally:
+            source.close()
     token = digest.hexdigest()
     if token == context.cursor:
         return dg.SkipReason(f"none of {n} runs changed")
