@@ -216,6 +216,8 @@ def _run_job(ctx, as_json: bool, **sources) -> dict[str, Any]:
         status.start()
 
     def on_message(msg: str) -> None:
+        if msg.startswith("waiting for the warehouse write lock"):
+            click.echo(msg, err=True)  # a wait can be long: say it on a line of its own, with --json too
         if status:
             status.update(msg)
 

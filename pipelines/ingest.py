@@ -76,7 +76,7 @@ def ingest(
     report = IngestReport()
     say = progress or (lambda _msg: None)
     warehouse.ensure()
-    with warehouse.lock(timeout_s=lock_timeout_s, purpose="ingest", wait_for_build_db=False):
+    with warehouse.lock(timeout_s=lock_timeout_s, purpose="ingest", wait_for_build_db=False, on_wait=say):
         removed = [*warehouse.orphans_removed, *warehouse.clean_orphans()]  # lock() already cleaned
         if removed:
             report.warnings.append(f"removed {len(removed)} file(s) of an interrupted earlier ingest")
@@ -85,7 +85,10 @@ def ingest(
             report.batch_id = batch.batch_id
             t0 = time.perf_counter()
             for source in run_sources:
-                _ingest_runs(source, state, batch, report, say)
+                try:
+                    _ingest_runs(source, state, batch, report, say)
+                finally:
+                    source.close()
             report.wandb_seconds = time.perf_counter() - t0
             kill_point("ingest.between_sources")  # test hook, see pipelines.warehouse.KILL_ENV
             t0 = time.perf_counter()

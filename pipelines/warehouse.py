@@ -30,7 +30,7 @@ import os
 import secrets
 import signal
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -309,10 +309,18 @@ class Warehouse:
         return self
 
     @contextlib.contextmanager
-    def lock(self, timeout_s: float = 0.0, purpose: str = "ingest", *, wait_for_build_db: bool = True) -> Iterator[None]:
+    def lock(
+        self,
+        timeout_s: float = 0.0,
+        purpose: str = "ingest",
+        *,
+        wait_for_build_db: bool = True,
+        on_wait: Callable[[str], None] | None = None,
+    ) -> Iterator[None]:
         """Exclusive write lock over the warehouse (one ingest or build at a time).
 
-        Waits up to `timeout_s`, then raises WarehouseBusyError naming the holder.
+        Waits up to `timeout_s`, then raises WarehouseBusyError naming the holder;
+        `on_wait` hears once, when waiting starts, who holds it.
         With `wait_for_build_db` (for dbt builds and publishes; a raw ingest
         does not touch the build database) it also waits until no other
         process has the build database open.
@@ -323,6 +331,14 @@ class Warehouse:
         path = self.root / ".lock"
         fh = open(path, "a+", encoding="utf-8")
         deadline = time.monotonic() + timeout_s
+        told = False
+
+        def tell(what: str) -> None:
+            nonlocal told
+            if on_wait is not None and not told and time.monotonic() < deadline:
+                on_wait(f"waiting for the warehouse write lock: {what} (for up to {timeout_s:g} s)")
+                told = True
+
         try:
             while True:
                 try:
@@ -331,9 +347,10 @@ class Warehouse:
                 except OSError as exc:
                     if exc.errno not in (errno.EAGAIN, errno.EACCES):
                         raise
+                    fh.seek(0)
+                    holder = fh.read().strip() or "another process"
+                    tell(f"{holder} holds it")
                     if time.monotonic() >= deadline:
-                        fh.seek(0)
-                        holder = fh.read().strip() or "another process"
                         raise WarehouseBusyError(
                             f"warehouse {self.root} is busy: {holder} holds its write lock; "
                             "try again when it finishes"
@@ -344,6 +361,7 @@ class Warehouse:
             # lock was released. Wait for it, or the next build fails on
             # DuckDB's own lock ("Conflicting lock is held in ...").
             while wait_for_build_db and (holders := _lock_holders(self.build_db)):
+                tell(f"process {', '.join(map(str, holders))} still has {self.build_db.name} open")
                 if time.monotonic() >= deadline:
                     raise WarehouseBusyError(
                         f"warehouse {self.root} is busy: process {', '.join(map(str, holders))} still has "

@@ -17,6 +17,7 @@ import importlib.util
 import json
 import multiprocessing as mp
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -298,6 +299,28 @@ def test_an_ingest_that_may_not_wait_is_refused_with_a_message_naming_the_ingest
     assert ingest(wh, [LocalRunSource([inputs.wandb])], [NdjsonEventSource([inputs.events])]).new_events > 0
 
 
+def test_an_ingest_that_waits_for_the_lock_says_who_holds_it_then_goes_through(demo_sources, tmp_path):
+    inputs = crash.Inputs(demo_sources, tmp_path / "inputs", EVENT_LINES).stage("A")
+    wh = Warehouse(tmp_path / "wh").ensure()
+    ctx = mp.get_context("spawn")
+    ready, release = ctx.Event(), ctx.Event()
+    holder = ctx.Process(target=_hold_lock, args=(str(wh.root), "dbt build", ready, release))
+    holder.start()
+    said: list[str] = []
+    try:
+        assert ready.wait(30)
+        timer = threading.Timer(1.5, release.set)
+        timer.start()
+        report = ingest(wh, [LocalRunSource([inputs.wandb])], [NdjsonEventSource([inputs.events])],
+                        progress=said.append, lock_timeout_s=60)
+    finally:
+        release.set()
+        holder.join(30)
+    assert report.new_events > 0
+    waits = [m for m in said if m.startswith("waiting for the warehouse write lock")]
+    assert waits == [f"waiting for the warehouse write lock: dbt build (pid {holder.pid}) holds it (for up to 60 s)"]
+
+
 # --- the real CLI: `grpo ingest` rebuilding under query commands ---------------------------
 
 
@@ -406,6 +429,8 @@ def test_two_grpo_ingests_started_at_once_both_finish_one_after_the_other_with_n
     outs = [p.communicate(timeout=1500) for p in procs]
     codes = [p.returncode for p in procs]
     assert codes == [0, 0], [(o[-3000:], e[-2000:]) for o, e in outs]
+    # Whichever came second said, on a line of its own, that it waited and for whom.
+    assert re.search(r"waiting for the warehouse write lock: [a-z ]+ \(pid \d+\) holds it", outs[0][1] + outs[1][1])
     summaries = [json.loads(o) for o, _ in outs]
     assert all(s["success"] and s["runs"] == 7 for s in summaries)
     assert crash.integrity_problems(root) == []

@@ -43,7 +43,7 @@ def grpo_dbt_models(
     wh = warehouse.warehouse().ensure()
     # dbt runs as a subprocess and finds the warehouse through this variable (profiles.yml, sources).
     os.environ["GRPO_WAREHOUSE"] = str(wh.root)
-    with wh.lock(timeout_s=warehouse.lock_timeout_s, purpose="dbt build"):
+    with wh.lock(timeout_s=warehouse.lock_timeout_s, purpose="dbt build", on_wait=context.log.info):
         newest = newest_batch(wh)
         since = "" if config.full_refresh else built_through(wh)
         # Unit tests check the SQL, not the data: they run in the test suite

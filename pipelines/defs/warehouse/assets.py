@@ -20,7 +20,7 @@ SNAPSHOT_KEY = dg.AssetKey(["warehouse_snapshot"])
 )
 def warehouse_snapshot(context: dg.AssetExecutionContext, warehouse: WarehouseResource) -> dg.MaterializeResult:
     wh = warehouse.warehouse()
-    with wh.lock(timeout_s=warehouse.lock_timeout_s, purpose="publish snapshot"):
+    with wh.lock(timeout_s=warehouse.lock_timeout_s, purpose="publish snapshot", on_wait=context.log.info):
         rows = publish(wh, dbt_project.manifest_path)
     preview = "\n".join(f"| {name} | {n:,} |" for name, n in sorted(rows.items()))
     return dg.MaterializeResult(
