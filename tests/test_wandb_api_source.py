@@ -309,14 +309,15 @@ def test_history_requests_that_keep_failing_name_the_run(server):
         src.read(ref, None)
 
 
-def test_a_malformed_answer_is_a_source_error_on_one_line(server):
+def test_answers_that_stay_malformed_are_retried_then_a_source_error_on_one_line(server):
     server.add_run("proj", FakeRun("a"))
-    server.inject("malformed", 1, match=lambda r: r.op == "Runs")
+    server.inject("malformed", 1000, match=lambda r: r.op == "Runs")
 
     with pytest.raises(SourceError) as err:
-        list(WandbApiRunSource("ent/proj").runs())
+        list(WandbApiRunSource("ent/proj", retries=1).runs())
 
     assert "\n" not in str(err.value) and "listing runs of ent/proj" in str(err.value)
+    assert [r.status for r in server.requests(op="Runs")] == [200, 200]  # one try plus one retry
 
 
 def test_a_bad_api_key_gives_one_clear_line_without_the_key(server, monkeypatch):

@@ -34,8 +34,8 @@ only; 429 is not retried and a persistent 5xx surfaces as
 `client.session` instead: up to `max_retries` retries of 429 and 5xx with
 exponential waits from `backoff_s` (capped at `max_backoff_s`) or the server's
 Retry-After (capped the same way), and a per-request timeout, which axiom-py
-does not set. A body that cannot be read as a query result is retried the same
-number of times. After the bound the sync raises SourceError: one line naming
+does not set. A body that cannot be read as a query result, or that the
+connection cut short, is retried the same number of times. After the bound the sync raises SourceError: one line naming
 the dataset and the last status, never the token.
 """
 
@@ -199,7 +199,14 @@ class AxiomEventSource:
                 if result.status.isPartial:
                     raise SourceError(f"{what} returned a partial result; try a smaller page_size")
                 return list(result.tables[0].events()) if result.tables else []
-            except (requests.exceptions.JSONDecodeError, DaciteError, KeyError, TypeError, IndexError) as exc:
+            except (
+                requests.exceptions.JSONDecodeError,
+                requests.exceptions.ChunkedEncodingError,  # the connection broke mid-answer: urllib3 does not retry that
+                DaciteError,
+                KeyError,
+                TypeError,
+                IndexError,
+            ) as exc:
                 attempt += 1
                 if attempt > self.max_retries:
                     raise SourceError(

@@ -20,7 +20,10 @@ How a sync talks to W&B (see TECH_NOTES A):
     exported part from the parquet export, merged by step).
   `use_cache=False` matters: wandb-core's parquet cache is keyed by run and
   file index only, and goes stale as a run grows.
-* Retries: wandb-core's defaults (20 retries, waits up to 60 s) could hang a
+* Retries: a listing page or history read whose answer was cut mid-body or
+  unreadable (wandb-core retries statuses, not that) is read again, up to
+  `retries` times (a listing starts over, skipping runs it already gave).
+  wandb-core's defaults (20 retries, waits up to 60 s) could hang a
   sync for many minutes. Before the first `wandb.Api()` of the process the
   retry knobs are set from `retries`/`timeout_s` unless the user set them
   (`WANDB__GRAPHQL_RETRY_*`, `WANDB__FILE_TRANSFER_RETRY_*`, `WANDB_HTTP_TIMEOUT`).
@@ -42,6 +45,7 @@ import os
 import re
 import shutil
 import tempfile
+import time
 from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
@@ -69,6 +73,8 @@ STEP_KEY, TIMESTAMP_KEY, RUNTIME_KEY = "_step", "_timestamp", "_runtime"
 SPECIAL_KEYS = frozenset({STEP_KEY, TIMESTAMP_KEY, RUNTIME_KEY})
 _PROJECT_PATH = re.compile(r"^[^/\s]+/[^/\s]+$")
 _DETAIL_MAX_CHARS = 300
+# A connection that broke mid-answer, as wandb-core reports it.
+_TRANSPORT_ERROR = re.compile(r"unexpected EOF|connection reset|broken pipe|server closed", re.IGNORECASE)
 _UNAUTHORIZED = re.compile(r"HTTP 401|\b401 Unauthorized|not logged in|unauthori[sz]ed|invalid api key", re.IGNORECASE)
 
 
@@ -113,21 +119,29 @@ class WandbApiRunSource:
         """Every run of the project that matches the filters, oldest first."""
         api = self._new_api()
         what = f"listing runs of {self.project}"
-        try:
-            listing = api.runs(
-                self.project, filters=self.filters(), order="+created_at", per_page=self.per_page, lazy=False
-            )
-            pages = iter(listing)
-        except Exception as exc:
-            raise self._error(what, exc) from None
-        while True:
+        listed: set[str] = set()
+        for attempt in range(self.retries + 1):
             try:
-                run = next(pages)
-            except StopIteration:
-                return
+                pages = iter(
+                    api.runs(
+                        self.project, filters=self.filters(), order="+created_at", per_page=self.per_page, lazy=False
+                    )
+                )
+                while True:
+                    try:
+                        run = next(pages)
+                    except StopIteration:
+                        return
+                    if run.id not in listed:  # a listing started again skips what it already gave
+                        listed.add(run.id)
+                        yield RunRef(run_id=run.id, label=f"{self.project}/{run.id}", handle=run)
             except Exception as exc:
+                # A page cut mid-body or unreadable ("unexpected EOF"): wandb-core does not retry
+                # that, and its paginator cannot resume after it, so the listing starts over.
+                if attempt < self.retries and _TRANSPORT_ERROR.search(str(exc)):
+                    time.sleep(min(2.0**attempt, 10.0))
+                    continue
                 raise self._error(what, exc) from None
-            yield RunRef(run_id=run.id, label=f"{self.project}/{run.id}", handle=run)
 
     def close(self) -> None:
         """End of a sync: stop the wandb-core this source started and delete its private log folder.
@@ -163,12 +177,19 @@ class WandbApiRunSource:
             return RunRead(meta=meta, history=empty[0], other=empty[1], warnings=warnings)
 
         lo = 0 if after_step is None else after_step + 1
-        try:
-            history, other = self._history(run, lo, last)
-        except SourceError:
-            raise
-        except Exception as exc:
-            raise self._error(f"reading the history of run {ref.label}", exc) from None
+        for attempt in range(self.retries + 1):
+            try:
+                history, other = self._history(run, lo, last)
+                break
+            except SourceError:
+                raise
+            except Exception as exc:
+                # wandb-core retries statuses, not an answer cut mid-body: reading the
+                # same steps again is harmless, so such a read gets its own bounded retries.
+                if attempt < self.retries and _TRANSPORT_ERROR.search(str(exc)):
+                    time.sleep(min(2.0**attempt, 10.0))
+                    continue
+                raise self._error(f"reading the history of run {ref.label}", exc) from None
         return RunRead(meta=meta, history=history, other=other, warnings=warnings)
 
     # --- pieces -----------------------------------------------------------------

@@ -13,6 +13,7 @@ import socket
 import sys
 import threading
 import time
+from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -55,8 +56,10 @@ class Fault:
     (wandb-core's /sdk/otel/ posts, which arrive whenever an Api is collected).
 
     kind: "status" (answer `status`, with `retry_after` seconds if given),
-    "drop" (close the connection without a response), or "malformed"
-    (answer 200 with a body that is not what the protocol promises).
+    "drop" (close the connection without a response), "cut" (send the
+    headers and half of the real answer, then close the connection),
+    "slow" (answer for real after `delay` seconds: a client timeout), or
+    "malformed" (answer 200 with a body that is not what the protocol promises).
     """
 
     kind: str
@@ -64,6 +67,7 @@ class Fault:
     status: int = 500
     retry_after: float | None = None
     match: Callable[[Request], bool] | None = None
+    delay: float = 0.0
 
 
 class _QuietServer(ThreadingHTTPServer):
@@ -81,6 +85,7 @@ class FakeHTTPServer:
     def __init__(self) -> None:
         self.log: list[Request] = []
         self._faults: list[Fault] = []
+        self.faults_served: Counter[str] = Counter()  # kind -> requests answered with that fault
         self._lock = threading.Lock()
         self._httpd: ThreadingHTTPServer | None = None
         self._thread: threading.Thread | None = None
@@ -134,11 +139,12 @@ class FakeHTTPServer:
         status: int = 500,
         retry_after: float | None = None,
         match: Callable[[Request], bool] | None = None,
+        delay: float = 0.0,
     ) -> None:
         """Make the next `times` requests matching `match` (default: all) misbehave."""
-        assert kind in ("status", "drop", "malformed"), kind
+        assert kind in ("status", "drop", "cut", "slow", "malformed"), kind
         with self._lock:
-            self._faults.append(Fault(kind, times, status, retry_after, match))
+            self._faults.append(Fault(kind, times, status, retry_after, match, delay))
 
     def clear_faults(self) -> None:
         with self._lock:
@@ -177,6 +183,7 @@ class FakeHTTPServer:
                 wanted = fault.match(request) if fault.match else not request.path.startswith("/sdk/otel")
                 if fault.times > 0 and wanted:
                     fault.times -= 1
+                    self.faults_served[fault.kind] += 1
                     if fault.times == 0:
                         self._faults.remove(fault)
                     return fault
@@ -201,7 +208,9 @@ class FakeHTTPServer:
             self.log.append(request)
 
         fault = self._take_fault(request)
-        if fault is None:
+        if fault is not None and fault.kind == "slow":
+            time.sleep(fault.delay)
+        if fault is None or fault.kind in ("slow", "cut"):
             try:
                 result = self.handle(request)
             except Exception as exc:  # a bug in the fake should show up as a 500, not a hang
@@ -232,5 +241,14 @@ class FakeHTTPServer:
             h.send_header(k, v)
         h.send_header("Content-Length", str(len(result.body)))
         h.end_headers()
+        if fault is not None and fault.kind == "cut":  # the connection drops mid-response
+            h.wfile.write(result.body[: len(result.body) // 2])
+            h.wfile.flush()
+            h.close_connection = True
+            try:
+                h.connection.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
+            return
         if h.command != "HEAD":
             h.wfile.write(result.body)
