@@ -1,7 +1,7 @@
 """Smoke test of the benchmark: `bench/run.py --scale tiny` end to end, into a temporary folder.
 
-Slow (two full Dagster builds plus ten CLI commands timed several times), so
-it runs with `uv run pytest -m slow`.
+Slow (two full Dagster builds plus ten CLI commands timed several times, ~2 min),
+so it is marked slow; .ci/run runs it on its own after the default suite.
 """
 
 from __future__ import annotations
