@@ -174,11 +174,31 @@ def new_batch_id(now: dt.datetime | None = None) -> str:
     return now.strftime("%Y%m%dT%H%M%S%fZ") + "-" + secrets.token_hex(4)
 
 
+# Text columns that hold a different value on (nearly) every row: a dictionary
+# would only be built and thrown away.
+_UNIQUE_TEXT_COLUMNS = frozenset({"record", "raw", "event_key", "config_json", "summary_json", "notes"})
+
+
+def _dictionary_columns(schema: pa.Schema) -> list[str]:
+    """Columns worth dictionary encoding: repeated text (run ids, metric keys, batch ids, sources).
+
+    Numbers and times are left plain: steps, values and times repeat too little
+    for a dictionary to pay for building it (it cost ~10 % of writing history).
+    """
+    return [
+        f.name for f in schema
+        if (pa.types.is_string(f.type) or pa.types.is_large_string(f.type)) and f.name not in _UNIQUE_TEXT_COLUMNS
+    ]
+
+
 def write_parquet_atomic(table: pa.Table, path: Path) -> None:
     """Write `table` to `path` so that readers see either no file or the whole file."""
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     try:
-        pq.write_table(table, tmp, compression="zstd", row_group_size=1_000_000)
+        pq.write_table(
+            table, tmp, compression="zstd", row_group_size=1_000_000,
+            use_dictionary=_dictionary_columns(table.schema),
+        )
         kill_point("parquet.tmp_torn", torn=tmp)
         with open(tmp, "rb") as fh:
             os.fsync(fh.fileno())
@@ -508,9 +528,10 @@ class RawBatch:
         if data.num_rows == 0:
             return 0
         schema = SCHEMAS[table]
-        data = data.append_column("batch_id", pa.array([self.batch_id] * data.num_rows, pa.string()))
+        # Constant columns built by Arrow: a Python list of 4M strings cost ~0.4 s per history file.
+        data = data.append_column("batch_id", pa.repeat(pa.scalar(self.batch_id, pa.string()), data.num_rows))
         if "ingested_at" in schema.names:
-            data = data.append_column("ingested_at", pa.array([self.ingested_at] * data.num_rows, UTC_TS))
+            data = data.append_column("ingested_at", pa.repeat(pa.scalar(self.ingested_at, UTC_TS), data.num_rows))
         data = data.select(schema.names).cast(schema)
         n = len(self.files.setdefault(table, []))
         name = f"batch-{self.batch_id}-{n:05d}.parquet"

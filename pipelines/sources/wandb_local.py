@@ -10,7 +10,7 @@ from __future__ import annotations
 import datetime as dt
 import json
 import math
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -85,13 +85,22 @@ class LocalRunSource:
 
     def read(self, ref: RunRef, after_step: int | None) -> RunRead:
         """Metadata plus history rows with step > after_step (all rows if None)."""
+        fn, args = self.read_task(ref, after_step)
+        return fn(*args)
+
+    def read_task(self, ref: RunRef, after_step: int | None) -> tuple[Callable[..., RunRead], tuple]:
+        """`read(ref, after_step)` as a picklable (function, args): the ingest can run it in a worker process."""
         handle = ref.handle if isinstance(ref.handle, _Handle) else _Handle(Path(ref.label))
-        result = read_run_file(handle.path, after_step)
-        result.warnings[:0] = handle.warnings
-        return result
+        return _read_handle, (handle, after_step)
 
     def close(self) -> None:
         """Nothing to release: files are opened and closed per read."""
+
+
+def _read_handle(handle: _Handle, after_step: int | None) -> RunRead:
+    result = read_run_file(handle.path, after_step)
+    result.warnings[:0] = handle.warnings
+    return result
 
 
 # --- discovery ---------------------------------------------------------------
@@ -178,13 +187,16 @@ def decode_items(
     drop_prefix: bytes | None = None,
     typed: bool = False,
     keep_prefixes: tuple[bytes, ...] = (),
+    last_per_key: bool = False,
 ) -> _Decoded:
     """Decode serialized History/Summary/ConfigItems.
 
     `force_slow` marks items to decode with protobuf; `drop` marks items to
     skip, unless their bytes start with one of `keep_prefixes`; items starting
     with `drop_prefix` are skipped too; `typed` fills an empty value_json from
-    the typed value (history items).
+    the typed value (history items). With `last_per_key`, of the bulk-decoded
+    items only the last one of each key is returned (folding summaries needs
+    no other, and most of a run's summary items are overwritten ones).
     """
     arr = pa.array(blobs, pa.large_binary())
     probe = _Probe(arr)
@@ -198,11 +210,21 @@ def decode_items(
         wanted &= ~probe.starts_with(drop_prefix)
     ok &= wanted
     fast_pos = np.flatnonzero(ok)
-    keys, values, split_ok = _split_simple(arr.take(pa.array(fast_pos)), key_len[fast_pos])
-    if not split_ok.all():  # a name that contains the value tag bytes: rare, let protobuf do it
-        ok[fast_pos[~split_ok]] = False
-        fast_pos = fast_pos[split_ok]
-        keys, values = keys.filter(pa.array(split_ok)), values.filter(pa.array(split_ok))
+    # The layout check placed every part: the name follows the tag and its length,
+    # the value follows the name, the value tag and its length.
+    key_start = probe.start[fast_pos] + 2
+    key_end = key_start + key_len[fast_pos]
+    parts = _NamesAndValues(arr, key_start, key_end, key_end + len(_VALUE_TAG) + 1, probe.end[fast_pos])
+    chosen = np.arange(len(fast_pos), dtype=np.int64)
+    keys = parts.names(chosen)
+    if last_per_key and len(fast_pos):
+        codes = keys.dictionary_encode().indices.to_numpy()
+        last = np.full(int(codes.max()) + 1, -1, dtype=np.int64)
+        np.maximum.at(last, codes, chosen)
+        chosen = np.sort(last)
+        fast_pos = fast_pos[chosen]
+        keys = keys.take(pa.array(chosen))
+    values = parts.values(chosen)
     try:
         keys, values = keys.cast(pa.large_string()), values.cast(pa.large_string())  # validates UTF-8
     except pa.ArrowInvalid:  # not UTF-8: let protobuf judge every item
@@ -268,19 +290,38 @@ class _Probe:
 
 
 _VALUE_TAG = b"\x82\x01"  # field 16 (value_json), wire type 2
-_TO_END = 1 << 40
 
 
-def _split_simple(items: pa.Array, key_len: np.ndarray) -> tuple[pa.Array, pa.Array, np.ndarray]:
-    """(name bytes, value bytes, split ok) of simple-layout items, cut at the value tag in C."""
-    if len(items) == 0:
-        empty = pa.array([], pa.large_binary())
-        return empty, empty, np.zeros(0, dtype=bool)
-    parts = pc.split_pattern(items, pattern=_VALUE_TAG, max_splits=1)
-    head, tail = pc.list_element(parts, 0), pc.list_element(parts, 1)
-    # The first value tag must be the real one: the head is exactly tag, length and name.
-    split_ok = pc.binary_length(head).to_numpy() == key_len + 2
-    return pc.binary_slice(head, 2, _TO_END), pc.binary_slice(tail, 1, _TO_END), split_ok
+class _NamesAndValues:
+    """Names and values of items inside one binary array, by byte ranges, copied out only when asked for.
+
+    Item i's name is arr's data[name_start[i]:name_end[i]], its value
+    data[value_start[i]:value_end[i]]. All four bounds of all items, in order,
+    are the offsets of one zero-copy array over arr's data: its element 4i is
+    item i's name, 4i + 2 its value (the others are the bytes in between).
+    """
+
+    def __init__(
+        self, arr: pa.Array, name_start: np.ndarray, name_end: np.ndarray, value_start: np.ndarray, value_end: np.ndarray
+    ) -> None:
+        cuts = np.empty(4 * len(name_start), dtype=np.int64)
+        for i, bound in enumerate((name_start, name_end, value_start, value_end)):
+            cuts[i::4] = bound
+        self.parts = None
+        if len(cuts):
+            buffers = [None, pa.py_buffer(cuts), arr.buffers()[2]]
+            self.parts = pa.LargeBinaryArray.from_buffers(pa.large_binary(), len(cuts) - 1, buffers)
+
+    def names(self, items: np.ndarray) -> pa.Array:
+        return self._part(items, 0)
+
+    def values(self, items: np.ndarray) -> pa.Array:
+        return self._part(items, 2)
+
+    def _part(self, items: np.ndarray, which: int) -> pa.Array:
+        if self.parts is None:
+            return pa.array([], pa.large_binary())
+        return self.parts.take(pa.array(items * 4 + which))
 
 
 def _typed_json(item: Any) -> str:
@@ -344,7 +385,9 @@ class _ItemLog:
         force_slow[remove_at] = True
         # Items under `_wandb` (wandb-core's runtime heartbeats) are dropped from the result
         # anyway; skipping them here keeps their nested paths off the slow path.
-        decoded = decode_items(blobs, self.item_cls, force_slow, drop_prefix=_INTERNAL_NESTED_PREFIX)
+        decoded = decode_items(
+            blobs, self.item_cls, force_slow, drop_prefix=_INTERNAL_NESTED_PREFIX, last_per_key=True
+        )
         base, last = self.count, self.last
         for name, (pos, value_json) in _last_fast_writes(decoded).items():
             last[name] = (base + pos, value_json)  # later than anything from earlier chunks
