@@ -21,14 +21,39 @@ having count(*) > 1
 
 
 {#-
+    The newest raw batch the last build covered: row-level tests of the big
+    append-only tables check only rows of later batches ('' = every row).
+    The Dagster build writes it into the one-row table `_grpo_tests_since` of
+    the build database before it runs dbt; read at execution time, not passed
+    with --vars, so dbt's partial parsing stays valid from build to build.
+    The var `tests_since_batch`, when given, wins (dbt run by hand).
+-#}
+{% macro tests_since_batch() -%}
+    {%- set given = var("tests_since_batch", none) -%}
+    {%- if given is not none -%}
+        {{- return(given) -}}
+    {%- endif -%}
+    {%- if not execute -%}
+        {{- return("") -}}
+    {%- endif -%}
+    {%- set rel = adapter.get_relation(database=target.database, schema=target.schema, identifier="_grpo_tests_since") -%}
+    {%- if rel is none -%}
+        {{- return("") -}}
+    {%- endif -%}
+    {%- set result = run_query("select coalesce(max(batch_id), '') from " ~ rel) -%}
+    {{- return(result.columns[0].values()[0]) -}}
+{%- endmacro %}
+
+
+{#-
     unique_grain for large append-only tables, checked incrementally: keys of
-    rows added since the last build (var `tests_since_batch`, set by the
-    Dagster build; unset = every row) must occur once in the WHOLE table, so
-    a new row that repeats an old one is caught, at the cost of the new keys.
+    rows added since the last build (see tests_since_batch above; '' = every
+    row) must occur once in the WHOLE table, so a new row that repeats an old
+    one is caught, at the cost of the new keys.
 -#}
 {% test unique_grain_since(model, columns) %}
 
-{%- set since = var("tests_since_batch", "") -%}
+{%- set since = tests_since_batch() -%}
 {%- if since == "" %}
 
 -- a full build: one pass over every row

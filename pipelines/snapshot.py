@@ -171,7 +171,7 @@ def _write_snapshot(warehouse: Warehouse, tmp: Path, manifest_path: Path | None)
             "where table_catalog = 'build' and table_schema = 'main' order by table_name"
         ).fetchall()
         for (name,) in relations:
-            if name in SKIPPED_RELATIONS or name.startswith("dbt_"):
+            if name in SKIPPED_RELATIONS or name.startswith(("dbt_", "_grpo_")):  # _grpo_: build bookkeeping
                 continue
             con.execute(f"create table {_quote_ident(name)} as select * from build.main.{_quote_ident(name)}")
             rows[name] = int(con.execute(f"select count(*) from {_quote_ident(name)}").fetchall()[0][0])
