@@ -1,10 +1,35 @@
+{{
+    config(
+        materialized='incremental',
+        incremental_strategy='delete+insert',
+        unique_key='run_id',
+        post_hook="{{ incremental_mark([ref('stg_wandb__history')]) }}"
+    )
+}}
+-- depends_on: {{ ref('stg_wandb__history') }}
+-- Incremental (macros/incremental.sql): a build reclassifies only the runs
+-- with Elo points in new raw batches; a changed setting (vars:), every run.
 -- League Elo ratings arrive as history metrics `elo/<player>`; each player is
 -- a fixed reference, a checkpoint (with its training step) or other.
 with
 
+{% if is_incremental() %}
+affected_runs as (
+
+    select distinct run_id
+    from {{ ref('stg_wandb__history') }}
+    where batch_id > {{ incremental_since() }}
+        and starts_with(metric_key, {{ wb_text_literal(var('elo_metric_prefix')) }})
+
+),
+{% endif %}
+
 history as (
 
     select * from {{ ref('stg_wandb__history') }}
+    {% if is_incremental() %}
+    where run_id in (select run_id from affected_runs)
+    {% endif %}
 
 ),
 
@@ -15,7 +40,8 @@ elo_metrics as (
         step,
         wall_time,
         substr(metric_key, length({{ wb_text_literal(var('elo_metric_prefix')) }}) + 1) as player,
-        value as elo
+        value as elo,
+        batch_id
 
     from history
     where starts_with(metric_key, {{ wb_text_literal(var('elo_metric_prefix')) }})
@@ -36,7 +62,8 @@ final as (
         end as checkpoint_step,
         step,
         elo,
-        wall_time
+        wall_time,
+        batch_id
 
     from elo_metrics
     where player <> ''

@@ -1,11 +1,35 @@
+{{
+    config(
+        materialized='incremental',
+        incremental_strategy='delete+insert',
+        unique_key='run_id',
+        post_hook="{{ incremental_mark([ref('stg_wandb__history')]) }}"
+    )
+}}
+-- depends_on: {{ ref('stg_wandb__history') }}
+-- Incremental (macros/incremental.sql): a build resolves only the runs with
+-- history in new raw batches; a changed setting (vars:) resolves every run.
 -- Trainers name the same metric differently (TRL, verl, OpenRLHF); var
 -- metric_aliases lists the names per canonical metric, and per run the first
 -- alias in list order that the run actually logged wins.
 with
 
+{% if is_incremental() %}
+affected_runs as (
+
+    select distinct run_id
+    from {{ ref('stg_wandb__history') }}
+    where batch_id > {{ incremental_since() }}
+
+),
+{% endif %}
+
 history as (
 
     select * from {{ ref('stg_wandb__history') }}
+    {% if is_incremental() %}
+    where run_id in (select run_id from affected_runs)
+    {% endif %}
 
 ),
 

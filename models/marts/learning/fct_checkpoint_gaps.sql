@@ -1,11 +1,39 @@
+{{
+    config(
+        materialized='incremental',
+        incremental_strategy='delete+insert',
+        unique_key='run_id',
+        post_hook="{{ incremental_mark([ref('int_elo_ratings_classified'), ref('stg_wandb__runs')]) }}"
+    )
+}}
+-- depends_on: {{ ref('int_elo_ratings_classified') }}
+-- depends_on: {{ ref('stg_wandb__runs') }}
+-- Incremental (macros/incremental.sql): a build recomputes only the runs with
+-- Elo points in new raw batches or a new W&B run version (its name may have
+-- changed); a changed setting (vars:) recomputes every run.
 -- How far the best checkpoint is ahead of the base model at each evaluation
 -- step: both are rated in the same league at the same step, so the gap does
 -- not drift with the league's overall Elo level.
 with
 
+{% if is_incremental() %}
+affected_runs as (
+
+    select distinct run_id
+    from {{ ref('int_elo_ratings_classified') }}
+    where batch_id > {{ incremental_since() }}
+    union
+    {{ incremental_runs_changed(incremental_since()) }}
+
+),
+{% endif %}
+
 elo_ratings as (
 
     select * from {{ ref('int_elo_ratings_classified') }}
+    {% if is_incremental() %}
+    where run_id in (select run_id from affected_runs)
+    {% endif %}
 
 ),
 

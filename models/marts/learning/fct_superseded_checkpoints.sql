@@ -1,11 +1,35 @@
+{{
+    config(
+        materialized='incremental',
+        incremental_strategy='delete+insert',
+        unique_key='run_id',
+        post_hook="{{ incremental_mark([ref('int_elo_ratings_classified')]) }}"
+    )
+}}
+-- depends_on: {{ ref('int_elo_ratings_classified') }}
+-- Incremental (macros/incremental.sql): a build recomputes only the runs with
+-- Elo points in new raw batches; a changed setting (vars:), every run.
 -- What happens to a checkpoint's Elo once a newer one is in the league: a
 -- checkpoint that keeps its rating after being superseded shows the league
 -- is stable; one that sinks shows later checkpoints are genuinely stronger.
 with
 
+{% if is_incremental() %}
+affected_runs as (
+
+    select distinct run_id
+    from {{ ref('int_elo_ratings_classified') }}
+    where batch_id > {{ incremental_since() }}
+
+),
+{% endif %}
+
 elo_ratings as (
 
     select * from {{ ref('int_elo_ratings_classified') }}
+    {% if is_incremental() %}
+    where run_id in (select run_id from affected_runs)
+    {% endif %}
 
 ),
 

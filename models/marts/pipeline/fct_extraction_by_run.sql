@@ -1,3 +1,16 @@
+{{
+    config(
+        materialized='incremental',
+        incremental_strategy='delete+insert',
+        unique_key='run_id',
+        post_hook="{{ incremental_mark([ref('stg_axiom__events'), ref('stg_wandb__runs')]) }}"
+    )
+}}
+-- depends_on: {{ ref('stg_axiom__events') }}
+-- depends_on: {{ ref('stg_wandb__runs') }}
+-- Incremental (macros/incremental.sql): a build recomputes, from all their
+-- events, only the runs that got extraction events in new raw batches or a new
+-- W&B run version (its name may have changed).
 -- Pooled rate per run, as in fct_extraction_hourly; extraction events that
 -- name no run are left out here (they still count in the hourly mart).
 with
@@ -13,6 +26,18 @@ runs as (
     select * from {{ ref('stg_wandb__runs') }}
 
 ),
+{% if is_incremental() %}
+affected_runs as (
+
+    select run_id
+    from events
+    where batch_id > {{ incremental_since() }}
+        and event_kind in ('extraction')
+    union
+    {{ incremental_runs_changed(incremental_since()) }}
+
+),
+{% endif %}
 
 extractions as (
 
@@ -24,6 +49,9 @@ extractions as (
     from events
     where event_kind = 'extraction'
       and run_id is not null
+    {% if is_incremental() %}
+      and run_id in (select run_id from affected_runs)
+    {% endif %}
 
 ),
 

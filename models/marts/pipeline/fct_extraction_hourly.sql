@@ -1,3 +1,15 @@
+{{
+    config(
+        materialized='incremental',
+        incremental_strategy='delete+insert',
+        unique_key='hour_at',
+        post_hook="{{ incremental_mark([ref('stg_axiom__events')]) }}"
+    )
+}}
+-- depends_on: {{ ref('stg_axiom__events') }}
+-- Incremental (macros/incremental.sql): a build recomputes, from all their
+-- events, only the hours that extraction events of new raw batches fall in
+-- (late events included).
 -- The rate is pooled (orders extracted / orders expected over the hour), not
 -- a mean of per-event rates, so a large batch weighs as much as its orders.
 with
@@ -17,6 +29,14 @@ extractions as (
     from events
     where event_kind = 'extraction'
       and hour_at is not null
+    {% if is_incremental() %}
+      and hour_at in (
+          select hour_at
+          from events
+          where batch_id > {{ incremental_since() }}
+              and event_kind = 'extraction'
+      )
+    {% endif %}
 
 ),
 

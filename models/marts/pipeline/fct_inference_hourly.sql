@@ -1,3 +1,15 @@
+{{
+    config(
+        materialized='incremental',
+        incremental_strategy='delete+insert',
+        unique_key='hour_at',
+        post_hook="{{ incremental_mark([ref('stg_axiom__events')]) }}"
+    )
+}}
+-- depends_on: {{ ref('stg_axiom__events') }}
+-- Incremental (macros/incremental.sql): a build recomputes, from all their
+-- events, only the hours that inference events of new raw batches fall in
+-- (late events included).
 with
 
 events as (
@@ -18,6 +30,14 @@ requests as (
     from events
     where event_kind = 'inference'
       and hour_at is not null
+    {% if is_incremental() %}
+      and hour_at in (
+          select hour_at
+          from events
+          where batch_id > {{ incremental_since() }}
+              and event_kind = 'inference'
+      )
+    {% endif %}
 
 ),
 

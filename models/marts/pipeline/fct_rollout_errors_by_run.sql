@@ -1,3 +1,16 @@
+{{
+    config(
+        materialized='incremental',
+        incremental_strategy='delete+insert',
+        unique_key='run_id',
+        post_hook="{{ incremental_mark([ref('stg_axiom__events'), ref('stg_wandb__runs')]) }}"
+    )
+}}
+-- depends_on: {{ ref('stg_axiom__events') }}
+-- depends_on: {{ ref('stg_wandb__runs') }}
+-- Incremental (macros/incremental.sql): a build recomputes, from all their
+-- events, only the runs that got rollout or error events in new raw batches or a new
+-- W&B run version (its name may have changed).
 -- A run appears when it has rollouts or error events; error_rate is null for
 -- a run with error events but no rollouts (nothing to divide by).
 with
@@ -13,6 +26,18 @@ runs as (
     select * from {{ ref('stg_wandb__runs') }}
 
 ),
+{% if is_incremental() %}
+affected_runs as (
+
+    select run_id
+    from events
+    where batch_id > {{ incremental_since() }}
+        and event_kind in ('rollout', 'error')
+    union
+    {{ incremental_runs_changed(incremental_since()) }}
+
+),
+{% endif %}
 
 rollout_counts as (
 
@@ -23,6 +48,9 @@ rollout_counts as (
     from events
     where event_kind = 'rollout'
       and run_id is not null
+    {% if is_incremental() %}
+      and run_id in (select run_id from affected_runs)
+    {% endif %}
     group by run_id
 
 ),
@@ -35,6 +63,9 @@ error_event_counts as (
     from events
     where event_kind = 'error'
       and run_id is not null
+    {% if is_incremental() %}
+      and run_id in (select run_id from affected_runs)
+    {% endif %}
     group by run_id
 
 ),

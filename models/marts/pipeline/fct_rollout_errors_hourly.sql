@@ -1,3 +1,17 @@
+{{
+    config(
+        materialized='incremental',
+        incremental_strategy='delete+insert',
+        unique_key='hour_at',
+        post_hook="{{ incremental_mark([ref('stg_axiom__events'), ref('stg_wandb__runs')]) }}"
+    )
+}}
+-- depends_on: {{ ref('stg_axiom__events') }}
+-- depends_on: {{ ref('stg_wandb__runs') }}
+-- Incremental (macros/incremental.sql): a build recomputes, from all their
+-- events, only the hours that rollouts of new raw batches fall in (late
+-- events included) and the stored hours of runs with a new W&B run version
+-- (its name may have changed).
 with
 
 events as (
@@ -11,6 +25,20 @@ runs as (
     select * from {{ ref('stg_wandb__runs') }}
 
 ),
+{% if is_incremental() %}
+affected_hours as (
+
+    select hour_at
+    from events
+    where batch_id > {{ incremental_since() }}
+        and event_kind = 'rollout'
+    union
+    select hour_at
+    from {{ this }}
+    where run_id in ({{ incremental_runs_changed(incremental_since()) }})
+
+),
+{% endif %}
 
 rollouts as (
 
@@ -22,6 +50,9 @@ rollouts as (
     where event_kind = 'rollout'
       and hour_at is not null
       and run_id is not null
+    {% if is_incremental() %}
+      and hour_at in (select hour_at from affected_hours)
+    {% endif %}
 
 ),
 

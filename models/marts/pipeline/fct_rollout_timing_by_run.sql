@@ -1,3 +1,16 @@
+{{
+    config(
+        materialized='incremental',
+        incremental_strategy='delete+insert',
+        unique_key='run_id',
+        post_hook="{{ incremental_mark([ref('stg_axiom__events'), ref('stg_wandb__runs')]) }}"
+    )
+}}
+-- depends_on: {{ ref('stg_axiom__events') }}
+-- depends_on: {{ ref('stg_wandb__runs') }}
+-- Incremental (macros/incremental.sql): a build recomputes, from all their
+-- events, only the runs that got rollout events in new raw batches or a new
+-- W&B run version (its name may have changed).
 -- Same quantile definition as fct_rollout_timing_hourly, per run instead of
 -- per hour. Rollouts that name no run cannot be attributed and are left out
 -- here (they still count in the hourly marts).
@@ -14,6 +27,18 @@ runs as (
     select * from {{ ref('stg_wandb__runs') }}
 
 ),
+{% if is_incremental() %}
+affected_runs as (
+
+    select run_id
+    from events
+    where batch_id > {{ incremental_since() }}
+        and event_kind in ('rollout')
+    union
+    {{ incremental_runs_changed(incremental_since()) }}
+
+),
+{% endif %}
 
 rollouts as (
 
@@ -25,6 +50,9 @@ rollouts as (
     from events
     where event_kind = 'rollout'
       and run_id is not null
+    {% if is_incremental() %}
+      and run_id in (select run_id from affected_runs)
+    {% endif %}
 
 ),
 

@@ -1,3 +1,15 @@
+{{
+    config(
+        materialized='incremental',
+        incremental_strategy='delete+insert',
+        unique_key='hour_at',
+        post_hook="{{ incremental_mark([ref('stg_axiom__events')]) }}"
+    )
+}}
+-- depends_on: {{ ref('stg_axiom__events') }}
+-- Incremental (macros/incremental.sql): a build recomputes, from all their
+-- events, only the hours that rollout events of new raw batches fall in
+-- (late events included).
 -- Quantiles are continuous (quantile_cont = numpy.percentile's default
 -- linear interpolation) over every rollout with a duration, failed ones
 -- included: a slow failure is still time the trainer waited.
@@ -18,6 +30,14 @@ rollouts as (
     from events
     where event_kind = 'rollout'
       and hour_at is not null
+    {% if is_incremental() %}
+      and hour_at in (
+          select hour_at
+          from events
+          where batch_id > {{ incremental_since() }}
+              and event_kind = 'rollout'
+      )
+    {% endif %}
 
 ),
 

@@ -1,16 +1,47 @@
+{{
+    config(
+        materialized='incremental',
+        incremental_strategy='delete+insert',
+        unique_key='run_id',
+        post_hook="{{ incremental_mark([ref('stg_wandb__history'), ref('stg_wandb__runs')]) }}"
+    )
+}}
+-- depends_on: {{ ref('stg_wandb__history') }}
+-- depends_on: {{ ref('stg_wandb__runs') }}
+-- Incremental (macros/incremental.sql): a build recomputes, from all their
+-- history, only the runs with history in new raw batches or a new W&B run
+-- version; a changed setting (vars:) recomputes every run.
 -- KL, gradient norm and reward per run, each under whichever alias the run
 -- logged (var metric_aliases), compared with the targets in dbt_project.yml.
 with
 
+{% if is_incremental() %}
+affected_runs as (
+
+    select distinct run_id
+    from {{ ref('stg_wandb__history') }}
+    where batch_id > {{ incremental_since() }}
+    union
+    {{ incremental_runs_changed(incremental_since()) }}
+
+),
+{% endif %}
+
 runs as (
 
     select * from {{ ref('stg_wandb__runs') }}
+    {% if is_incremental() %}
+    where run_id in (select run_id from affected_runs)
+    {% endif %}
 
 ),
 
 history as (
 
     select * from {{ ref('stg_wandb__history') }}
+    {% if is_incremental() %}
+    where run_id in (select run_id from affected_runs)
+    {% endif %}
 
 ),
 

@@ -40,7 +40,8 @@ final as (
         runtime_s,
         last_step,
         source,
-        ingested_at
+        ingested_at,
+        batch_id
 
     from latest
 

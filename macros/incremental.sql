@@ -1,0 +1,108 @@
+{#-
+    Incremental marts whose work grows with the new data, not the history.
+
+    Raw batch ids sort by commit time and every new batch sorts after all
+    committed ones (pipelines/warehouse.py), so "rows of batches newer than the
+    newest batch this model has seen" are exactly the new rows. A model:
+
+      1. finds the keys (hours, runs) touched by those rows — late events land
+         in old hours, so keys come from the rows' batch, never from event time;
+      2. recomputes those keys from ALL their rows (percentiles cannot be merged
+         from partial aggregates), and `delete+insert` on the key replaces them;
+      3. records in a post-hook the newest batch of its inputs (as the table's
+         comment: no shared bookkeeping table, so parallel nodes never collide).
+
+    The record also holds a hash of the `vars:` settings; when any of them
+    changes, the next build recomputes every key. A missing or
+    unreadable record also means "recompute everything", so the fallback is
+    always a full recompute, never a stale row. `--full-refresh` rebuilds from
+    scratch and produces the same rows.
+
+        {{ config(materialized='incremental', incremental_strategy='delete+insert', unique_key='run_id',
+                  post_hook="{{ incremental_mark([ref('stg_wandb__history'), ref('stg_wandb__runs')]) }}") }}
+        ...
+        {% if is_incremental() %}
+        where batch_id > {{ incremental_since() }}
+        {% endif %}
+-#}
+
+
+{#-
+    Every var of the `vars:` block in dbt_project.yml. The stored rows of an
+    incremental model are valid for one set of values: any change recomputes
+    every key on the next build (settings change rarely; one slower build
+    beats a stale row). tests/test_incremental_marts.py keeps this list equal
+    to the `vars:` block.
+-#}
+{% macro incremental_settings_vars() -%}
+    {{ return([
+        'rollout_p95_max_s', 'extraction_rate_min', 'error_rate_max', 'grad_norm_max', 'kl_stable_max',
+        'kl_spike_min', 'kl_spike_steps_allowed', 'min_elo_change', 'min_eval_points', 'final_gap_window',
+        'fixed_reference_patterns', 'base_reference_player', 'checkpoint_patterns', 'elo_metric_prefix',
+        'metric_aliases', 'sweep_name_prefix_regex', 'heartbeat_stale_after_s', 'events_stale_after_s',
+        'wandb_stale_after_s', 'event_fields'
+    ]) }}
+{%- endmacro %}
+
+
+{#- A short hash of the current values of every settings var: stored with the watermark. -#}
+{% macro incremental_settings_hash() -%}
+    {%- set values = {} -%}
+    {%- for name in incremental_settings_vars() -%}
+        {%- do values.update({name: var(name, none)}) -%}
+    {%- endfor -%}
+    {{- local_md5(tojson(values, sort_keys=True)) -}}
+{%- endmacro %}
+
+
+{#-
+    SQL expression: the newest raw batch this model's rows already cover
+    ('' = none, or the settings changed since: recompute everything).
+-#}
+{% macro incremental_since() -%}
+    coalesce((
+        select
+            case
+                when json_extract_string(comment, '$.settings') = '{{ incremental_settings_hash() }}'
+                    then json_extract_string(comment, '$.through_batch')
+            end
+        from duckdb_tables()
+        where database_name = '{{ this.database }}'
+            and schema_name = '{{ this.schema }}'
+            and table_name = '{{ this.identifier }}'
+            and json_valid(comment)
+    ), '')
+{%- endmacro %}
+
+
+{#-
+    Post-hook: record the newest batch among `inputs` (relations with a
+    `batch_id` column) as covered. The build holds the warehouse write lock,
+    so no batch can commit between the model's query and this hook.
+-#}
+{% macro incremental_mark(inputs) -%}
+    {%- if execute -%}
+        {%- set newest_sql -%}
+            select coalesce(max(newest), '') from (
+            {%- for relation in inputs %}
+                select max(batch_id) as newest from {{ relation }}{% if not loop.last %} union all{% endif %}
+            {%- endfor %}
+            )
+        {%- endset -%}
+        {%- set newest = run_query(newest_sql).columns[0].values()[0] -%}
+        {%- set record = tojson({'through_batch': newest, 'settings': incremental_settings_hash()}, sort_keys=True) -%}
+        comment on table {{ this }} is '{{ record | replace("'", "''") }}'
+    {%- endif -%}
+{%- endmacro %}
+
+
+{#-
+    SQL: run ids whose current W&B metadata (run name, state, config) came in
+    a batch newer than `since`: a new run version. Models using it list
+    ref('stg_wandb__runs') among their `incremental_mark` inputs.
+-#}
+{% macro incremental_runs_changed(since) -%}
+    select run_id
+    from {{ ref('stg_wandb__runs') }}
+    where batch_id > {{ since }}
+{%- endmacro %}
