@@ -106,3 +106,33 @@
     from {{ ref('stg_wandb__runs') }}
     where batch_id > {{ since }}
 {%- endmacro %}
+
+
+
+{#-
+    SQL: the distinct `key` values (hours, runs) of rows of `relation` in
+    batches newer than this model's watermark; `where`, if given, narrows
+    those rows. What an incremental model recomputes.
+-#}
+{% macro incremental_new_keys(relation, key, where=none) -%}
+    select distinct {{ key }}
+    from {{ relation }}
+    where batch_id > {{ incremental_since() }}
+    {%- if where %}
+        and {{ where }}
+    {%- endif %}
+{%- endmacro %}
+
+
+{#-
+    SQL: the runs a per-run incremental model recomputes: runs with new rows
+    of `relation` (narrowed by `where`) and, with `renamed_runs`, runs with a
+    new W&B run version (their name may have changed).
+-#}
+{% macro incremental_affected_runs(relation, where=none, renamed_runs=true) -%}
+    {{ incremental_new_keys(relation, 'run_id', where) }}
+    {%- if renamed_runs %}
+    union
+    {{ incremental_runs_changed(incremental_since()) }}
+    {%- endif %}
+{%- endmacro %}

@@ -16,10 +16,7 @@ with
 {% if is_incremental() %}
 affected_runs as (
 
-    select distinct run_id
-    from {{ ref('stg_wandb__history') }}
-    where batch_id > {{ incremental_since() }}
-        and starts_with(metric_key, {{ wb_text_literal(var('elo_metric_prefix')) }})
+    {{ incremental_affected_runs(ref('stg_wandb__history'), where="starts_with(metric_key, " ~ wb_text_literal(var('elo_metric_prefix')) ~ ")", renamed_runs=false) }}
 
 ),
 {% endif %}

@@ -17,9 +17,7 @@ with
 {% if is_incremental() %}
 affected_runs as (
 
-    select distinct run_id
-    from {{ ref('stg_wandb__history') }}
-    where batch_id > {{ incremental_since() }}
+    {{ incremental_affected_runs(ref('stg_wandb__history'), renamed_runs=false) }}
 
 ),
 {% endif %}

@@ -19,11 +19,7 @@ with
 {% if is_incremental() %}
 affected_runs as (
 
-    select distinct run_id
-    from {{ ref('int_elo_ratings_classified') }}
-    where batch_id > {{ incremental_since() }}
-    union
-    {{ incremental_runs_changed(incremental_since()) }}
+    {{ incremental_affected_runs(ref('int_elo_ratings_classified')) }}
 
 ),
 {% endif %}

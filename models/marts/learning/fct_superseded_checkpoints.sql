@@ -17,9 +17,7 @@ with
 {% if is_incremental() %}
 affected_runs as (
 
-    select distinct run_id
-    from {{ ref('int_elo_ratings_classified') }}
-    where batch_id > {{ incremental_since() }}
+    {{ incremental_affected_runs(ref('int_elo_ratings_classified'), renamed_runs=false) }}
 
 ),
 {% endif %}

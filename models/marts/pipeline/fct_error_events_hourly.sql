@@ -33,12 +33,7 @@ error_events as (
     where event_kind = 'error'
       and hour_at is not null
     {% if is_incremental() %}
-      and hour_at in (
-          select hour_at
-          from events
-          where batch_id > {{ incremental_since() }}
-              and event_kind = 'error'
-      )
+      and hour_at in ({{ incremental_new_keys('events', 'hour_at', "event_kind = 'error'") }})
     {% endif %}
 
 ),

@@ -28,10 +28,7 @@ runs as (
 {% if is_incremental() %}
 affected_hours as (
 
-    select hour_at
-    from events
-    where batch_id > {{ incremental_since() }}
-        and event_kind = 'rollout'
+    {{ incremental_new_keys('events', 'hour_at', "event_kind = 'rollout'") }}
     union
     select hour_at
     from {{ this }}

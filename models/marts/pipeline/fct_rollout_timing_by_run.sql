@@ -30,12 +30,7 @@ runs as (
 {% if is_incremental() %}
 affected_runs as (
 
-    select run_id
-    from events
-    where batch_id > {{ incremental_since() }}
-        and event_kind in ('rollout')
-    union
-    {{ incremental_runs_changed(incremental_since()) }}
+    {{ incremental_affected_runs('events', where="event_kind in ('rollout')") }}
 
 ),
 {% endif %}
