@@ -206,7 +206,7 @@ def _run_job(ctx, as_json: bool, **sources) -> dict[str, Any]:
 
     from pipelines.ingest import totals
     from pipelines.jobs import run_build_job
-    from pipelines.warehouse import Warehouse
+    from pipelines.warehouse import LOCK_WAIT_MESSAGE, Warehouse
 
     wh = Warehouse(_root(ctx)).ensure()
     before = totals(wh)
@@ -216,7 +216,7 @@ def _run_job(ctx, as_json: bool, **sources) -> dict[str, Any]:
         status.start()
 
     def on_message(msg: str) -> None:
-        if msg.startswith("waiting for the warehouse write lock"):
+        if msg.startswith(LOCK_WAIT_MESSAGE):
             click.echo(msg, err=True)  # a wait can be long: say it on a line of its own, with --json too
         if status:
             status.update(msg)

@@ -39,6 +39,8 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 UTC_TS = pa.timestamp("us", tz="UTC")
+# How a wait for the write lock starts to be told (Warehouse.lock's on_wait).
+LOCK_WAIT_MESSAGE = "waiting for the warehouse write lock"
 
 RUNS = "wandb_runs"
 HISTORY = "wandb_history"
@@ -356,7 +358,7 @@ class Warehouse:
         def tell(what: str) -> None:
             nonlocal told
             if on_wait is not None and not told and time.monotonic() < deadline:
-                on_wait(f"waiting for the warehouse write lock: {what} (for up to {timeout_s:g} s)")
+                on_wait(f"{LOCK_WAIT_MESSAGE}: {what} (for up to {timeout_s:g} s)")
                 told = True
 
         try:

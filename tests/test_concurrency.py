@@ -13,7 +13,6 @@ Helpers (staged inputs, raw-table comparison) come from bench/crash.py.
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import multiprocessing as mp
 import os
@@ -33,13 +32,9 @@ from pipelines.ingest import ingest
 from pipelines.snapshot import publish
 from pipelines.sources.ndjson import NdjsonEventSource
 from pipelines.sources.wandb_local import LocalRunSource
+from bench import crash
 from pipelines.warehouse import Warehouse, WarehouseBusyError
 
-_spec = importlib.util.spec_from_file_location("grpo_bench_crash", Path(__file__).resolve().parent.parent / "bench" / "crash.py")
-crash = sys.modules.get(_spec.name) or importlib.util.module_from_spec(_spec)
-if _spec.name not in sys.modules:
-    sys.modules[_spec.name] = crash
-    _spec.loader.exec_module(crash)
 
 EVENT_LINES = 3000
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
@@ -215,6 +210,7 @@ from pipelines.ingest import ingest
 from pipelines.sources.ndjson import NdjsonEventSource
 from pipelines.sources.wandb_local import LocalRunSource
 from pipelines.warehouse import Warehouse, WarehouseBusyError
+
 root, wandb, events, go, timeout = sys.argv[1], sys.argv[2], sys.argv[3], sys.argv[4], float(sys.argv[5])
 wh = Warehouse(root)
 open(f"{go}.ready.{os.getpid()}", "w").close()

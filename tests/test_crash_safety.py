@@ -13,28 +13,23 @@ uninterrupted ingest's row for row, with nothing stored twice.
 from __future__ import annotations
 
 import datetime as dt
-import importlib.util
 import multiprocessing as mp
 import os
 import random
-import sys
 import time
 from pathlib import Path
 
 import duckdb
 import pytest
 
+from bench import crash
 from pipelines.ingest import ingest, totals
 from pipelines.queries import open_snapshot
 from pipelines.sources.ndjson import NdjsonEventSource
 from pipelines.sources.wandb_local import LocalRunSource
 from pipelines.warehouse import EVENTS, HISTORY, Warehouse, WarehouseBusyError
 
-_spec = importlib.util.spec_from_file_location("grpo_bench_crash", Path(__file__).resolve().parent.parent / "bench" / "crash.py")
-crash = sys.modules.get(_spec.name) or importlib.util.module_from_spec(_spec)
-if _spec.name not in sys.modules:
-    sys.modules[_spec.name] = crash
-    _spec.loader.exec_module(crash)
+
 
 SEED = 20240601
 EVENT_LINES = 3000  # per event file: enough for several chunks, fast to re-ingest

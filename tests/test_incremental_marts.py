@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import datetime as dt
 import gzip
-import importlib.util
 import json
 import math
 import shutil
@@ -24,11 +23,7 @@ from pathlib import Path
 import duckdb
 import pytest
 
-_spec = importlib.util.spec_from_file_location("grpo_bench_crash", Path(__file__).resolve().parent.parent / "bench" / "crash.py")
-crash = sys.modules.get(_spec.name) or importlib.util.module_from_spec(_spec)
-if _spec.name not in sys.modules:
-    sys.modules[_spec.name] = crash
-    _spec.loader.exec_module(crash)
+from bench import crash
 
 EVENT_LINES = 3000  # per event file, as in the crash-safety tests: every kind of event, fast builds
 

@@ -17,23 +17,12 @@ from pathlib import Path
 import pytest
 
 from tests.fakes.axiom_server import FakeAxiomServer
-from tests.fakes.wandb_server import FakeRun, FakeWandbServer, make_rows
+from tests.fakes.wandb_server import FakeRun, FakeWandbServer, make_rows, numeric_points
 
 GRPO = str(Path(sys.executable).with_name("grpo"))
 KEY = "local-" + "k" * 40
 TOKEN = "xaat-" + "t" * 36
 NOW = dt.datetime.now(dt.UTC).replace(microsecond=0)
-
-
-def numeric_points(rows) -> int:
-    """Numeric values W&B would store per row (nested dicts flattened), excluding _step/_runtime/_timestamp."""
-
-    def walk(v):
-        if isinstance(v, dict):
-            return sum(walk(x) for x in v.values())
-        return 1 if isinstance(v, (int, float)) and not isinstance(v, bool) else 0
-
-    return sum(walk({k: v for k, v in r.items() if k not in ("_step", "_runtime", "_timestamp")}) for r in rows)
 
 
 def elo_rows(n: int, start: int = 0):

@@ -20,30 +20,24 @@ more sync adds nothing.
 from __future__ import annotations
 
 import datetime as dt
-import importlib.util
-import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-import duckdb
 import pytest
 from fakes import Request
 from fakes.axiom_server import FakeAxiomServer
-from fakes.wandb_server import FakeRun, FakeWandbServer, make_rows
+from fakes.wandb_server import FakeRun, FakeWandbServer, make_rows, numeric_points
 
-from pipelines.ingest import IngestReport, ingest
+from bench import crash
+from pipelines.ingest import IngestReport, ingest, totals
 from pipelines.sources.axiom_api import AxiomEventSource
 from pipelines.sources.errors import SourceError
 from pipelines.sources.wandb_api import WandbApiRunSource
-from pipelines.warehouse import EVENTS, HISTORY, Warehouse
+from pipelines.warehouse import Warehouse
 
-_spec = importlib.util.spec_from_file_location("grpo_bench_crash", Path(__file__).resolve().parent.parent / "bench" / "crash.py")
-crash = sys.modules.get(_spec.name) or importlib.util.module_from_spec(_spec)
-if _spec.name not in sys.modules:
-    sys.modules[_spec.name] = crash
-    _spec.loader.exec_module(crash)
+
 
 KEY = "local-" + "k" * 40
 TOKEN = "xaat-" + "t" * 36
@@ -144,28 +138,6 @@ CASES = [
 ]
 
 
-def stored_counts(root: Path) -> tuple[int, int]:
-    wh = Warehouse(root)
-    con = duckdb.connect()
-    try:
-        return tuple(
-            con.execute("select count(*) from read_parquet(?)", [[str(f) for f in wh.committed_files(t)]]).fetchone()[0]
-            if wh.committed_files(t) else 0
-            for t in (HISTORY, EVENTS)
-        )
-    finally:
-        con.close()
-
-
-def numeric_points(rows: list[dict]) -> int:
-    def walk(v) -> int:
-        if isinstance(v, dict):
-            return sum(walk(x) for x in v.values())
-        return 1 if isinstance(v, int | float) and not isinstance(v, bool) else 0
-
-    return sum(walk({k: v for k, v in r.items() if k not in ("_step", "_runtime", "_timestamp")}) for r in rows)
-
-
 @pytest.mark.parametrize("case", CASES, ids=[c.name for c in CASES])
 def test_a_sync_rides_out_or_fails_clearly_on_a_remote_fault_then_resumes_with_nothing_lost_or_doubled(
     case: Case, servers, tmp_path
@@ -206,7 +178,8 @@ def test_a_sync_rides_out_or_fails_clearly_on_a_remote_fault_then_resumes_with_n
     assert crash.integrity_problems(root) == []
     assert crash.raw_differences(root, ref) == []
     history_rows = [r for run in ("live1", "done1", "done2") for r in wb.run("grpo", run).history]
-    assert stored_counts(root) == (numeric_points(history_rows), len(ax.datasets[DATASET]))
+    stored = totals(Warehouse(root))
+    assert (stored["history_rows"], stored["events"]) == (numeric_points(history_rows), len(ax.datasets[DATASET]))
     again = sync(root)
     assert (again.new_history_rows, again.new_events, again.new_runs) == (0, 0, 0)
 

@@ -136,10 +136,8 @@ class WandbApiRunSource:
                         listed.add(run.id)
                         yield RunRef(run_id=run.id, label=f"{self.project}/{run.id}", handle=run)
             except Exception as exc:
-                # A page cut mid-body or unreadable ("unexpected EOF"): wandb-core does not retry
-                # that, and its paginator cannot resume after it, so the listing starts over.
-                if attempt < self.retries and _TRANSPORT_ERROR.search(str(exc)):
-                    time.sleep(min(2.0**attempt, 10.0))
+                # wandb-core's paginator cannot resume after a failed page: the listing starts over.
+                if self._retry_later(attempt, exc):
                     continue
                 raise self._error(what, exc) from None
 
@@ -184,10 +182,7 @@ class WandbApiRunSource:
             except SourceError:
                 raise
             except Exception as exc:
-                # wandb-core retries statuses, not an answer cut mid-body: reading the
-                # same steps again is harmless, so such a read gets its own bounded retries.
-                if attempt < self.retries and _TRANSPORT_ERROR.search(str(exc)):
-                    time.sleep(min(2.0**attempt, 10.0))
+                if self._retry_later(attempt, exc):  # reading the same steps again is harmless
                     continue
                 raise self._error(f"reading the history of run {ref.label}", exc) from None
         return RunRead(meta=meta, history=history, other=other, warnings=warnings)
@@ -311,6 +306,14 @@ class WandbApiRunSource:
         except Exception as exc:
             raise self._error(f"connecting to W&B for {self.project}", exc) from None
         return self._api
+
+    def _retry_later(self, attempt: int, exc: BaseException) -> bool:
+        """After an answer cut mid-body or unreadable ("unexpected EOF": wandb-core retries
+        statuses, not that), wait and say yes while attempts remain."""
+        if attempt >= self.retries or not _TRANSPORT_ERROR.search(str(exc)):
+            return False
+        time.sleep(min(2.0**attempt, 10.0))
+        return True
 
     def _error(self, what: str, exc: BaseException) -> SourceError:
         """One line naming the project and what failed; SourceError scrubs the key."""

@@ -227,11 +227,7 @@ class FakeHTTPServer:
             result = Response(fault.status, body, headers)
 
         if result is DROP:
-            h.close_connection = True
-            try:
-                h.connection.shutdown(socket.SHUT_RDWR)
-            except OSError:
-                pass
+            _hang_up(h)
             return
         assert isinstance(result, Response)
         request.status = result.status
@@ -244,11 +240,16 @@ class FakeHTTPServer:
         if fault is not None and fault.kind == "cut":  # the connection drops mid-response
             h.wfile.write(result.body[: len(result.body) // 2])
             h.wfile.flush()
-            h.close_connection = True
-            try:
-                h.connection.shutdown(socket.SHUT_RDWR)
-            except OSError:
-                pass
+            _hang_up(h)
             return
         if h.command != "HEAD":
             h.wfile.write(result.body)
+
+
+def _hang_up(h: BaseHTTPRequestHandler) -> None:
+    """Close the client's connection at once, whatever was (or was not) sent."""
+    h.close_connection = True
+    try:
+        h.connection.shutdown(socket.SHUT_RDWR)
+    except OSError:
+        pass

@@ -58,6 +58,17 @@ class FakeRun:
         self.history.extend(rows)
 
 
+def numeric_points(rows: list[dict[str, Any]]) -> int:
+    """Numeric values W&B stores per row (nested dicts flattened), _step/_runtime/_timestamp excluded."""
+
+    def walk(v: Any) -> int:
+        if isinstance(v, dict):
+            return sum(walk(x) for x in v.values())
+        return 1 if isinstance(v, int | float) and not isinstance(v, bool) else 0
+
+    return sum(walk({k: v for k, v in r.items() if k not in ("_step", "_runtime", "_timestamp")}) for r in rows)
+
+
 def make_rows(
     n: int,
     *,
