@@ -361,6 +361,30 @@ def test_wandb_core_logs_into_a_private_folder_that_close_deletes(server, monkey
     assert [r.run_id for r in WandbApiRunSource("ent/proj").runs()] == ["a"]  # the next sync starts a new one
 
 
+def test_a_wandb_core_stopped_by_someone_else_leaves_no_folder_behind(server, monkeypatch, tmp_path):
+    """wandb.teardown() outside our sources stops wandb-core; the next sync starts one in a new folder."""
+    import tempfile
+
+    import wandb
+
+    wandb.teardown()
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path / "tmp"))
+    (tmp_path / "tmp").mkdir()
+    server.add_run("proj", FakeRun("a", state="running", history=training_rows(5)))
+    src = WandbApiRunSource("ent/proj")
+    assert [r.run_id for r in src.runs()] == ["a"]
+    (first,) = (tmp_path / "tmp").glob("grpo-wandb-core-*")
+
+    wandb.teardown()  # e.g. a notebook that also uses wandb
+    again = WandbApiRunSource("ent/proj")
+    assert [r.run_id for r in again.runs()] == ["a"]
+
+    assert not first.exists()
+    (second,) = (tmp_path / "tmp").glob("grpo-wandb-core-*")
+    again.close()
+    assert not second.exists()
+
+
 def test_a_missing_api_key_is_a_source_error_not_a_login_prompt(server, monkeypatch):
     monkeypatch.delenv("WANDB_API_KEY")
 

@@ -537,6 +537,7 @@ def _configure_wandb_core(retries: int, timeout_s: float) -> None:
 
 
 _CORE_LOG_DIR: Path | None = None  # the private folder this process's wandb-core logs into
+_ATEXIT_REGISTERED = False
 
 
 def _start_wandb_core() -> None:
@@ -545,9 +546,10 @@ def _start_wandb_core() -> None:
     wandb-core writes its log under `WANDB_CACHE_DIR/wandb/logs/` (read from its
     environment at start), so the variable points at a fresh `mkdtemp` folder
     while the service starts. The history caches it would keep there are not
-    used (`use_cache=False`; parquet exports go to their own temp folder).
+    used (`use_cache=False`), but a partial read of a parquet export may land
+    there: it is deleted with the folder.
     """
-    global _CORE_LOG_DIR  # noqa: PLW0603 - one wandb-core per process
+    global _CORE_LOG_DIR, _ATEXIT_REGISTERED  # noqa: PLW0603 - one wandb-core per process
     from wandb.sdk import wandb_setup  # noqa: PLC0415
 
     setup = wandb_setup.singleton()
@@ -556,6 +558,10 @@ def _start_wandb_core() -> None:
         return  # already running: started by an earlier source, or by wandb itself
     except AssertionError:
         pass
+    if _CORE_LOG_DIR is not None:
+        # the wandb-core that logged there was stopped by someone else (wandb.teardown()): its folder goes now
+        shutil.rmtree(_CORE_LOG_DIR, ignore_errors=True)
+        _CORE_LOG_DIR = None
     folder = Path(tempfile.mkdtemp(prefix="grpo-wandb-core-"))
     saved = os.environ.get("WANDB_CACHE_DIR")
     os.environ["WANDB_CACHE_DIR"] = str(folder)
@@ -569,8 +575,9 @@ def _start_wandb_core() -> None:
             os.environ.pop("WANDB_CACHE_DIR", None)
         else:
             os.environ["WANDB_CACHE_DIR"] = saved
-    if _CORE_LOG_DIR is None:
+    if not _ATEXIT_REGISTERED:
         atexit.register(_stop_wandb_core)
+        _ATEXIT_REGISTERED = True
     _CORE_LOG_DIR = folder
 
 
@@ -584,6 +591,8 @@ def _stop_wandb_core() -> None:
 
     try:
         wandb.teardown()
+    except AssertionError:
+        pass  # "Already torn down.": wandb's own exit hook stopped it first
     finally:
         shutil.rmtree(folder, ignore_errors=True)
         _CORE_LOG_DIR = None
