@@ -56,22 +56,40 @@
 
 
 {#-
-    SQL expression: the newest raw batch this model's rows already cover
+    SQL literal: the newest raw batch this model's rows already cover
     ('' = none, or the settings changed since: recompute everything).
+    Read when the node runs (dbt compiles a node just before executing it)
+    and written into the SQL as a constant, not a subquery: a constant
+    `batch_id > '…'` reaches the table scan, so DuckDB skips every row group
+    (and every raw parquet row group) of older batches by their min/max
+    instead of reading the whole column. Each model's rows are appended in
+    batch order, so the new rows are the last row groups.
 -#}
 {% macro incremental_since() -%}
-    coalesce((
-        select
-            case
-                when json_extract_string(comment, '$.settings') = '{{ incremental_settings_hash() }}'
-                    then json_extract_string(comment, '$.through_batch')
-            end
-        from duckdb_tables()
-        where database_name = '{{ this.database }}'
-            and schema_name = '{{ this.schema }}'
-            and table_name = '{{ this.identifier }}'
-            and json_valid(comment)
-    ), '')
+    {%- if not execute -%}
+        {{- return("''") -}}
+    {%- endif -%}
+    {%- set query -%}
+        select coalesce((
+            select
+                case
+                    when json_extract_string(comment, '$.settings') = '{{ incremental_settings_hash() }}'
+                        then json_extract_string(comment, '$.through_batch')
+                end
+            from duckdb_tables()
+            where database_name = '{{ this.database }}'
+                and schema_name = '{{ this.schema }}'
+                and table_name = '{{ this.identifier }}'
+                and json_valid(comment)
+        ), '')
+    {%- endset -%}
+    {{- return(sql_string_literal(run_query(query).columns[0].values()[0])) -}}
+{%- endmacro %}
+
+
+{#- A Python/Jinja string as a SQL string literal. -#}
+{% macro sql_string_literal(text) -%}
+    {{- return("'" ~ (text | replace("'", "''")) ~ "'") -}}
 {%- endmacro %}
 
 

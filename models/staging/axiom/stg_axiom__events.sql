@@ -14,22 +14,44 @@
 
 with
 
-source as (
+-- Read three times below; never materialized (that would copy every column).
+source as not materialized (
 
     select * from {{ source('axiom', 'axiom_events') }}
-    {% if is_incremental() %}
-    -- raw files are immutable per batch and batch ids sort by time
-    where batch_id > (select coalesce(max(batch_id), '') from {{ this }})
+    {% if is_incremental() and execute %}
+    -- raw files are immutable per batch and batch ids sort by time; a constant
+    -- (not a subquery) so the parquet reader skips the stored batches' row groups
+    {%- set newest = run_query("select coalesce(max(batch_id), '') from " ~ this).columns[0].values()[0] %}
+    where batch_id > {{ sql_string_literal(newest) }}
     {% endif %}
 
 ),
 
 -- Overlapping API windows and re-read files can deliver an event twice;
--- the ingest key identifies it, and the newest batch wins.
+-- the ingest key identifies it, and the newest batch wins. Only keys seen
+-- more than once go through the sort: their 64-bit hashes are found first
+-- (a hash collision merely sends a few more rows through the exact
+-- dedupe), so a full build never sorts 50M wide rows (memory, spill).
+repeated_keys as (
+
+    select hash(event_key) as key_hash
+    from source
+    group by key_hash
+    having count(*) > 1
+
+),
+
 deduplicated as (
 
     select *
     from source
+    where hash(event_key) not in (select key_hash from repeated_keys)
+
+    union all
+
+    select *
+    from source
+    where hash(event_key) in (select key_hash from repeated_keys)
     qualify row_number() over (
         partition by event_key
         order by batch_id desc, source, line
