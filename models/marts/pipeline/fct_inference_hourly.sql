@@ -36,14 +36,13 @@ requests as (
 
 ),
 
-final as (
+per_hour as (
 
     select
         hour_at,
         engine,
         count(*) as n_requests,
-        quantile_cont(latency_s, 0.5) as latency_p50_s,
-        quantile_cont(latency_s, 0.95) as latency_p95_s,
+        quantile_cont(latency_s, [0.5, 0.95]) as latency_quantiles_s,
         max(latency_s) as latency_max_s,
         avg(tokens_per_s) as tokens_per_s_mean,
         quantile_cont(tokens_per_s, 0.5) as tokens_per_s_p50,
@@ -52,6 +51,24 @@ final as (
 
     from requests
     group by hour_at, engine
+
+),
+
+final as (
+
+    select
+        hour_at,
+        engine,
+        n_requests,
+        latency_quantiles_s[1] as latency_p50_s,
+        latency_quantiles_s[2] as latency_p95_s,
+        latency_max_s,
+        tokens_per_s_mean,
+        tokens_per_s_p50,
+        queue_p95_s,
+        batch_size_mean
+
+    from per_hour
 
 )
 

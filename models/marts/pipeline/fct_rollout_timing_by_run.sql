@@ -58,9 +58,9 @@ per_run as (
         count(*) as n_rollouts,
         count(*) filter (where is_failed) as n_failed,
         count(duration_s) as n_timed,
-        quantile_cont(duration_s, 0.5) as p50_s,
-        quantile_cont(duration_s, 0.95) as p95_s,
-        quantile_cont(duration_s, 0.99) as p99_s,
+        -- one aggregate state for the three quantiles (three calls keep three
+        -- copies of every duration: twice the memory and time at full scale)
+        quantile_cont(duration_s, [0.5, 0.95, 0.99]) as quantiles_s,
         max(duration_s) as max_s,
         min(event_at) as first_at,
         max(event_at) as last_at
@@ -78,9 +78,9 @@ final as (
         per_run.n_rollouts,
         per_run.n_failed,
         per_run.n_timed,
-        per_run.p50_s,
-        per_run.p95_s,
-        per_run.p99_s,
+        per_run.quantiles_s[1] as p50_s,
+        per_run.quantiles_s[2] as p95_s,
+        per_run.quantiles_s[3] as p99_s,
         per_run.max_s,
         per_run.first_at,
         per_run.last_at

@@ -36,7 +36,7 @@ rollouts as (
 
 ),
 
-final as (
+per_hour as (
 
     select
         hour_at,
@@ -44,13 +44,30 @@ final as (
         count(*) filter (where is_failed) as n_failed,
         count(*) filter (where is_failed) / count(*) as error_rate,
         count(duration_s) as n_timed,
-        quantile_cont(duration_s, 0.5) as p50_s,
-        quantile_cont(duration_s, 0.95) as p95_s,
-        quantile_cont(duration_s, 0.99) as p99_s,
+        -- one aggregate state for the three quantiles (three calls keep three
+        -- copies of every duration: twice the memory and time at full scale)
+        quantile_cont(duration_s, [0.5, 0.95, 0.99]) as quantiles_s,
         max(duration_s) as max_s
 
     from rollouts
     group by hour_at
+
+),
+
+final as (
+
+    select
+        hour_at,
+        n_rollouts,
+        n_failed,
+        error_rate,
+        n_timed,
+        quantiles_s[1] as p50_s,
+        quantiles_s[2] as p95_s,
+        quantiles_s[3] as p99_s,
+        max_s
+
+    from per_hour
 
 )
 
