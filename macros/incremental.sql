@@ -18,6 +18,12 @@
     always a full recompute, never a stale row. `--full-refresh` rebuilds from
     scratch and produces the same rows.
 
+    Import CTEs over the big tables (`events`, `history`, and CTEs filtered
+    from them) are declared `as not materialized`: DuckDB materializes a CTE
+    that a query references more than once, which copied all 50M events
+    (every column) before the batch filter could prune anything: 16 s and
+    gigabytes for fct_component_health, 1.3 s without.
+
         {{ config(materialized='incremental', incremental_strategy='delete+insert', unique_key='run_id',
                   post_hook="{{ incremental_mark([ref('stg_wandb__history'), ref('stg_wandb__runs')]) }}") }}
         ...

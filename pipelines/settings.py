@@ -17,6 +17,15 @@ PROJECT_ROOT = Path(__file__).resolve().parent.parent
 DBT_PROJECT_FILE = PROJECT_ROOT / "dbt_project.yml"
 WAREHOUSE_ENV = "GRPO_WAREHOUSE"
 DEFAULT_WAREHOUSE = "warehouse"
+# DuckDB's memory limit for building (dbt, through profiles.yml, whose default
+# must equal this one) and publishing: past it, sorts, joins and aggregates
+# spill to disk instead of growing the process.
+BUILD_MEMORY_LIMIT_ENV = "GRPO_BUILD_MEMORY_LIMIT"
+DEFAULT_BUILD_MEMORY_LIMIT = "2500MB"
+
+
+def build_memory_limit() -> str:
+    return os.environ.get(BUILD_MEMORY_LIMIT_ENV) or DEFAULT_BUILD_MEMORY_LIMIT
 
 
 def warehouse_root(explicit: str | os.PathLike | None = None) -> Path:

@@ -21,6 +21,7 @@ from pathlib import Path
 
 import duckdb
 
+from pipelines.settings import build_memory_limit
 from pipelines.warehouse import new_batch_id, EVENTS, HISTORY, HISTORY_OTHER, REJECTS, RUNS, Warehouse, _fsync_dir, kill_point
 
 # Big row-level staging relations stay out of the copy: the history is served
@@ -162,7 +163,9 @@ def _remove(db: Path) -> None:
 def _write_snapshot(warehouse: Warehouse, tmp: Path, manifest_path: Path | None) -> dict[str, int]:
     descriptions = model_descriptions(manifest_path)
     rows: dict[str, int] = {}
-    con = duckdb.connect(str(tmp))
+    # The first publish sorts every typed event by time (50M at full scale):
+    # under the build's limit DuckDB spills that sort instead of holding it.
+    con = duckdb.connect(str(tmp), config={"memory_limit": build_memory_limit()})
     try:
         con.execute("set TimeZone='UTC'")
         con.execute(f"attach {_sql_literal(str(warehouse.build_db))} as build (read_only)")

@@ -126,3 +126,14 @@ def test_the_event_schedule_skips_when_no_event_source_is_configured(defs, monke
     assert isinstance(events_every_5_minutes(ctx), dg.SkipReason)
     ctx = dg.build_schedule_context(resources={"event_sources": EventSourcesResource(paths=["/x.ndjson"])})
     assert isinstance(events_every_5_minutes(ctx), dg.RunRequest)
+
+
+def test_dbt_and_publishing_share_one_memory_limit_default():
+    """profiles.yml cannot import Python: its default for the build's DuckDB limit is kept equal here."""
+    import re
+
+    from pipelines.settings import BUILD_MEMORY_LIMIT_ENV, DEFAULT_BUILD_MEMORY_LIMIT, PROJECT_ROOT
+
+    text = (PROJECT_ROOT / "profiles.yml").read_text(encoding="utf-8")
+    (default,) = re.findall(r"memory_limit: \"\{\{ env_var\('(\w+)', '([^']+)'\) \}\}\"", text)
+    assert default == (BUILD_MEMORY_LIMIT_ENV, DEFAULT_BUILD_MEMORY_LIMIT)

@@ -22,7 +22,7 @@ affected_runs as (
 ),
 {% endif %}
 
-history as (
+history as not materialized (
 
     select * from {{ ref('stg_wandb__history') }}
     {% if is_incremental() %}

@@ -19,7 +19,7 @@
 -- was healthy; otherwise a last status other than ok/healthy is `degraded`.
 with
 
-events as (
+events as not materialized (
 
     select * from {{ ref('stg_axiom__events') }}
 
@@ -31,7 +31,7 @@ as_of as (
 
 ),
 
-heartbeats as (
+heartbeats as not materialized (
 
     select
         coalesce(component, '(unknown)') as component,

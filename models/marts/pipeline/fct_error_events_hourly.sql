@@ -14,13 +14,13 @@
 -- dropped: an unlabelled error is still an error someone should see.
 with
 
-events as (
+events as not materialized (
 
     select * from {{ ref('stg_axiom__events') }}
 
 ),
 
-error_events as (
+error_events as not materialized (
 
     select
         hour_at,

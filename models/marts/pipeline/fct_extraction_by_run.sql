@@ -15,7 +15,7 @@
 -- name no run are left out here (they still count in the hourly mart).
 with
 
-events as (
+events as not materialized (
 
     select * from {{ ref('stg_axiom__events') }}
 

@@ -14,7 +14,7 @@
 -- a mean of per-event rates, so a large batch weighs as much as its orders.
 with
 
-events as (
+events as not materialized (
 
     select * from {{ ref('stg_axiom__events') }}
 

@@ -12,7 +12,7 @@
 -- (late events included).
 with
 
-events as (
+events as not materialized (
 
     select * from {{ ref('stg_axiom__events') }}
 

@@ -15,7 +15,7 @@
 -- a run with error events but no rollouts (nothing to divide by).
 with
 
-events as (
+events as not materialized (
 
     select * from {{ ref('stg_axiom__events') }}
 

@@ -14,7 +14,7 @@
 -- (its name may have changed).
 with
 
-events as (
+events as not materialized (
 
     select * from {{ ref('stg_axiom__events') }}
 
@@ -37,7 +37,7 @@ affected_hours as (
 ),
 {% endif %}
 
-rollouts as (
+rollouts as not materialized (
 
     select
         hour_at,

@@ -16,7 +16,7 @@
 -- here (they still count in the hourly marts).
 with
 
-events as (
+events as not materialized (
 
     select * from {{ ref('stg_axiom__events') }}
 
@@ -35,7 +35,7 @@ affected_runs as (
 ),
 {% endif %}
 
-rollouts as (
+rollouts as not materialized (
 
     select
         run_id,

@@ -15,13 +15,13 @@
 -- included: a slow failure is still time the trainer waited.
 with
 
-events as (
+events as not materialized (
 
     select * from {{ ref('stg_axiom__events') }}
 
 ),
 
-rollouts as (
+rollouts as not materialized (
 
     select
         hour_at,

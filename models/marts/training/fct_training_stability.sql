@@ -32,7 +32,7 @@ runs as (
 
 ),
 
-history as (
+history as not materialized (
 
     select * from {{ ref('stg_wandb__history') }}
     {% if is_incremental() %}
