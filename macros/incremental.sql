@@ -106,10 +106,13 @@
 -#}
 {% macro incremental_mark(inputs) -%}
     {%- if execute -%}
+        {#- The table's comment still holds the previous mark here: only batches
+            from it on can be newer, and the constant lets the scans skip the rest. -#}
+        {%- set since = incremental_since() -%}
         {%- set newest_sql -%}
-            select coalesce(max(newest), '') from (
+            select coalesce(max(newest), {{ since }}) from (
             {%- for relation in inputs %}
-                select max(batch_id) as newest from {{ relation }}{% if not loop.last %} union all{% endif %}
+                select max(batch_id) as newest from {{ relation }} where batch_id >= {{ since }}{% if not loop.last %} union all{% endif %}
             {%- endfor %}
             )
         {%- endset -%}
