@@ -10,7 +10,6 @@ import sys
 from pathlib import Path
 
 import dagster as dg
-from dagster_dbt import DbtCliResource
 
 from pipelines.defs.axiom.assets import events_raw
 from pipelines.defs.axiom.resources import EventSourcesResource
@@ -19,6 +18,7 @@ from pipelines.defs.checks.checks import target_checks
 from pipelines.defs.checks.freshness import events_fresh, wandb_fresh
 from pipelines.defs.dbt.assets import grpo_dbt_models
 from pipelines.defs.dbt.project import dbt_project
+from pipelines.defs.dbt.resources import GrpoDbtCliResource
 from pipelines.defs.jobs import build_warehouse_job, sync_events_job, sync_wandb_job
 from pipelines.defs.wandb.assets import wandb_raw
 from pipelines.defs.wandb.resources import WandbSourcesResource
@@ -53,7 +53,7 @@ def build_definitions(
             "warehouse": warehouse or WarehouseResource(),
             "wandb_sources": wandb_sources or WandbSourcesResource(),
             "event_sources": event_sources or EventSourcesResource(),
-            "dbt": DbtCliResource(project_dir=dbt_project, dbt_executable=dbt_executable()),
+            "dbt": GrpoDbtCliResource(project_dir=dbt_project, dbt_executable=dbt_executable()),
         },
     )
 

@@ -137,3 +137,25 @@ def test_dbt_and_publishing_share_one_memory_limit_default():
     text = (PROJECT_ROOT / "profiles.yml").read_text(encoding="utf-8")
     (default,) = re.findall(r"memory_limit: \"\{\{ env_var\('(\w+)', '([^']+)'\) \}\}\"", text)
     assert default == (BUILD_MEMORY_LIMIT_ENV, DEFAULT_BUILD_MEMORY_LIMIT)
+
+
+def test_the_dbt_resource_knows_the_dbt_version_without_running_dbt_and_keeps_dagster_dbts_hooks():
+    """GrpoDbtCliResource replaces two private dagster-dbt hooks: they must still exist in the
+    pinned dagster-dbt, and the version it reports must be what `dbt --version` says."""
+    import re
+    import subprocess
+
+    from dagster_dbt import DbtCliResource
+
+    from pipelines.definitions import dbt_executable
+    from pipelines.defs.dbt.project import dbt_project
+    from pipelines.defs.dbt.resources import GrpoDbtCliResource
+
+    assert hasattr(DbtCliResource, "_cli_version") and hasattr(DbtCliResource, "_initialize_dbt_core_adapter")
+    out = subprocess.run([dbt_executable(), "--version"], capture_output=True, text=True, check=True).stdout
+    core = re.search(r"installed:\s*(\d+\.\d+\.\d+)", out).group(1)
+
+    resource = GrpoDbtCliResource(project_dir=dbt_project, dbt_executable=dbt_executable())
+
+    assert str(resource._cli_version) == core
+    assert resource._initialize_dbt_core_adapter(["build"]) is None
