@@ -163,3 +163,29 @@
     {{ incremental_runs_changed(incremental_since()) }}
     {%- endif %}
 {%- endmacro %}
+
+
+{#-
+    Post-hook of an incremental table that is copied elsewhere (the typed
+    events, exported per batch by pipelines/snapshot.py): a generation id that
+    stays while the table is appended to and changes whenever the table is
+    created again (first build, `--full-refresh`). A copy keyed by batch and
+    row count cannot see that a rebuilt table's rows differ (a changed
+    `event_fields` mapping parses the same events into other values); a new
+    generation tells it.
+-#}
+{% macro table_generation_mark() -%}
+    {%- if execute -%}
+        {%- set query -%}
+            select json_extract_string(comment, '$.generation')
+            from duckdb_tables()
+            where database_name = '{{ this.database }}'
+                and schema_name = '{{ this.schema }}'
+                and table_name = '{{ this.identifier }}'
+                and json_valid(comment)
+        {%- endset -%}
+        {%- set found = run_query(query).columns[0].values() -%}
+        {%- set generation = found[0] if found and found[0] else invocation_id -%}
+        comment on table {{ this }} is '{{ tojson({"generation": generation}) | replace("'", "''") }}'
+    {%- endif -%}
+{%- endmacro %}

@@ -22,7 +22,7 @@ from pathlib import Path
 import duckdb
 
 from pipelines.settings import build_memory_limit
-from pipelines.warehouse import new_batch_id, EVENTS, HISTORY, HISTORY_OTHER, REJECTS, RUNS, Warehouse, _fsync_dir, kill_point
+from pipelines.warehouse import write_json_atomic, new_batch_id, EVENTS, HISTORY, HISTORY_OTHER, REJECTS, RUNS, Warehouse, _fsync_dir, kill_point
 
 # Big row-level staging relations stay out of the copy: the history is served
 # by the raw parquet views below, the typed events by immutable per-batch
@@ -73,14 +73,21 @@ def _events_root(warehouse: Warehouse) -> Path:
 def _export_events(con: duckdb.DuckDBPyConnection, warehouse: Warehouse) -> list[Path]:
     """Write the typed events of batches not yet exported, one immutable file per batch.
 
-    If the exported files no longer match the build (a full refresh rebuilt the
-    table, or an event moved to a newer batch), everything is exported again
-    into a new generation folder.
+    If the exported files no longer match the build (the table was created
+    again — first build, full refresh — or an event moved to a newer batch),
+    everything is exported again into a new generation folder.
     """
     root = _events_root(warehouse)
     root.mkdir(parents=True, exist_ok=True)
     generations = sorted(p for p in root.iterdir() if p.is_dir() and p.name.startswith("gen-"))
     current = generations[-1] if generations else None
+    # The table's generation (table_generation_mark in macros/incremental.sql)
+    # changes whenever dbt creates it again: a rebuilt table may hold other
+    # values for the same batches and counts (a changed event_fields mapping).
+    table_generation = _table_generation(con, EVENTS_RELATION)
+    if current is not None and table_generation is not None:
+        if _export_generation(current) != table_generation:
+            current = None
     in_build = dict(
         con.execute(
             f"select batch_id, count(*) from build.main.{_quote_ident(EVENTS_RELATION)} group by batch_id"
@@ -103,6 +110,8 @@ def _export_events(con: duckdb.DuckDBPyConnection, warehouse: Warehouse) -> list
     if current is None:
         current = root / f"gen-{new_batch_id()}"
         current.mkdir()
+        if table_generation is not None:
+            write_json_atomic({"generation": table_generation}, current / GENERATION_FILE)
     for batch_id in sorted(set(in_build) - set(exported)):
         final = current / f"batch-{batch_id}.parquet"
         tmp = current / f".batch-{batch_id}.parquet.{os.getpid()}.tmp"
@@ -118,6 +127,26 @@ def _export_events(con: duckdb.DuckDBPyConnection, warehouse: Warehouse) -> list
         if old != current and now - old.stat().st_mtime > STALE_GENERATION_S:
             shutil.rmtree(old, ignore_errors=True)
     return [exported[b] for b in sorted(exported)]
+
+
+GENERATION_FILE = "table.json"  # in an export folder: the generation of the table it copies
+
+
+def _table_generation(con: duckdb.DuckDBPyConnection, table: str) -> str | None:
+    """The generation dbt stamped on `build.main.<table>` (None for a table built before stamps)."""
+    found = con.execute(
+        "select json_extract_string(comment, '$.generation') from duckdb_tables() "
+        "where database_name = 'build' and schema_name = 'main' and table_name = ? and json_valid(comment)",
+        [table],
+    ).fetchall()
+    return found[0][0] if found and found[0][0] else None
+
+
+def _export_generation(folder: Path) -> str | None:
+    try:
+        return json.loads((folder / GENERATION_FILE).read_text(encoding="utf-8")).get("generation")
+    except (OSError, ValueError, AttributeError):
+        return None  # an older export, or a folder whose writer died before the file
 
 
 def _empty_events_view(con: duckdb.DuckDBPyConnection) -> None:

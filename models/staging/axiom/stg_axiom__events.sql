@@ -9,7 +9,8 @@
     materialized='incremental',
     unique_key='event_id',
     incremental_strategy='delete+insert',
-    on_schema_change='append_new_columns'
+    on_schema_change='append_new_columns',
+    post_hook="{{ table_generation_mark() }}"
 ) }}
 
 with
