@@ -75,21 +75,25 @@
     {%- if not execute -%}
         {{- return("''") -}}
     {%- endif -%}
+    {%- set record = table_comment() -%}
+    {%- set covered = record.get('through_batch') if record.get('settings') == incremental_settings_hash() else none -%}
+    {{- return(sql_string_literal(covered or '')) -}}
+{%- endmacro %}
+
+
+{#- The JSON object stored as this model's table comment ({} if none, or not JSON). -#}
+{% macro table_comment() -%}
     {%- set query -%}
-        select coalesce((
-            select
-                case
-                    when json_extract_string(comment, '$.settings') = '{{ incremental_settings_hash() }}'
-                        then json_extract_string(comment, '$.through_batch')
-                end
-            from duckdb_tables()
-            where database_name = '{{ this.database }}'
-                and schema_name = '{{ this.schema }}'
-                and table_name = '{{ this.identifier }}'
-                and json_valid(comment)
-        ), '')
+        select comment
+        from duckdb_tables()
+        where database_name = '{{ this.database }}'
+            and schema_name = '{{ this.schema }}'
+            and table_name = '{{ this.identifier }}'
+            and json_valid(comment)
+            and json_type(comment) = 'OBJECT'
     {%- endset -%}
-    {{- return(sql_string_literal(run_query(query).columns[0].values()[0])) -}}
+    {%- set found = run_query(query).columns[0].values() -%}
+    {{- return(fromjson(found[0]) if found else {}) -}}
 {%- endmacro %}
 
 
@@ -176,16 +180,7 @@
 -#}
 {% macro table_generation_mark() -%}
     {%- if execute -%}
-        {%- set query -%}
-            select json_extract_string(comment, '$.generation')
-            from duckdb_tables()
-            where database_name = '{{ this.database }}'
-                and schema_name = '{{ this.schema }}'
-                and table_name = '{{ this.identifier }}'
-                and json_valid(comment)
-        {%- endset -%}
-        {%- set found = run_query(query).columns[0].values() -%}
-        {%- set generation = found[0] if found and found[0] else invocation_id -%}
+        {%- set generation = table_comment().get('generation') or invocation_id -%}
         comment on table {{ this }} is '{{ tojson({"generation": generation}) | replace("'", "''") }}'
     {%- endif -%}
 {%- endmacro %}
