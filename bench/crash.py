@@ -42,6 +42,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import dataclasses
+import datetime as dt
 import gzip
 import json
 import os
@@ -167,15 +168,15 @@ for line in sys.stdin:
 # --- inputs --------------------------------------------------------------------
 
 
-def generate_sources(out_dir: Path, steps: int = 400) -> Path:
-    """A demo league (real wandb offline runs, 24 h of NDJSON events) under out_dir; ~10 s."""
+def generate_sources(out_dir: Path, steps: int = 400, now: dt.datetime | None = None) -> Path:
+    """A demo league (real wandb offline runs, 24 h of NDJSON events ending at `now`) under out_dir; ~10 s."""
     from pipelines.demo import generate_demo
 
     env_keys = ("WANDB_MODE", "WANDB_SILENT")
     saved = {k: os.environ.get(k) for k in env_keys}
     os.environ.update({"WANDB_MODE": "offline", "WANDB_SILENT": "true"})
     try:
-        generate_demo(out_dir, steps=steps)
+        generate_demo(out_dir, steps=steps, now=now)
     finally:
         for k, v in saved.items():
             if v is None:
@@ -185,18 +186,23 @@ def generate_sources(out_dir: Path, steps: int = 400) -> Path:
     return out_dir
 
 
+ARCHIVE_NAME = "axiom-export-archive.ndjson.gz"
+GROWING_NAME = "axiom-export-live.ndjson"
+
+
 class Inputs:
-    """The demo's sources served in stages from one fixed folder (same paths every time)."""
+    """The demo's sources served in stages from one fixed folder (same paths every time).
+
+    The demo's event lines (all its files, in time order) are served as two
+    files whatever hour the demo ended at: a gzip archive with the first part
+    and a plain file that grows (the rest).
+    """
 
     def __init__(self, demo_dir: Path, folder: Path, event_lines: int | None = None, cut_run: bool = False) -> None:
-        """`event_lines` keeps only that many lines of each event file (faster trials).
+        """`event_lines` keeps only that many lines in each of the two event files (faster trials).
 
         `cut_run` serves one run of stage A cut in the middle of its `.wandb`
-        file (a run in progress). Off by default: re-reading an in-progress
-        run without new steps appends a spurious run version (the xfail test
-        test_re_reading_in_progress_runs_without_new_steps_adds_no_run_version
-        in tests/test_crash_safety.py), which would fail trials killed after
-        the commit for a reason that is not the crash.
+        file (a run in progress).
         """
         self.folder = folder
         self.event_lines = event_lines
@@ -206,12 +212,34 @@ class Inputs:
         runs = sorted((demo_dir / "wandb").glob("*run-*/run-*.wandb"))
         assert len(runs) >= 5, f"expected the demo's runs under {demo_dir}"
         self.runs = runs
-        event_files = sorted(p for p in (demo_dir / "events").iterdir() if p.is_file())
-        self.static_events = [p for p in event_files if p.read_bytes()[:2] == b"\x1f\x8b"]
-        growing = [p for p in event_files if p not in self.static_events]
-        assert growing, "expected an uncompressed NDJSON file to grow"
-        self.growing = growing[0]
+        lines: list[bytes] = []
+        for p in sorted(p for p in (demo_dir / "events").iterdir() if p.is_file()):  # file names sort by day
+            data = p.read_bytes()
+            lines += (gzip.decompress(data) if data[:2] == b"\x1f\x8b" else data).splitlines(keepends=True)
+        self.demo_lines = lines  # every line the demo wrote, whatever is served
+        split = len(lines) // 2 if event_lines is None else event_lines
+        self.archive_lines = lines[:split]
+        self.growing_lines = lines[split:] if event_lines is None else lines[split : split + event_lines]
+        assert self.archive_lines and self.growing_lines, f"expected event lines under {demo_dir / 'events'}"
+        # compressed once: every stage serves the archive byte for byte the same
+        self.archive_gz = gzip.compress(b"".join(self.archive_lines), compresslevel=1, mtime=0)
         self.stage_name: str | None = None
+
+    def drop_events_of(self, run_id: str) -> None:
+        """Serve no event line that names `run_id`."""
+        mark = f'"{run_id}"'.encode()
+        self.archive_lines = [line for line in self.archive_lines if mark not in line]
+        self.growing_lines = [line for line in self.growing_lines if mark not in line]
+        self.archive_gz = gzip.compress(b"".join(self.archive_lines), compresslevel=1, mtime=0)
+
+    @property
+    def all_lines(self) -> list[bytes]:
+        """Every event line stage B serves."""
+        return self.archive_lines + self.growing_lines
+
+    def stage_lines(self, name: str) -> list[bytes]:
+        """The event lines the stage serves."""
+        return self.archive_lines + (self.growing_lines[: len(self.growing_lines) // 2] if name == "A" else self.growing_lines)
 
     def stage(self, name: str) -> Inputs:
         """A: 4 runs (one cut mid-file if cut_run), half the growing file. B: all runs whole, the whole file."""
@@ -225,17 +253,8 @@ class Inputs:
             if name == "A" and i == 1 and self.cut_run:
                 data = data[: len(data) // 2]  # a run still in progress
             dst.write_bytes(data)
-        for src in self.static_events:
-            if self.event_lines is None:
-                shutil.copyfile(src, self.events / src.name)
-            else:
-                with gzip.open(src, "rb") as fh:
-                    head = fh.read().splitlines(keepends=True)[: self.event_lines]
-                with gzip.open(self.events / src.name, "wb") as out:
-                    out.write(b"".join(head))
-        lines = self.growing.read_bytes().splitlines(keepends=True)[: self.event_lines]
-        part = lines[: len(lines) // 2] if name == "A" else lines
-        (self.events / self.growing.name).write_bytes(b"".join(part))
+        (self.events / ARCHIVE_NAME).write_bytes(self.archive_gz)
+        (self.events / GROWING_NAME).write_bytes(b"".join(self.stage_lines(name)[len(self.archive_lines) :]))
         self.stage_name = name
         return self
 

@@ -59,7 +59,7 @@ def _check_instant(ctx, param, value):
 
     if value is not None:
         try:
-            parse_instant(value, f"--{param.name}")
+            parse_instant(value, param.opts[0])
         except WindowError as exc:
             raise click.BadParameter(str(exc)) from None
     return value
@@ -318,25 +318,35 @@ def ingest(ctx, wandb_dirs, event_paths, wandb_projects, sweep, axiom_datasets, 
 
 @main.command()
 @click.option("--seed", default=7, show_default=True, help="Random seed of the generated league.")
+@click.option(
+    "--end-time",
+    callback=_check_instant,
+    help="End of the demo's 24 hours of events, ISO-8601 (UTC unless an offset is given); default now.",
+)
 @json_option
 @click.pass_context
-def demo(ctx, seed: int, as_json: bool) -> None:
+def demo(ctx, seed: int, end_time: str | None, as_json: bool) -> None:
     """Generate a demo league (real W&B offline runs + a day of events) and ingest it.
 
-    No network and no credentials needed.
+    No network and no credentials needed. The events cover the 24 hours up to
+    now, or up to --end-time (the same demo at any hour, e.g. for tests).
 
     Example:
 
+    \b
         grpo demo --warehouse /tmp/demo-wh
+        grpo demo --end-time 2026-12-05T23:23Z
     """
     from pipelines.demo import generate_demo
+    from pipelines.timewin import parse_instant
 
     root = _root(ctx)
     out = root / "demo_sources"
     c = _console()
     if not as_json:
         c.print(f"Generating the demo league in {esc(out)} …")
-    manifest = generate_demo(out, seed=seed)
+    end = parse_instant(end_time, "--end-time") if end_time else None
+    manifest = generate_demo(out, seed=seed, now=end)
     summary = _run_job(ctx, as_json, wandb_dirs=[str(d) for d in manifest.wandb_dirs], event_paths=[str(manifest.events_dir)])
     if as_json:
         emit_json({**summary, "demo": manifest.to_dict()})
@@ -344,14 +354,15 @@ def demo(ctx, seed: int, as_json: bool) -> None:
     _print_ingest_summary(summary)
     c.print("\n[bold]Try next[/]")
     first = manifest.runs[0].name if manifest.runs else "RUN"
+    until = f" --until {manifest.now}" if end_time else ""  # the windows end where the demo's events do
     for cmd, why in [
         (f"grpo elo {first}", "is this run learning? (fixed references, checkpoint gap)"),
         ("grpo sweep --sweep lr-sweep", "which run of the sweep won?"),
         (f"grpo metrics -r {first}", "KL, grad norm, reward, loss"),
-        ("grpo rollout-timing --last 24h", "rollout p50/p95/p99 against the target"),
-        ("grpo errors --last 24h", "failed rollouts and error events"),
-        ("grpo extraction-stats --last 24h", "order-extraction rate"),
-        ("grpo health --last 1h", "which components are alive"),
+        (f"grpo rollout-timing --last 24h{until}", "rollout p50/p95/p99 against the target"),
+        (f"grpo errors --last 24h{until}", "failed rollouts and error events"),
+        (f"grpo extraction-stats --last 24h{until}", "order-extraction rate"),
+        (f"grpo health --last 1h{until}", "which components are alive"),
         ("grpo check", "every target, pass/fail"),
         ("grpo sql --tables", "what you can query with SQL"),
     ]:

@@ -49,6 +49,7 @@ __all__ = [
     "DemoRun",
     "demo_runs",
     "generate_demo",
+    "write_demo_events",
 ]
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
@@ -920,6 +921,28 @@ def _utc_now_minute() -> dt.datetime:
     return dt.datetime.now(dt.UTC).replace(second=0, microsecond=0)
 
 
+def _as_utc(now: dt.datetime | None) -> dt.datetime:
+    """`now`, or the current minute, in UTC (a naive datetime is taken as UTC)."""
+    if now is None:
+        return _utc_now_minute()
+    return now.replace(tzinfo=dt.UTC) if now.tzinfo is None else now.astimezone(dt.UTC)
+
+
+def write_demo_events(events_dir: Path, runs: list[DemoRun], now: dt.datetime | None = None, seed: int = 7) -> DemoEventFacts:
+    """Write the demo's 24 hours of events ending at `now` for `runs` and return what they are meant to show."""
+    now = _as_utc(now)
+    parts, facts = _events(runs, now, np.random.default_rng([seed, 1000]))
+    files, n_lines, bad_locations = _write_events(Path(events_dir), parts, now)
+    return DemoEventFacts(
+        files=[str(p) for p in files],
+        lines=n_lines,
+        counts={p.kind: len(p.lines) for p in parts},
+        bad_lines=len(bad_locations),
+        bad_line_locations=bad_locations,
+        **facts,
+    )
+
+
 def _prepare_out_dir(out_dir: Path) -> None:
     """Create `out_dir`, or clear a previous demo there; never touch a directory we did not make."""
     if out_dir.exists():
@@ -953,7 +976,7 @@ def generate_demo(
     began = time.perf_counter()
     say = progress or (lambda _msg: None)
     out_dir = Path(out_dir).expanduser().resolve()
-    now = _utc_now_minute() if now is None else (now.replace(tzinfo=dt.UTC) if now.tzinfo is None else now.astimezone(dt.UTC))
+    now = _as_utc(now)
     runs = demo_runs(seed, steps)
     _prepare_out_dir(out_dir)
 
@@ -962,17 +985,8 @@ def generate_demo(
     _write_wandb_runs(out_dir, runs, say)
 
     say("writing 24 h of events")
-    parts, facts = _events(runs, now, np.random.default_rng([seed, 1000]))
-    files, n_lines, bad_locations = _write_events(out_dir / EVENTS_SUBDIR, parts, now)
-    event_facts = DemoEventFacts(
-        files=[str(p) for p in files],
-        lines=n_lines,
-        counts={p.kind: len(p.lines) for p in parts},
-        bad_lines=len(bad_locations),
-        bad_line_locations=bad_locations,
-        **facts,
-    )
-    say(f"  {n_lines:,} lines in {len(files)} files ({len(bad_locations)} deliberately bad)")
+    event_facts = write_demo_events(out_dir / EVENTS_SUBDIR, runs, now, seed)
+    say(f"  {event_facts.lines:,} lines in {len(event_facts.files)} files ({event_facts.bad_lines} deliberately bad)")
 
     manifest = DemoManifest(
         out_dir=out_dir,

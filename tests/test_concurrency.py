@@ -33,6 +33,7 @@ from pipelines.snapshot import publish
 from pipelines.sources.ndjson import NdjsonEventSource
 from pipelines.sources.wandb_local import LocalRunSource
 from bench import crash
+from tests.clock import DEMO_END
 from pipelines.warehouse import Warehouse, WarehouseBusyError
 
 
@@ -141,7 +142,7 @@ def _monotonic_problems(published: list[str]) -> list[str]:
 
 @pytest.fixture(scope="module")
 def demo_sources(tmp_path_factory) -> Path:
-    return crash.generate_sources(tmp_path_factory.mktemp("concurrency_demo"))
+    return crash.generate_sources(tmp_path_factory.mktemp("concurrency_demo"), now=DEMO_END)
 
 
 # --- publishes swapping the snapshot under readers ---------------------------------------

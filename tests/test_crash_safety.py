@@ -28,6 +28,7 @@ from pipelines.queries import open_snapshot
 from pipelines.sources.ndjson import NdjsonEventSource
 from pipelines.sources.wandb_local import LocalRunSource
 from pipelines.warehouse import EVENTS, HISTORY, Warehouse, WarehouseBusyError
+from tests.clock import DEMO_END
 
 
 
@@ -45,7 +46,7 @@ def _explain(trials) -> str:
 
 @pytest.fixture(scope="module")
 def demo_sources(tmp_path_factory) -> Path:
-    return crash.generate_sources(tmp_path_factory.mktemp("crash_demo"))
+    return crash.generate_sources(tmp_path_factory.mktemp("crash_demo"), now=DEMO_END)
 
 
 @pytest.fixture(scope="module")

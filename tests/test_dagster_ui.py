@@ -32,6 +32,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.clock import DEMO_END_ISO
 from tests.ui_helpers import (
     Capture,
     Page,
@@ -118,7 +119,7 @@ def ui(chromium, tmp_path_factory, dbt_manifest) -> Iterator[UI]:
     try:
         t0 = time.monotonic()
         proc = subprocess.run(
-            [str(BIN / "grpo"), "--warehouse", str(warehouse), "demo", "--json"],
+            [str(BIN / "grpo"), "--warehouse", str(warehouse), "demo", "--end-time", DEMO_END_ISO, "--json"],
             env=env,
             cwd=root,
             capture_output=True,

@@ -13,16 +13,27 @@ import json
 import math
 import struct
 from collections import Counter, defaultdict
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import pytest
 from scipy import stats
 
-from pipelines.demo import FIXED_REFERENCES, MANIFEST_NAME, DemoRun, demo_runs, generate_demo
+from bench import crash
+from pipelines.demo import (
+    FIXED_REFERENCES,
+    MANIFEST_NAME,
+    DemoEventFacts,
+    DemoRun,
+    demo_runs,
+    generate_demo,
+    write_demo_events,
+)
 from pipelines.settings import dbt_vars
+from tests.clock import DEMO_END
 
-NOW = dt.datetime(2026, 3, 14, 15, 27, tzinfo=dt.UTC)
+NOW = DEMO_END
 HOUR_S = 3600
 
 
@@ -50,11 +61,47 @@ def rules():
     }
 
 
+# The demo's events keep their promises whatever hour they end at: every 3 hours of a day, around
+# midnight UTC (a lone day in one file), across a month end, a year end and a leap day, and at the
+# instant the rest of the suite uses.
+END_TIMES = sorted(
+    {DEMO_END}
+    | {dt.datetime(2026, 12, 5, h, 17, tzinfo=dt.UTC) for h in range(0, 24, 3)}
+    | {
+        dt.datetime(2026, 12, 5, 23, 59, tzinfo=dt.UTC),
+        dt.datetime(2026, 12, 6, 0, 0, tzinfo=dt.UTC),
+        dt.datetime(2026, 12, 6, 0, 1, tzinfo=dt.UTC),
+        dt.datetime(2026, 1, 31, 23, 30, tzinfo=dt.UTC),
+        dt.datetime(2026, 2, 1, 0, 30, tzinfo=dt.UTC),
+        dt.datetime(2027, 1, 1, 0, 0, tzinfo=dt.UTC),
+        dt.datetime(2028, 2, 29, 12, 0, tzinfo=dt.UTC),
+        dt.datetime(2028, 3, 1, 0, 5, tzinfo=dt.UTC),
+    }
+)
+
+
+@dataclass(frozen=True)
+class EventDemo:
+    """The demo's events alone (`write_demo_events`), ending at `now`."""
+
+    now: dt.datetime
+    events_dir: Path
+    events: DemoEventFacts
+    runs: list[DemoRun]
+
+
+@pytest.fixture(scope="module", params=END_TIMES, ids=lambda t: t.strftime("%Y-%m-%dT%H:%MZ"))
+def ev(request, tmp_path_factory):
+    runs = demo_runs(seed=7, steps=400)
+    events_dir = tmp_path_factory.mktemp("demo_events") / "events"
+    return EventDemo(request.param, events_dir, write_demo_events(events_dir, runs, request.param), runs)
+
+
 @pytest.fixture(scope="module")
-def events(demo):
+def events(ev):
     """Good events (dicts with an epoch-seconds `t`) and the bad lines, read from every file written."""
     good, bad, lines = [], [], 0
-    for path in sorted(demo.events_dir.iterdir()):
+    for path in sorted(ev.events_dir.iterdir()):
         opener = gzip.open if path.suffix == ".gz" else open
         with opener(path, "rt", encoding="utf-8") as fh:
             for line in fh:
@@ -287,39 +334,39 @@ def test_a_non_empty_directory_that_is_not_a_demo_is_left_alone(tmp_path):
 # --- events -------------------------------------------------------------------------
 
 
-def test_events_cover_24_hours_in_ndjson_with_one_gzip_file(demo, events):
-    names = [Path(f).name for f in demo.events.files]
+def test_events_cover_24_hours_in_ndjson_with_one_gzip_file(ev, events):
+    names = [Path(f).name for f in ev.events.files]
     assert any(n.endswith(".ndjson.gz") for n in names) and all(".ndjson" in n for n in names)
-    assert events["lines"] == demo.events.lines
+    assert events["lines"] == ev.events.lines
     assert 50_000 <= len(events["good"]) <= 150_000
     times = np.array([e["t"] for e in events["good"]])
-    assert NOW.timestamp() - 24 * HOUR_S <= times.min() < NOW.timestamp() - 23.9 * HOUR_S
-    assert NOW.timestamp() - 60 < times.max() < NOW.timestamp()
+    assert ev.now.timestamp() - 24 * HOUR_S <= times.min() < ev.now.timestamp() - 23.9 * HOUR_S
+    assert ev.now.timestamp() - 60 < times.max() < ev.now.timestamp()
     assert all(e["_time"].endswith("Z") for e in events["good"][:1000])
     kinds = Counter(e.get("event") or e.get("level") for e in events["good"])
-    assert {k: kinds[k] for k in demo.events.counts} == demo.events.counts
+    assert {k: kinds[k] for k in ev.events.counts} == ev.events.counts
     run_ids = {e["run_id"] for e in events["good"] if "run_id" in e}
-    assert run_ids == {r.run_id for r in demo.runs}
+    assert run_ids == {r.run_id for r in ev.runs}
 
 
-def test_the_bad_lines_are_the_ones_the_manifest_counts(demo, events):
-    assert len(events["bad"]) == demo.events.bad_lines == 3
-    newest = demo.events_dir / demo.events.bad_line_locations[0]["file"]
+def test_the_bad_lines_are_the_ones_the_manifest_counts(ev, events):
+    assert len(events["bad"]) == ev.events.bad_lines == 3
+    newest = ev.events_dir / ev.events.bad_line_locations[0]["file"]
     opener = gzip.open if newest.suffix == ".gz" else open
     with opener(newest, "rt", encoding="utf-8") as fh:
         lines = fh.read().splitlines()
-    assert sorted(lines[loc["line"] - 1] + "\n" for loc in demo.events.bad_line_locations) == sorted(events["bad"])
+    assert sorted(lines[loc["line"] - 1] + "\n" for loc in ev.events.bad_line_locations) == sorted(events["bad"])
 
 
-def test_exactly_one_hour_has_rollout_p95_above_target(demo, events, rules):
-    lo, hi = _full_hours(demo)
+def test_exactly_one_hour_has_rollout_p95_above_target(ev, events, rules):
+    lo, hi = _full_hours(ev)
     by_hour = defaultdict(list)
     for e in _kind(events, "rollout"):
         if lo <= e["t"] < hi:
             by_hour[_hour(e["t"])].append(e["duration_s"])
     p95 = {h: float(np.percentile(v, 95)) for h, v in by_hour.items()}
-    assert [h for h, v in p95.items() if v > rules["p95_max"]] == [demo.events.slow_hour]
-    assert p95[demo.events.slow_hour] == pytest.approx(demo.events.slow_hour_p95_s, abs=1e-3)
+    assert [h for h, v in p95.items() if v > rules["p95_max"]] == [ev.events.slow_hour]
+    assert p95[ev.events.slow_hour] == pytest.approx(ev.events.slow_hour_p95_s, abs=1e-3)
     per_run = defaultdict(list)
     for e in _kind(events, "rollout"):
         per_run[e["run_id"]].append(e["duration_s"])
@@ -327,18 +374,18 @@ def test_exactly_one_hour_has_rollout_p95_above_target(demo, events, rules):
     assert 30 < np.median(sum(per_run.values(), [])) < 50
 
 
-def test_error_rate_is_low_except_in_the_hour_an_engine_died(demo, events, rules):
+def test_error_rate_is_low_except_in_the_hour_an_engine_died(ev, events, rules):
     rollouts = _kind(events, "rollout")
     hours = defaultdict(list)
     runs = defaultdict(list)
     for e in rollouts:
         hours[_hour(e["t"])].append(e["status"] == "error")
         runs[e["run_id"]].append(e["status"] == "error")
-    lo, hi = _full_hours(demo)
+    lo, hi = _full_hours(ev)
     rates = {h: np.mean(v) for h, v in hours.items() if lo <= dt.datetime.fromisoformat(h[:-1] + "+00:00").timestamp() < hi}
-    assert [h for h, r in rates.items() if r > rules["error_max"]] == [demo.events.error_hour]
+    assert [h for h, r in rates.items() if r > rules["error_max"]] == [ev.events.error_hour]
     assert all(np.mean(v) < rules["error_max"] for v in runs.values())
-    overall_outside = [s for h, v in hours.items() if h != demo.events.error_hour for s in v]
+    overall_outside = [s for h, v in hours.items() if h != ev.events.error_hour for s in v]
     assert 0.001 < np.mean(overall_outside) < 0.005
     failed = {e["rollout_id"] for e in rollouts if e["status"] == "error"}
     errors = [e for e in events["good"] if e.get("level") == "error"]
@@ -346,12 +393,12 @@ def test_error_rate_is_low_except_in_the_hour_an_engine_died(demo, events, rules
     assert {e["component"] for e in errors} >= {"rollout-worker", "reward-server", "inference"}
 
 
-def test_only_the_problem_run_extracts_below_target_and_only_in_its_hours(demo, events, rules):
+def test_only_the_problem_run_extracts_below_target_and_only_in_its_hours(ev, events, rules):
     sums = defaultdict(lambda: np.zeros(2))
     for e in _kind(events, "extraction"):
         sums[(e["run_id"], _hour(e["t"]))] += (e["orders_extracted"], e["orders_expected"])
     low = {key for key, (got, expected) in sums.items() if got / expected < rules["extraction_min"]}
-    problem = demo.events.extraction_problem
+    problem = ev.events.extraction_problem
     assert low == {(problem["run_id"], h) for h in problem["hours"]}
     overall = defaultdict(lambda: np.zeros(2))
     for (run_id, _), v in sums.items():
@@ -359,19 +406,49 @@ def test_only_the_problem_run_extracts_below_target_and_only_in_its_hours(demo, 
     assert all((got / exp > 0.98) == (run_id != problem["run_id"]) for run_id, (got, exp) in overall.items())
 
 
-def test_one_component_goes_silent_about_two_hours_before_now(demo, events, rules):
+def test_one_component_goes_silent_about_two_hours_before_now(ev, events, rules):
     beats = _kind(events, "heartbeat")
     last = defaultdict(float)
     for e in beats:
         last[e["component"]] = max(last[e["component"]], e["t"])
     latest = max(e["t"] for e in events["good"])
     stale = {c for c, t in last.items() if latest - t > rules["stale_s"]}
-    silent = demo.events.silent_component
+    silent = ev.events.silent_component
     assert stale == {silent["component"]}
-    assert 1.5 * HOUR_S <= NOW.timestamp() - last[silent["component"]] <= 2.5 * HOUR_S
-    assert _hour(last[silent["component"]]) == demo.events.error_hour
-    assert set(last) == set(demo.events.components)
+    # 1 h 40 min before the current hour began: 1 h 40 min to 2 h 40 min before the end, by the minute it ends at
+    assert 100 * 60 - 31 <= ev.now.timestamp() - last[silent["component"]] < 160 * 60
+    assert _hour(last[silent["component"]]) == ev.events.error_hour
+    assert set(last) == set(ev.events.components)
     gaps = np.diff(sorted(e["t"] for e in beats if e["component"] == "rollout-worker"))
     assert 29 < np.median(gaps) < 31
     after = [e for e in events["good"] if e.get("engine") == "vllm-b" and e["t"] > last[silent["component"]] + 600]
     assert after == []
+
+
+def test_the_staged_inputs_of_the_crash_and_incremental_tests_work_at_any_hour(ev, tmp_path):
+    """bench/crash.Inputs serves an archive and a growing file from the demo's events whatever their day split
+    (ending at midnight the demo writes a single file); stage B serves what stage A did and more."""
+    demo_dir = tmp_path / "demo"
+    (demo_dir / "events").mkdir(parents=True)
+    for path in ev.events_dir.iterdir():
+        (demo_dir / "events" / path.name).write_bytes(path.read_bytes())
+    for run in ev.runs:  # the runs' bytes are not what this test is about
+        folder = demo_dir / "wandb" / f"offline-run-20260101_000000-{run.run_id}"
+        folder.mkdir(parents=True)
+        (folder / f"run-{run.run_id}.wandb").write_bytes(b"")
+    for event_lines in (3000, None):
+        inputs = crash.Inputs(demo_dir, tmp_path / f"served-{event_lines}", event_lines)
+        served = {}
+        for stage in ("A", "B"):
+            inputs.stage(stage)
+            files = sorted(p.name for p in inputs.events.iterdir())
+            assert files == sorted([crash.ARCHIVE_NAME, crash.GROWING_NAME]), files
+            archive = gzip.decompress((inputs.events / crash.ARCHIVE_NAME).read_bytes())
+            growing = (inputs.events / crash.GROWING_NAME).read_bytes()
+            served[stage] = (archive, growing)
+            assert archive and growing
+        assert served["A"][0] == served["B"][0]
+        assert served["B"][1].startswith(served["A"][1]) and len(served["B"][1]) > len(served["A"][1])
+        assert len(inputs.demo_lines) == ev.events.lines
+        if event_lines:
+            assert len(inputs.archive_lines) == len(inputs.growing_lines) == event_lines

@@ -23,6 +23,7 @@ import numpy as np
 import pytest
 
 from pipelines.demo import demo_runs
+from tests.clock import DEMO_END_ISO
 
 GRPO = str(Path(sys.executable).with_name("grpo"))
 
@@ -44,7 +45,7 @@ def grpo_json(wh: Path, *args: str, expect_code: int = 0):
 @pytest.fixture(scope="session")
 def demo(tmp_path_factory):
     wh = tmp_path_factory.mktemp("demo_wh")
-    summary = grpo_json(wh, "demo")
+    summary = grpo_json(wh, "demo", "--end-time", DEMO_END_ISO)
     return wh, summary
 
 

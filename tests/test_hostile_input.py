@@ -32,6 +32,7 @@ from wandb.proto.wandb_internal_pb2 import Record
 from wandb_fixtures import record_spans, write_log, write_runs
 
 from pipelines.cli import main
+from tests.clock import DEMO_END, DEMO_END_ISO
 
 GRPO = str(Path(sys.executable).with_name("grpo"))
 BIG = "B" * 100_000
@@ -155,7 +156,7 @@ def hostile(tmp_path_factory: pytest.TempPathFactory) -> Hostile:
     forge_run(template, wandb_dir, DOTDOT_RUN_ID, "dotdot-run")
     forge_run(template, wandb_dir, ESCAPE_RUN_ID, "escape-run")
     events = root / "inputs" / "events; rm -rf ~.ndjson"
-    events.write_text("\n".join(event_lines(dt.datetime.now(dt.UTC))) + "\n", encoding="utf-8")
+    events.write_text("\n".join(event_lines(DEMO_END)) + "\n", encoding="utf-8")
     warehouse = root / "wh with spaces; $HOME `id` & ü"
     cwd = root / "cwd"
     cwd.mkdir()
@@ -289,13 +290,13 @@ def test_lookups_that_match_nothing_say_so_with_exit_code_2(hostile: Hostile, te
 
 
 def test_events_with_sql_in_every_field_come_back_verbatim(hostile: Hostile) -> None:
-    errors = answer(hostile, "errors", "--last", "2h")
+    errors = answer(hostile, "errors", "--last", "2h", "--until", DEMO_END_ISO)
     (by_type,) = [t for t in errors["by_type"] if t["component"] == ERROR_COMPONENT]
     assert by_type["error_type"] == ERROR_TYPE and by_type["events"] == 6
     assert by_type["last_message"] == ERROR_MESSAGE
-    timing = answer(hostile, "rollout-timing", "--last", "2h")
+    timing = answer(hostile, "rollout-timing", "--last", "2h", "--until", DEMO_END_ISO)
     assert {r["run_id"] for r in timing["by_run"]} >= {EVENT_RUN, ESCAPE_RUN_ID}
-    health = answer(hostile, "health", "--last", "2h")
+    health = answer(hostile, "health", "--last", "2h", "--until", DEMO_END_ISO)
     (comp,) = [c for c in health["components"] if c["component"] == HEARTBEAT_COMPONENT]
     assert comp["host"] == "../../etc" and comp["heartbeats"] == 6
     stored = answer(hostile, "sql", "select count(*) as n from raw_axiom_events where record like '%drop%'")
@@ -303,7 +304,11 @@ def test_events_with_sql_in_every_field_come_back_verbatim(hostile: Hostile) -> 
 
 
 @pytest.mark.parametrize(
-    ("command", "shown"), [(("errors", "--last", "2h"), ERROR_COMPONENT), (("health", "--last", "2h"), "[bold]c[/x]")]
+    ("command", "shown"),
+    [
+        (("errors", "--last", "2h", "--until", DEMO_END_ISO), ERROR_COMPONENT),
+        (("health", "--last", "2h", "--until", DEMO_END_ISO), "[bold]c[/x]"),
+    ],
 )
 def test_event_tables_print_hostile_components_as_plain_text(hostile: Hostile, command: tuple[str, ...], shown: str) -> None:
     result = grpo(hostile, *command)
@@ -492,6 +497,7 @@ def test_a_warehouse_path_with_quotes_builds_and_answers(hostile: Hostile) -> No
     )  # fmt: skip
     try:
         assert proc.returncode == 0, json.loads(proc.stdout)["errors"]
-        assert CliRunner().invoke(main, ["--warehouse", str(warehouse), "errors", "--last", "2h", "--json"]).exit_code == 0
+        args = ["--warehouse", str(warehouse), "errors", "--last", "2h", "--until", DEMO_END_ISO, "--json"]
+        assert CliRunner().invoke(main, args).exit_code == 0
     finally:
         shutil.rmtree(warehouse, ignore_errors=True)

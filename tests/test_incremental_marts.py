@@ -24,6 +24,7 @@ import duckdb
 import pytest
 
 from bench import crash
+from tests.clock import DEMO_END
 
 EVENT_LINES = 3000  # per event file, as in the crash-safety tests: every kind of event, fast builds
 
@@ -50,25 +51,47 @@ INCREMENTAL = {
 DOWNSTREAM = ["fct_reference_trends", "fct_gap_trends", "fct_learning_verdicts", "fct_run_retrospective", "fct_check_outcomes"]
 
 
-def _late_events(static_gz: Path, n: int = 40) -> list[bytes]:
-    """New events (other ids and values) timestamped in the first hours of the data, one heartbeat a day
-    before its component's first one, and two old lines copied verbatim (new events at the same instants)."""
-    with gzip.open(static_gz, "rb") as fh:
-        lines = fh.read().splitlines()[:EVENT_LINES]
-    out, kinds = [], {}
-    # late heartbeats of one component only: it is recomputed, the others merge their new heartbeats
-    late_component = next(json.loads(line)["component"] for line in lines if b'"heartbeat"' in line)
+def _parsed(lines: list[bytes]) -> list[dict]:
+    out = []
     for raw in lines:
         try:
             ev = json.loads(raw)
         except ValueError:
             continue
+        if isinstance(ev, dict) and isinstance(ev.get("_time"), str):
+            out.append(ev)
+    return out
+
+
+def _late_events(inputs, n: int = 40) -> list[bytes]:
+    """New events (other ids and values) timestamped in hours stage A already built, one heartbeat a day
+    before its component's first one, and two of stage A's lines copied verbatim (new events at the same instants).
+
+    The events are picked by kind from every line the demo wrote (not only the lines served), so each kind is
+    there whatever hour the demo ended at; their times are spread over the events stage A served.
+    """
+    served_a = inputs.stage_lines("A")
+    a_times = [ev["_time"] for ev in _parsed(served_a)]
+    everything = _parsed(inputs.demo_lines)
+    # late heartbeats of one component only: it is recomputed, the others merge their new heartbeats
+    late_component = next(ev["component"] for ev in everything if ev.get("event") == "heartbeat")
+    first_heartbeat = min(
+        dt.datetime.fromisoformat(ev["_time"].replace("Z", "+00:00"))
+        for ev in everything
+        if ev.get("event") == "heartbeat" and ev.get("component") == late_component
+    )
+    picked, kinds = [], {}
+    for ev in everything:
         kind = ev.get("event") or ev.get("level")
         if kind not in ("rollout", "inference", "extraction", "error", "heartbeat") or kinds.get(kind, 0) >= n // 5:
             continue
         if kind == "heartbeat" and ev.get("component") != late_component:
             continue
         kinds[kind] = kinds.get(kind, 0) + 1
+        picked.append((kind, dict(ev)))
+    out = []
+    for i, (kind, ev) in enumerate(picked):
+        ev["_time"] = a_times[i * len(a_times) // len(picked)]
         ev["late_copy"] = True  # another event (another ingest key), same hour
         for field, scale in (("duration_s", 7.0), ("latency_s", 3.0), ("queue_s", 5.0)):
             if isinstance(ev.get(field), (int, float)):
@@ -83,11 +106,11 @@ def _late_events(static_gz: Path, n: int = 40) -> list[bytes]:
             ev["status"] = "degraded"
             if not kinds.get("early_heartbeat"):  # before the component's first heartbeat
                 kinds["early_heartbeat"] = 1
-                ev["_time"] = (dt.datetime.fromisoformat(ev["_time"].replace("Z", "+00:00")) - dt.timedelta(days=1)).isoformat()
+                ev["_time"] = (first_heartbeat - dt.timedelta(days=1)).isoformat()
         out.append(json.dumps(ev).encode())
     assert set(kinds) == {"rollout", "inference", "extraction", "error", "heartbeat", "early_heartbeat"}, kinds
-    out.append(lines[0])
-    out.append(next(line for line in lines if b'"heartbeat"' in line))
+    out.append(served_a[0].rstrip(b"\n"))
+    out.append(next(line for line in served_a if b'"heartbeat"' in line).rstrip(b"\n"))
     return [line + b"\n" for line in out]
 
 
@@ -97,15 +120,13 @@ BUILD_TIME_COLUMNS = {"fct_check_outcomes": "evaluated_at"}
 
 def _events_before_their_run(inputs) -> tuple[str, bytes]:
     """Events of a run that only stage B brings and that logs no other events: stage A stores
-    them without a run name, and stage B's new run version alone must name them."""
-    inputs.stage("B")  # the events as served, up to the end
-    text = b"".join(
-        gzip.decompress(p.read_bytes()) if p.read_bytes()[:2] == b"\x1f\x8b" else p.read_bytes()
-        for p in inputs.events.iterdir()
-    )
-    run_id = next(
-        rid for rid in (p.stem.removeprefix("run-") for p in inputs.runs[4:]) if rid.encode() not in text
-    )
+    them without a run name, and stage B's new run version alone must name them.
+
+    The run is the one of stage B's new runs with the fewest demo events; whatever events it has
+    are taken out of the served files, so this holds whatever hour the demo ended at."""
+    candidates = [p.stem.removeprefix("run-") for p in inputs.runs[4:]]
+    run_id = min(candidates, key=lambda rid: sum(rid.encode() in line for line in inputs.all_lines))
+    inputs.drop_events_of(run_id)
     t = "2026-01-01T12:{:02d}:00Z"
     events = [
         {"_time": t.format(1), "event": "rollout", "run_id": run_id, "rollout_id": "early-1", "duration_s": 12.5, "status": "ok"},
@@ -154,7 +175,7 @@ def _differences(inc_db: Path, full_db: Path, table: str, key: list[str]) -> lis
 @pytest.fixture(scope="module")
 def staged_warehouses(tmp_path_factory, dbt_manifest):
     tmp = tmp_path_factory.mktemp("incremental")
-    demo = crash.generate_sources(tmp / "demo")
+    demo = crash.generate_sources(tmp / "demo", now=DEMO_END)
     inputs = crash.Inputs(demo, tmp / "inputs", EVENT_LINES, cut_run=True)
     inc, full = tmp / "incremental", tmp / "full"
 
@@ -171,7 +192,7 @@ def staged_warehouses(tmp_path_factory, dbt_manifest):
 
     inputs.stage("B")
     (inputs.events / "early.ndjson").write_bytes(early)  # unchanged: nothing new in it
-    (inputs.events / "late.ndjson").write_bytes(b"".join(_late_events(inputs.static_events[0])))
+    (inputs.events / "late.ndjson").write_bytes(b"".join(_late_events(inputs)))
     code, summary_b, err = crash.grpo_ingest(inc, inputs, tmp / "target-inc")
     assert code == 0, err[-3000:]
 

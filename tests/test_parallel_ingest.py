@@ -25,6 +25,7 @@ from pipelines.demo import generate_demo
 from pipelines.ingest import WORKERS_ENV, IngestReport, ingest, ingest_workers
 from pipelines.sources.wandb_local import LocalRunSource, read_run_file
 from pipelines.warehouse import HISTORY, HISTORY_OTHER, RUNS, SCHEMAS, Warehouse
+from tests.clock import DEMO_END
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 RAW_TABLES = (RUNS, HISTORY, HISTORY_OTHER)
@@ -34,7 +35,7 @@ VOLATILE = {"batch_id", "ingested_at"}  # differ between any two ingests
 @pytest.fixture(scope="module")
 def demo_runs(tmp_path_factory) -> list[Path]:
     out = tmp_path_factory.mktemp("parallel_demo")
-    generate_demo(out, steps=200)
+    generate_demo(out, steps=200, now=DEMO_END)
     runs = sorted((out / "wandb").glob("*run-*/run-*.wandb"))
     assert len(runs) >= 5
     return runs
