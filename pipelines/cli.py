@@ -239,6 +239,7 @@ def _run_job(ctx, as_json: bool, **sources) -> dict[str, Any]:
         "warehouse": str(wh.root),
         "success": outcome.success,
         "errors": outcome.errors,
+        "warnings": outcome.warnings,
         "build_log": str(outcome.log_path),
         "checks": {
             "passed": sum(1 for c in outcome.check_results if c["passed"]),
@@ -269,6 +270,10 @@ def _print_ingest_summary(summary: dict[str, Any]) -> None:
             ],
         )
     )
+    if summary["warnings"]:
+        c.print(f"[yellow]{len(summary['warnings'])} warning(s) while reading the sources:[/]")
+        for w in summary["warnings"]:
+            c.print(f"  [yellow]![/] {esc(w)}")
     ch = summary["checks"]
     c.print(f"checks: {ch['passed']} passed, {ch['failed']} failed (details: grpo check)")
 

@@ -34,6 +34,7 @@ from pipelines.warehouse import (
     HISTORY,
     HISTORY_OTHER,
     REJECTS,
+    RESTATED,
     RUNS,
     RawBatch,
     RunState,
@@ -44,6 +45,7 @@ from pipelines.warehouse import (
 log = logging.getLogger(__name__)
 
 RUN_COLUMNS = pa.schema([f for f in SCHEMAS[RUNS] if f.name not in ("batch_id", "ingested_at")])
+RESTATED_COLUMNS = pa.schema([f for f in SCHEMAS[RESTATED] if f.name != "batch_id"])
 
 # Flush buffered history to a file once this many rows are waiting: large
 # enough for good parquet row groups, small enough to bound memory.
@@ -69,6 +71,7 @@ class IngestReport:
     updated_runs: int = 0
     new_history_rows: int = 0
     new_history_other_rows: int = 0
+    restated_steps: int = 0
     new_events: int = 0
     new_rejects: int = 0
     duplicate_events_dropped: int = 0
@@ -178,6 +181,7 @@ def _ingest_runs(
     history = _HistoryBuffer(batch, HISTORY)
     other = _HistoryBuffer(batch, HISTORY_OTHER)
     meta_rows: list[dict] = []
+    restated: dict[str, list[int]] = {}
     with contextlib.closing(_reads(source, state, batch, report, workers)) as reads:
         for ref, stored, after, token, read in reads:
             report.warnings.extend(read.warnings)
@@ -186,6 +190,9 @@ def _ingest_runs(
             other.add(read.other)
             report.new_history_rows += read.history.num_rows
             report.new_history_other_rows += read.other.num_rows
+            if read.restated_steps:
+                restated[ref.run_id] = sorted(set(read.restated_steps))
+                report.restated_steps += len(restated[ref.run_id])
             fingerprint = read.meta.fingerprint()
             if stored is None or stored.fingerprint != fingerprint:
                 meta_rows.append({**read.meta.row(), "fingerprint": fingerprint})
@@ -200,6 +207,9 @@ def _ingest_runs(
     other.flush()
     if meta_rows:
         batch.write(RUNS, pa.Table.from_pylist(meta_rows, schema=RUN_COLUMNS))
+    if restated:
+        rows = [{"run_id": run_id, "step": step} for run_id, steps in restated.items() for step in steps]
+        batch.write(RESTATED, pa.Table.from_pylist(rows, schema=RESTATED_COLUMNS))
 
 
 @dataclass
@@ -246,7 +256,7 @@ def _reads(source: RunSource, state, batch: RawBatch, report: IngestReport, work
                     report.runs_seen += 1
                     seen.add(ref.run_id)
                     continue
-                item.task = read_task(ref, item.after)
+                item.task = read_task(ref, item.after, stored_token=_stored_token(item))
             seen.add(ref.run_id)
             window.append(item)
             waiting = [p for p in window if p.task is not None and p.future is None]
@@ -262,6 +272,10 @@ def _reads(source: RunSource, state, batch: RawBatch, report: IngestReport, work
     finally:
         if pool is not None:
             pool.shutdown(wait=True, cancel_futures=True)
+
+
+def _stored_token(item: _Planned) -> str | None:
+    return item.stored.token if item.stored is not None else None
 
 
 def _unchanged(item: _Planned) -> bool:
@@ -289,7 +303,7 @@ def _resolve(item: _Planned, source: RunSource, state, batch: RawBatch, report: 
             fn, args = item.task
             read = fn(*args)
         else:
-            read = source.read(ref, item.after)
+            read = source.read(ref, item.after, stored_token=_stored_token(item))
     except SourceError:
         raise  # a remote source failing is fatal: nothing of this batch is committed
     except BrokenProcessPool as exc:  # a reader process died (killed, out of memory): not the file's doing

@@ -22,6 +22,7 @@ class JobOutcome:
     errors: list[str]
     check_results: list[dict]
     log_path: Path
+    warnings: list[str]
 
 
 def run_build_job(
@@ -92,12 +93,17 @@ def run_build_job(
             err = getattr(data, "error", None)
             if err is not None:
                 errors.append(_first_line(err))
-    checks = []
+    from pipelines.defs.warehouse.raw_assets import INGEST_WARNINGS_KEY
+
+    checks, warnings = [], []
     for ev in result.all_events:
         if ev.event_type_value == "ASSET_CHECK_EVALUATION":
             e = ev.event_specific_data
             checks.append({"name": e.check_name, "asset": e.asset_key.to_user_string(), "passed": e.passed})
-    return JobOutcome(result.success, failed, errors, checks, log_path)
+            listed = e.metadata.get(INGEST_WARNINGS_KEY)
+            if listed is not None:
+                warnings += [str(w) for w in listed.value]
+    return JobOutcome(result.success, failed, errors, checks, log_path, warnings)
 
 
 def _first_line(err) -> str:

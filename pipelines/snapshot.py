@@ -22,7 +22,7 @@ from pathlib import Path
 import duckdb
 
 from pipelines.settings import build_memory_limit
-from pipelines.warehouse import write_json_atomic, new_batch_id, EVENTS, HISTORY, HISTORY_OTHER, REJECTS, RUNS, Warehouse, _fsync_dir, kill_point
+from pipelines.warehouse import write_json_atomic, new_batch_id, EVENTS, HISTORY, HISTORY_OTHER, REJECTS, RESTATED, RUNS, Warehouse, _fsync_dir, kill_point
 
 # Big row-level staging relations stay out of the copy: the history is served
 # by the raw parquet views below, the typed events by immutable per-batch
@@ -33,6 +33,7 @@ RAW_VIEWS = {
     "raw_wandb_runs": RUNS,
     "raw_wandb_history": HISTORY,
     "raw_wandb_history_other": HISTORY_OTHER,
+    "raw_wandb_restated_steps": RESTATED,
     "raw_axiom_events": EVENTS,
     "raw_axiom_rejects": REJECTS,
 }

@@ -45,6 +45,7 @@ LOCK_WAIT_MESSAGE = "waiting for the warehouse write lock"
 RUNS = "wandb_runs"
 HISTORY = "wandb_history"
 HISTORY_OTHER = "wandb_history_other"
+RESTATED = "wandb_restated_steps"
 EVENTS = "axiom_events"
 REJECTS = "axiom_rejects"
 
@@ -95,6 +96,16 @@ SCHEMAS: dict[str, pa.Schema] = {
             ("wall_time", UTC_TS),
             ("key", pa.string()),
             ("value_json", pa.string()),
+            ("batch_id", pa.string()),
+        ]
+    ),
+    # Steps of a resumed run that a later segment logged again after an earlier
+    # segment's values were stored: the history rows of this batch replace the
+    # stored rows of those steps (staging leaves out rows of older batches).
+    RESTATED: pa.schema(
+        [
+            ("run_id", pa.string()),
+            ("step", pa.int64()),
             ("batch_id", pa.string()),
         ]
     ),

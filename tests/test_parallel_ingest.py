@@ -164,7 +164,7 @@ class _FailingSource(LocalRunSource):
         super().__init__(dirs)
         self.fail_name = fail_name
 
-    def read_task(self, ref, after_step):
+    def read_task(self, ref, after_step, stored_token=None):
         return _read_or_fail, (ref.handle.path, after_step, self.fail_name)
 
 
@@ -261,7 +261,7 @@ def slow_read(path, after_step):
 
 
 class SlowSource(LocalRunSource):
-    def read_task(self, ref, after_step):
+    def read_task(self, ref, after_step, stored_token=None):
         return slow_read, (ref.handle.path, after_step)
 
 

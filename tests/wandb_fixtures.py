@@ -17,6 +17,7 @@ import os
 import struct
 import subprocess
 import sys
+import time
 import zlib
 from dataclasses import dataclass
 from pathlib import Path
@@ -57,6 +58,8 @@ def _replay(spec_file: str) -> None:
 
     specs = json.loads(Path(spec_file).read_text(encoding="utf-8"))
     for spec in specs:
+        # A resumed run's next segment: wandb names run folders by the second they start in.
+        time.sleep(spec.get("pause_s", 0))
         run = wandb.init(mode="offline", dir=spec["dir"], **spec["init"])
         for row in spec["steps"]:
             run.log(row["data"], step=row["step"])

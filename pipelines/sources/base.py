@@ -111,6 +111,9 @@ class RunRead:
     history: pa.Table  # HISTORY_COLUMNS, only steps after the stored ones
     other: pa.Table  # HISTORY_OTHER_COLUMNS, same steps
     warnings: list[str] = field(default_factory=list)
+    # Steps at or before the stored ones that this read logs again with values that replace
+    # the stored ones (a resumed run's new segment); their rows are in `history`/`other`.
+    restated_steps: list[int] = field(default_factory=list)
 
 
 def change_token(ref: RunRef) -> str | None:
@@ -121,6 +124,9 @@ def change_token(ref: RunRef) -> str | None:
     """
     import os
 
+    own = getattr(ref.handle, "change_token", None)
+    if callable(own):  # a local run: its segments' files
+        return own()
     path = getattr(ref.handle, "path", None)
     # (a wandb Run has a `path` too: [entity, project, id], not a file)
     if isinstance(path, (str, os.PathLike)):
@@ -141,8 +147,12 @@ class RunSource(Protocol):
 
     def runs(self) -> Iterator[RunRef]: ...
 
-    def read(self, ref: RunRef, after_step: int | None) -> RunRead:
-        """Metadata plus history rows with step > after_step (all rows if None)."""
+    def read(self, ref: RunRef, after_step: int | None, stored_token: str | None = None) -> RunRead:
+        """Metadata plus history rows with step > after_step (all rows if None).
+
+        `stored_token` is the run's change token when it was last stored: a source whose runs come in
+        parts (a resumed run's segments) tells from it which parts are new.
+        """
         ...
 
     def close(self) -> None:

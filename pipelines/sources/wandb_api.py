@@ -149,7 +149,7 @@ class WandbApiRunSource:
         self._api = None
         _stop_wandb_core()
 
-    def read(self, ref: RunRef, after_step: int | None) -> RunRead:
+    def read(self, ref: RunRef, after_step: int | None, stored_token: str | None = None) -> RunRead:
         """Metadata plus the full, unsampled history after `after_step`."""
         run = ref.handle
         try:

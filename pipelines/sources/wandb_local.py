@@ -3,14 +3,25 @@
 Discovery accepts project dirs (holding `wandb/`), `wandb/` dirs, single run
 folders and `.wandb` files. Reading folds the run's records into metadata, a
 long numeric history table and a table of non-numeric history values.
+
+A run resumed after a preemption (`wandb.init(id=..., resume="allow")`) has
+one run folder and `.wandb` file per segment, all with the same run id. They
+are one run: segments are ordered by their run records' start times (then the
+files' modification times), histories merged by step (a step logged by two
+segments takes the later segment's values, as a rewound run would), config
+and summary folded in that order (latest wins), the state taken from the last
+segment. Two files of one segment (a copy: the same start time) count once,
+the larger one read.
 """
 
 from __future__ import annotations
 
+import copy
+import dataclasses
 import datetime as dt
 import json
 import math
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -39,7 +50,7 @@ from pipelines.sources.wandb_file import (
 )
 from pipelines.warehouse import UTC_TS
 
-__all__ = ["LocalRunSource", "WandbFileError", "discover_run_files", "read_run_file"]
+__all__ = ["LocalRunSource", "WandbFileError", "discover_run_files", "discover_run_segments", "read_run_file", "read_run_segments"]
 
 RUN_FILE_SUFFIX = ".wandb"
 # Keys wandb-core adds to every history row; they become columns, not metrics.
@@ -63,10 +74,30 @@ _NUMERIC_FIRST_CHARS = list("-0123456789NI")
 
 @dataclass(frozen=True)
 class _Handle:
-    """Where a discovered run lives, plus anything discovery had to say about it."""
+    """Where a discovered run lives (its segments' files, oldest first), plus anything discovery had to say."""
 
-    path: Path
+    paths: tuple[Path, ...]
     warnings: tuple[str, ...] = ()
+    keys: tuple[str, ...] = ()  # per segment: what identifies it across syncs (its start time)
+
+    @property
+    def path(self) -> Path:
+        """The newest segment's file."""
+        return self.paths[-1]
+
+    def change_token(self) -> str:
+        """Size and mtime of every segment's file: changes when one grows or a new one appears."""
+        if len(self.paths) == 1:
+            st = self.paths[0].stat()
+            return f"file:{st.st_size}:{st.st_mtime_ns}"
+        parts = []
+        for key, path in zip(self.keys, self.paths):
+            st = path.stat()
+            parts.append(f"{key}={st.st_size}:{st.st_mtime_ns}")
+        return _SEGMENTS_TOKEN + ",".join(parts)
+
+
+_SEGMENTS_TOKEN = "segments:"
 
 
 class LocalRunSource:
@@ -78,60 +109,126 @@ class LocalRunSource:
         self.dirs = [Path(d) for d in dirs]
 
     def runs(self) -> Iterator[RunRef]:
-        """Every run under the configured dirs, once each, in a stable order."""
-        files, warnings = discover_run_files(self.dirs)
-        for run_id, path in sorted(files.items()):
-            yield RunRef(run_id=run_id, label=str(path), handle=_Handle(path, tuple(warnings.get(run_id, ()))))
+        """Every run under the configured dirs, once each (all its segments), in a stable order."""
+        segments, keys, warnings = _discover(self.dirs)
+        for run_id, paths in sorted(segments.items()):
+            label = str(paths[-1]) if len(paths) == 1 else f"{paths[-1]} (and {len(paths) - 1} earlier segment(s))"
+            handle = _Handle(tuple(paths), tuple(warnings.get(run_id, ())), tuple(keys[run_id]))
+            yield RunRef(run_id=run_id, label=label, handle=handle)
 
-    def read(self, ref: RunRef, after_step: int | None) -> RunRead:
-        """Metadata plus history rows with step > after_step (all rows if None)."""
-        fn, args = self.read_task(ref, after_step)
+    def read(self, ref: RunRef, after_step: int | None, stored_token: str | None = None) -> RunRead:
+        """Metadata plus history rows with step > after_step (all rows if None), and steps a new segment restates."""
+        fn, args = self.read_task(ref, after_step, stored_token)
         return fn(*args)
 
-    def read_task(self, ref: RunRef, after_step: int | None) -> tuple[Callable[..., RunRead], tuple]:
-        """`read(ref, after_step)` as a picklable (function, args): the ingest can run it in a worker process."""
-        handle = ref.handle if isinstance(ref.handle, _Handle) else _Handle(Path(ref.label))
-        return _read_handle, (handle, after_step)
+    def read_task(
+        self, ref: RunRef, after_step: int | None, stored_token: str | None = None
+    ) -> tuple[Callable[..., RunRead], tuple]:
+        """`read(...)` as a picklable (function, args): the ingest can run it in a worker process."""
+        handle = ref.handle if isinstance(ref.handle, _Handle) else _Handle((Path(ref.label),))
+        return _read_handle, (handle, after_step, stored_token)
 
     def close(self) -> None:
         """Nothing to release: files are opened and closed per read."""
 
 
-def _read_handle(handle: _Handle, after_step: int | None) -> RunRead:
-    result = read_run_file(handle.path, after_step)
+def _read_handle(handle: _Handle, after_step: int | None, stored_token: str | None = None) -> RunRead:
+    new = _new_segments(handle, stored_token) if after_step is not None else None
+    result = read_run_segments(handle.paths, after_step, new_segments=new)
     result.warnings[:0] = handle.warnings
     return result
+
+
+def _new_segments(handle: _Handle, stored_token: str | None) -> set[int]:
+    """Which of the handle's segments were not there when the run was last stored (by its token then)."""
+    n = len(handle.paths)
+    if n == 1 or stored_token is None:
+        return set()
+    if stored_token.startswith(_SEGMENTS_TOKEN):
+        known = {part.split("=", 1)[0] for part in stored_token[len(_SEGMENTS_TOKEN) :].split(",")}
+        return {k for k, key in enumerate(handle.keys) if key not in known}
+    # Stored while the run had one file: that one is the segment whose size and mtime match, else the oldest.
+    stats = [f"file:{p.stat().st_size}:{p.stat().st_mtime_ns}" for p in handle.paths]
+    old = stats.index(stored_token) if stored_token in stats else 0
+    return set(range(n)) - {old}
 
 
 # --- discovery ---------------------------------------------------------------
 
 
-def discover_run_files(dirs: Iterable[Path]) -> tuple[dict[str, Path], dict[str, list[str]]]:
-    """Map run id -> run file across `dirs`, plus per-run warnings about duplicates.
+def discover_run_segments(dirs: Iterable[Path]) -> tuple[dict[str, list[Path]], dict[str, list[str]]]:
+    """Map run id -> its segments' files (oldest first) across `dirs`, plus per-run warnings.
 
-    Files are deduplicated by real path (so `latest-run` adds nothing); when one
-    run id has two different files the larger one wins, with a warning.
+    Files are deduplicated by real path (so `latest-run` adds nothing). A run
+    id with several files is a resumed run: its segments are ordered by the
+    start time of their run records, then by modification time and path. Two
+    files with the same start time are copies of one segment: the larger one
+    is kept, with a warning.
     """
+    segments, _, warnings = _discover(dirs)
+    return segments, warnings
+
+
+def _discover(dirs: Iterable[Path]) -> tuple[dict[str, list[Path]], dict[str, list[str]], dict[str, list[str]]]:
+    """(run id -> segment files oldest first, run id -> segment keys, run id -> warnings)."""
     seen: set[Path] = set()
-    chosen: dict[str, Path] = {}
-    warnings: dict[str, list[str]] = {}
+    found: dict[str, list[Path]] = {}
     for d in dirs:
         for path in _run_files_under(Path(d)):
             real = path.resolve()
             if real in seen:
                 continue
             seen.add(real)
-            run_id = run_id_from_filename(path)
-            other = chosen.get(run_id)
-            if other is None:
-                chosen[run_id] = path
-                continue
-            keep, drop = (path, other) if _size(path) > _size(other) else (other, path)
-            chosen[run_id] = keep
-            warnings.setdefault(run_id, []).append(
-                f"run {run_id} appears in two files; reading the larger {keep} and ignoring {drop}"
-            )
-    return chosen, warnings
+            found.setdefault(run_id_from_filename(path), []).append(path)
+    segments: dict[str, list[Path]] = {}
+    keys: dict[str, list[str]] = {}
+    warnings: dict[str, list[str]] = {}
+    for run_id, paths in found.items():
+        if len(paths) == 1:
+            segments[run_id], keys[run_id] = paths, [""]
+            continue
+        by_start: dict[Any, list[Path]] = {}
+        for path in paths:
+            by_start.setdefault(_segment_start(path) or ("unknown", str(path)), []).append(path)
+        kept = []
+        for start, copies in by_start.items():
+            keep = max(copies, key=lambda p: (_size(p), str(p)))
+            when = start if isinstance(start, dt.datetime) else None
+            kept.append((when, _mtime(keep), str(keep), keep))
+            for drop in copies:
+                if drop != keep:
+                    warnings.setdefault(run_id, []).append(
+                        f"run {run_id}: {drop} and {keep} are copies of one segment (same start time); "
+                        f"reading the larger {keep} and ignoring {drop}"
+                    )
+        max_time = dt.datetime.max.replace(tzinfo=dt.UTC)
+        kept.sort(key=lambda k: (k[0] or max_time, k[1], k[2]))
+        segments[run_id] = [k[3] for k in kept]
+        keys[run_id] = [k[0].isoformat() if k[0] else f"file {k[3].name} in {k[3].parent.name}" for k in kept]
+    return segments, keys, warnings
+
+
+def discover_run_files(dirs: Iterable[Path]) -> tuple[dict[str, Path], dict[str, list[str]]]:
+    """Map run id -> its newest segment's file, plus per-run warnings (see `discover_run_segments`)."""
+    segments, warnings = discover_run_segments(dirs)
+    return {run_id: paths[-1] for run_id, paths in segments.items()}, warnings
+
+
+def _segment_start(path: Path) -> dt.datetime | None:
+    """The start time in a run file's first run record (None when it has none yet or cannot be read)."""
+    warnings: list[str] = []
+    try:
+        for offset, payload in iter_payloads(path, warnings):
+            if record_type_number(payload) == _RUN:
+                record = parse(Record, path, offset, payload, warnings)
+                return _started_at(record.run) if record is not None else None
+    except (OSError, WandbFileError):
+        return None
+    return None
+
+
+def _mtime(path: Path) -> int:
+    return path.stat().st_mtime_ns
 
 
 def _run_files_under(d: Path) -> list[Path]:
@@ -490,6 +587,7 @@ class _BuiltHistory:
     history: pa.Table
     other: pa.Table
     max_step: int | None
+    min_step: int | None  # of every step the file states, read or not
     max_runtime: float | None
 
 
@@ -583,6 +681,7 @@ class _HistoryLog:
         numeric, other = keep & is_num, keep & ~is_num
 
         max_step = int(steps[known].max(initial=_NO_STEP))
+        min_step = int(steps[known].min(initial=2**63 - 1)) if known.any() else None
         finite_runtimes = runtimes[~np.isnan(runtimes)]
         return _BuiltHistory(
             history=_table(HISTORY_COLUMNS, run_id, steps, times, row_of, names, codes, numeric,
@@ -590,6 +689,7 @@ class _HistoryLog:
             other=_table(HISTORY_OTHER_COLUMNS, run_id, steps, times, row_of, names, codes, other,
                          texts.filter(pa.array(other)).cast(pa.string())),
             max_step=None if max_step == _NO_STEP else max_step,
+            min_step=min_step,
             max_runtime=float(finite_runtimes.max()) if finite_runtimes.size else None,
         )
 
@@ -672,6 +772,19 @@ def _utc_column(seconds: np.ndarray) -> pa.Array:
 
 def read_run_file(path: str | Path, after_step: int | None = None) -> RunRead:
     """Read one `run-<id>.wandb` file into metadata and history rows with step > after_step."""
+    return _read_segment(path, after_step).read
+
+
+@dataclass(frozen=True)
+class _Segment:
+    """One file of a run, read."""
+
+    path: Path
+    read: RunRead
+    min_step: int | None
+
+
+def _read_segment(path: str | Path, after_step: int | None) -> _Segment:
     path = Path(path)
     if path.suffix != RUN_FILE_SUFFIX:
         raise WandbFileError(f"{path}: not a W&B run file (expected run-<id>.wandb)")
@@ -709,7 +822,157 @@ def read_run_file(path: str | Path, after_step: int | None = None) -> RunRead:
     run_id = (run.run_id if run is not None else "") or run_id_from_filename(path)
     built = history.build(run_id)
     meta = _run_meta(path, run_id, run, config.result(), summary.result(), built, exit_record)
-    return RunRead(meta=meta, history=built.history, other=built.other, warnings=warnings)
+    return _Segment(path, RunRead(meta=meta, history=built.history, other=built.other, warnings=warnings), built.min_step)
+
+
+def read_run_segments(
+    paths: Sequence[str | Path], after_step: int | None = None, new_segments: set[int] | None = None
+) -> RunRead:
+    """Read a run's segments (oldest first) as one run: metadata and history rows with step > after_step.
+
+    A step that two segments log takes the later segment's values; where their
+    values differ, a warning names both files and the steps. `new_segments`
+    (indexes into `paths`) were not there when the run was stored up to
+    `after_step`: they are read whole, and the stored steps they log again as
+    the latest segment come back as `restated_steps` with their rows.
+    """
+    if len(paths) == 1:
+        return read_run_file(paths[0], after_step)
+    new = set(new_segments or ()) if after_step is not None else set()
+    parts = [_read_segment(p, None if k in new else after_step) for k, p in enumerate(paths)]
+    warnings = [w for part in parts for w in part.read.warnings]
+    merged = _merge_histories(parts)
+    warnings += merged.notes
+    history, other, restated = merged.history, merged.other, []
+    if after_step is not None:
+        history, other, restated = _after(parts, merged, after_step, new)
+        if restated:
+            warnings.append(
+                f"run {parts[-1].read.meta.run_id}: steps {restated[0]}-{restated[-1]} ({len(restated)} steps) were stored "
+                f"from an earlier segment and are logged again by a newer one; the newer values replace them"
+            )
+    return RunRead(meta=_merge_meta(parts), history=history, other=other, warnings=warnings, restated_steps=restated)
+
+
+def _after(parts: list[_Segment], merged: _Merged, after_step: int, new: set[int]) -> tuple[pa.Table, pa.Table, list[int]]:
+    """The merged rows an incremental read returns: steps after `after_step`, and stored steps a new segment restates.
+
+    A stored step is restated when a new segment logs it and no later segment that was already
+    stored spans it (those segments' stored steps are not decoded, so their step ranges decide).
+    """
+    spans = [(k, p.min_step, p.read.meta.last_step) for k, p in enumerate(parts) if k not in new]
+    out, restated = [], set()
+    for table, seg in ((merged.history, merged.history_seg), (merged.other, merged.other_seg)):
+        steps = table.column("step").to_numpy()
+        keep = steps > after_step
+        again = ~keep & np.isin(seg, sorted(new))
+        for k, lo, hi in spans:
+            if lo is not None and hi is not None:
+                again &= ~((seg < k) & (steps >= lo) & (steps <= hi))
+        restated |= set(steps[again].tolist())
+        out.append(table.filter(pa.array(keep | again)))
+    return out[0], out[1], sorted(restated)
+
+
+@dataclass(frozen=True)
+class _Merged:
+    """Histories of a run's segments merged by step, with the segment each kept row came from."""
+
+    history: pa.Table
+    other: pa.Table
+    history_seg: np.ndarray
+    other_seg: np.ndarray
+    notes: list[str]
+
+
+def _merge_histories(parts: list[_Segment]) -> _Merged:
+    """Histories of the segments merged by step (the later segment wins a step), and what disagreed."""
+    tables = {"history": [p.read.history for p in parts], "other": [p.read.other for p in parts]}
+    seg_of = {
+        name: np.concatenate([np.full(t.num_rows, k, dtype=np.int64) for k, t in enumerate(ts)]) for name, ts in tables.items()
+    }
+    merged = {name: pa.concat_tables(ts) for name, ts in tables.items()}
+    steps = {name: merged[name].column("step").to_numpy() for name in merged}
+    all_steps = np.concatenate(list(steps.values()))
+    all_segs = np.concatenate(list(seg_of.values()))
+    uniq, inverse = np.unique(all_steps, return_inverse=True)
+    winner = np.full(len(uniq), -1, dtype=np.int64)
+    np.maximum.at(winner, inverse, all_segs)
+    notes = _disagreements(parts, merged["history"], steps["history"], seg_of["history"], uniq, winner)
+    out, segs = {}, {}
+    for name in merged:
+        keep = seg_of[name] == winner[np.searchsorted(uniq, steps[name])]
+        out[name] = merged[name].filter(pa.array(keep))
+        segs[name] = seg_of[name][keep]
+    return _Merged(out["history"], out["other"], segs["history"], segs["other"], notes)
+
+
+def _disagreements(
+    parts: list[_Segment], history: pa.Table, steps: np.ndarray, segs: np.ndarray, uniq: np.ndarray, winner: np.ndarray
+) -> list[str]:
+    """One line per pair of segments whose numeric values differ on steps both logged."""
+    if not len(steps):
+        return []
+    win = winner[np.searchsorted(uniq, steps)]
+    lost = segs != win
+    if not lost.any():
+        return []
+    keys = history.column("key").to_pylist()
+    values = history.column("value").to_numpy(zero_copy_only=False)
+    notes = []
+    for loser, kept in sorted({(int(a), int(b)) for a, b in zip(segs[lost], win[lost])}):
+        at = set(steps[lost & (segs == loser) & (win == kept)].tolist())
+        rows = {k: set() for k in (loser, kept)}
+        for i in np.flatnonzero(np.isin(steps, list(at)) & np.isin(segs, [loser, kept])).tolist():
+            v = values[i]
+            rows[int(segs[i])].add((int(steps[i]), keys[i], "nan" if v != v else float(v)))
+        if rows[loser] == rows[kept]:
+            continue  # the same values twice (a segment copied, or logged again unchanged)
+        lo, hi = min(at), max(at)
+        hint = " (a run resumed offline without step= starts again at step 0)" if parts[kept].min_step == 0 else ""
+        notes.append(
+            f"run {parts[kept].read.meta.run_id}: steps {lo}-{hi} ({len(at)} steps) are in two segments with different "
+            f"values, {parts[loser].path} and {parts[kept].path}; kept the later segment's values{hint}"
+        )
+    return notes
+
+
+def _merge_meta(parts: list[_Segment]) -> RunMeta:
+    """The segments' metadata folded oldest to newest: set fields, config and summary keys of later ones win."""
+    metas = [p.read.meta for p in parts]
+    first, last = metas[0], metas[-1]
+    config: dict[str, Any] = {}
+    summary: dict[str, Any] = {}
+    fields: dict[str, Any] = {}
+    for m in metas:
+        _deep_update(config, m.config)
+        _deep_update(summary, m.summary)
+        for name in ("run_name", "project", "entity", "run_group", "job_type", "sweep_id", "notes", "host"):
+            if getattr(m, name):
+                fields[name] = getattr(m, name)
+        if m.tags:
+            fields["tags"] = m.tags
+    runtimes = [m.runtime_s for m in metas if _is_number(m.runtime_s)]
+    steps = [m.last_step for m in metas if m.last_step is not None]
+    starts = [m.started_at for m in metas if m.started_at is not None]
+    return dataclasses.replace(
+        last,
+        **fields,
+        config=config,
+        summary=summary,
+        started_at=min(starts) if starts else first.started_at,
+        runtime_s=float(sum(runtimes)) if runtimes else None,
+        last_step=max(steps) if steps else None,
+        source=" + ".join(str(p.path) for p in parts),
+    )
+
+
+def _deep_update(into: dict[str, Any], new: Mapping[str, Any]) -> None:
+    for key, value in new.items():
+        if isinstance(value, Mapping) and isinstance(into.get(key), dict):
+            _deep_update(into[key], value)
+        else:
+            into[key] = copy.deepcopy(value)
 
 
 def _merge_run(first: Any, later: Any) -> Any:

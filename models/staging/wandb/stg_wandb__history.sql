@@ -2,12 +2,15 @@
 -- mart that reads it filters or aggregates, so copying it would only cost.
 -- Ingest stores a (run, step, key) once by construction (only steps after
 -- the stored ones are taken, and uncommitted batches are cleaned up), so no
--- dedupe pass runs here; the grain test below guards that promise.
+-- dedupe pass runs here; the grain test below guards that promise. The one
+-- exception, a resumed run's newer segment logging stored steps again, is
+-- recorded by step and the older rows are left out (restated_steps_filter).
 with
 
 source as (
 
-    select * from {{ source('wandb', 'wandb_history') }}
+    select * from {{ source('wandb', 'wandb_history') }} as history
+    {{ restated_steps_filter('history') }}
 
 ),
 

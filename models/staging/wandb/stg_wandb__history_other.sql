@@ -2,7 +2,8 @@ with
 
 source as (
 
-    select * from {{ source('wandb', 'wandb_history_other') }}
+    select * from {{ source('wandb', 'wandb_history_other') }} as history
+    {{ restated_steps_filter('history') }}
 
 ),
 

@@ -6,7 +6,7 @@ from collections.abc import Iterator
 import dagster as dg
 
 from pipelines.defs.axiom.resources import EventSourcesResource
-from pipelines.defs.warehouse.raw_assets import results, run_ingest
+from pipelines.defs.warehouse.raw_assets import results, run_ingest, warnings_check_spec
 from pipelines.defs.warehouse.resources import WarehouseResource
 from pipelines.warehouse import EVENTS, REJECTS
 
@@ -16,11 +16,12 @@ from pipelines.warehouse import EVENTS, REJECTS
         dg.AssetSpec(["raw", EVENTS], description="Pipeline log events (rollouts, inference, extraction, errors, heartbeats) with all original fields.", group_name="raw", kinds={"parquet", "axiom"}),
         dg.AssetSpec(["raw", REJECTS], description="Event lines that could not be loaded, with file, line number and reason.", group_name="raw", kinds={"parquet", "axiom"}),
     ],
+    check_specs=[warnings_check_spec(EVENTS)],
     name="events_raw",
 )
 def events_raw(
     context: dg.AssetExecutionContext, warehouse: WarehouseResource, event_sources: EventSourcesResource
-) -> Iterator[dg.MaterializeResult]:
+) -> Iterator[dg.MaterializeResult | dg.AssetCheckResult]:
     wh = warehouse.warehouse()
     report = run_ingest(context, wh, warehouse.lock_timeout_s, event_sources=event_sources.sources())
     yield from results(

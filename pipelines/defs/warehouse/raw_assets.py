@@ -30,10 +30,38 @@ def run_ingest(
     return report
 
 
+# A warning check on each raw multi-asset: what the readers had to decide or skip (a damaged
+# file or segment, two segments of a resumed run that disagree on a step, a run seen twice).
+INGEST_WARNINGS_CHECK = "read_without_warnings"
+INGEST_WARNINGS_KEY = "ingest_warnings"
+MAX_WARNINGS_SHOWN = 100
+
+
+def warnings_check_spec(table: str) -> dg.AssetCheckSpec:
+    return dg.AssetCheckSpec(
+        INGEST_WARNINGS_CHECK,
+        asset=dg.AssetKey(["raw", table]),
+        description="The last ingest read its sources without warnings; otherwise the warnings are listed.",
+    )
+
+
+def warnings_check(table: str, report: IngestReport) -> dg.AssetCheckResult:
+    return dg.AssetCheckResult(
+        asset_key=dg.AssetKey(["raw", table]),
+        check_name=INGEST_WARNINGS_CHECK,
+        passed=not report.warnings,
+        severity=dg.AssetCheckSeverity.WARN,
+        metadata={
+            "warnings": dg.MetadataValue.int(len(report.warnings)),
+            INGEST_WARNINGS_KEY: dg.MetadataValue.json(report.warnings[:MAX_WARNINGS_SHOWN]),
+        },
+    )
+
+
 def results(
     warehouse: Warehouse, report: IngestReport, rows: dict[str, tuple[int, float]]
-) -> Iterator[dg.MaterializeResult]:
-    """One materialization per raw table: total rows, rows added, seconds taken."""
+) -> Iterator[dg.MaterializeResult | dg.AssetCheckResult]:
+    """One materialization per raw table (total rows, rows added, seconds taken), then the warnings check."""
     for table, (new_rows, seconds) in rows.items():
         yield dg.MaterializeResult(
             asset_key=dg.AssetKey(["raw", table]),
@@ -45,3 +73,4 @@ def results(
                 "warnings": dg.MetadataValue.int(len(report.warnings)),
             },
         )
+    yield warnings_check(next(iter(rows)), report)
