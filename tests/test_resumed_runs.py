@@ -9,8 +9,12 @@ the reader.
 
 from __future__ import annotations
 
+import json
 import math
+import os
 import shutil
+import subprocess
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -22,6 +26,7 @@ import pytest
 from pipelines.ingest import ingest
 from pipelines.sources.wandb_local import LocalRunSource
 from pipelines.warehouse import HISTORY, HISTORY_OTHER, RESTATED, Warehouse
+from tests.fakes.wandb_server import FakeRun, FakeWandbServer
 from tests.wandb_fixtures import record_spans, write_runs
 
 RESUMED, REWOUND, RESTARTED = "resumd01", "rewind01", "restrt01"
@@ -118,8 +123,6 @@ def history_dict(table) -> dict[tuple[int, str], float]:
 
 
 def other_dict(table) -> dict[tuple[int, str], Any]:
-    import json
-
     return {(s, k): json.loads(v) for s, k, v in zip(*(table.column(c).to_pylist() for c in ("step", "key", "value_json")))}
 
 
@@ -280,3 +283,114 @@ def test_segments_arriving_one_by_one_add_only_their_new_steps_and_end_as_one_ru
         "select count(*) from read_parquet($f) where run_id = $r", params={"f": other, "r": RESUMED}
     ).fetchall()[0][0]
     assert phases == len(league.expected(RESUMED)[1])
+
+
+# --- through grpo ingest: the marts, the answers, the warnings ------------------------------
+
+GRPO = str(Path(sys.executable).with_name("grpo"))
+KEY = "local-" + "r" * 40
+# Marts built from the history; columns that depend on when or how a value arrived are left out.
+HISTORY_MARTS = {
+    "fct_metric_summaries": ["run_id", "metric_key"],
+    "fct_elo_trajectory": ["run_id", "player", "step"],
+    "fct_training_stability": ["run_id"],
+    "fct_reference_trends": ["run_id", "player"],
+    "fct_learning_verdicts": ["run_id"],
+}
+ARRIVAL_COLUMNS = {"wall_time", "started_at", "source", "ingested_at", "batch_id", "last_seen_at", "state", "runtime_s"}
+
+
+def grpo(wh: Path, *args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
+    full = {**os.environ, "GRPO_WAREHOUSE": str(wh), "COLUMNS": "250", **(env or {})}
+    proc = subprocess.run([GRPO, *args], capture_output=True, text=True, env=full, timeout=600)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    return proc
+
+
+def mart_rows(wh: Path, table: str, key: list[str]) -> tuple[list[str], list[tuple]]:
+    con = duckdb.connect(str(wh / "grpo.duckdb"), read_only=True)
+    try:
+        cols = [c for (c,) in con.execute(f"select column_name from (describe {table})").fetchall() if c not in ARRIVAL_COLUMNS]
+        rows = con.execute(f"select {', '.join(cols)} from {table} order by {', '.join(key)}").fetchall()
+        return cols, rows
+    finally:
+        con.close()
+
+
+def same_rows(a: list[tuple], b: list[tuple]) -> bool:
+    def eq(x, y) -> bool:
+        if isinstance(x, float) and isinstance(y, float):
+            return (math.isnan(x) and math.isnan(y)) or math.isclose(x, y, rel_tol=1e-9, abs_tol=1e-9)
+        if isinstance(x, (list, tuple)) and isinstance(y, (list, tuple)):
+            return len(x) == len(y) and all(eq(p, q) for p, q in zip(x, y))
+        return x == y
+
+    return len(a) == len(b) and all(eq(r, s) for r, s in zip(a, b))
+
+
+@pytest.fixture(scope="module")
+def built(league: League, tmp_path_factory) -> dict[str, Any]:
+    """Warehouses built by `grpo ingest`: segments arriving in two syncs, and all of them in one."""
+    root = tmp_path_factory.mktemp("resumed_built")
+    served = root / "served"
+    res, rew = league.files(RESUMED), league.files(REWOUND)
+    serve(league, served, [res[0], rew[0]])
+    grpo(root / "staged", "ingest", "--wandb-dir", str(served), "--json")
+    serve(league, served, [*res, *rew])
+    staged_text = grpo(root / "staged", "ingest", "--wandb-dir", str(served)).stdout
+    fresh = json.loads(grpo(root / "fresh", "ingest", "--wandb-dir", str(served), "--json").stdout)
+    return {"staged": root / "staged", "fresh": root / "fresh", "staged_text": staged_text, "fresh_summary": fresh}
+
+
+def test_a_run_resumed_twice_answers_from_its_whole_history(league: League, built) -> None:
+    wh = built["staged"]
+    metrics = json.loads(grpo(wh, "metrics", "-r", "resumed-run", "--all-metrics", "--json").stdout)
+    numeric, _ = league.expected(RESUMED)
+    by_key = {m["key"]: m for m in metrics["metrics"]}
+    kl = sorted((s, v) for (s, k), v in numeric.items() if k == "train/kl")
+    assert by_key["train/kl"]["count"] == len(kl) == 200
+    assert by_key["train/kl"]["first"] == pytest.approx(kl[0][1]) and by_key["train/kl"]["last"] == pytest.approx(kl[-1][1])
+    elo = json.loads(grpo(wh, "elo", "resumed-run", "--json").stdout)
+    base = next(r for r in elo["references"] if r["player"] == "base_model")
+    logged = sorted((s, v) for (s, k), v in numeric.items() if k == "elo/base_model")
+    assert base["n_points"] == len(logged) == 20
+    assert base["delta"] == pytest.approx(logged[-1][1] - logged[0][1], abs=0.011)
+
+
+def test_two_syncs_build_the_same_marts_as_one_sync_of_every_segment(built) -> None:
+    for table, key in HISTORY_MARTS.items():
+        cols, staged = mart_rows(built["staged"], table, key)
+        _, fresh = mart_rows(built["fresh"], table, key)
+        assert same_rows(staged, fresh), f"{table} ({cols}) differs:\n{staged[:3]}\n{fresh[:3]}"
+
+
+def test_what_the_reader_decided_is_printed_and_listed_in_the_json_summary(built) -> None:
+    text = " ".join(built["staged_text"].split())  # rich wraps long lines
+    assert "warning(s) while reading the sources" in text
+    assert "steps 60-79 (20 steps) were stored from an earlier segment" in text
+    warnings = built["fresh_summary"]["warnings"]
+    assert any(REWOUND in w and "steps 60-79 (20 steps) are in two segments" in w for w in warnings), warnings
+
+
+def test_the_w_and_b_api_and_the_local_segments_give_the_same_marts(league: League, built, tmp_path: Path) -> None:
+    """W&B itself holds a resumed run as one run with every step: served so, it must build what the segments build."""
+    numeric, other = league.expected(RESUMED)
+    rows: dict[int, dict[str, Any]] = {}
+    for (step, key), value in [*numeric.items(), *other.items()]:
+        rows.setdefault(step, {"_step": step, "_timestamp": 1_767_225_600.0 + step, "_runtime": float(step)})[key] = value
+    _, local = read([league.dir_a, league.dir_b], RESUMED)
+    server = FakeWandbServer(api_key=KEY, entity="ent").start()
+    try:
+        server.add_run("grpo", FakeRun(RESUMED, display_name="resumed-run", group="resume-tests", config=local.meta.config,
+                                       summary=dict(local.meta.summary), history=[rows[s] for s in sorted(rows)],
+                                       exported_rows=120))  # fmt: skip
+        env = {"WANDB_API_KEY": KEY, "WANDB_BASE_URL": server.url, "WANDB_CACHE_DIR": str(tmp_path / "wandb-cache"),
+               "WANDB_CONFIG_DIR": str(tmp_path / "wandb-config")}  # fmt: skip
+        grpo(tmp_path / "api", "ingest", "--wandb-project", "ent/grpo", "--json", env=env)
+    finally:
+        server.stop()
+    for table, key in HISTORY_MARTS.items():
+        cols, from_api = mart_rows(tmp_path / "api", table, key)
+        _, from_files = mart_rows(built["fresh"], table, key)
+        from_files = [r for r in from_files if r[cols.index("run_id")] == RESUMED]
+        assert from_api and same_rows(from_api, from_files), f"{table} ({cols}) differs:\n{from_api[:3]}\n{from_files[:3]}"
