@@ -5,7 +5,9 @@
 * ``out_dir/wandb/offline-run-*/run-<id>.wandb``: two sweeps of three GRPO runs
   (``lr-sweep-1..3``, ``kl-sweep-1..3``, sweep = W&B group) and a short
   ``smoke-test-1``, each logging train metrics every step and league Elo every
-  25 steps;
+  25 steps; ``kl-sweep-1`` was preempted twice and resumed
+  (``wandb.init(id=..., resume="allow")``), so it has three run folders, and
+  its config gains ``resume_from_checkpoint`` at each resume;
 * ``out_dir/events/*.ndjson[.gz]``: Axiom-shaped rollout, inference,
   extraction, error and heartbeat events over the 24 hours ending at `now`,
   with a few deliberately bad lines;
@@ -84,6 +86,10 @@ HEARTBEAT_COMPONENTS = (
 )
 SILENT_COMPONENT = "vllm-b"
 EXTRACTION_PROBLEM_RUN = "lr-sweep-1"
+# Preempted twice and resumed from its checkpoints at these shares of its steps: three segments.
+RESUMED_RUN = "kl-sweep-1"
+RESUMED_AT = (0.375, 0.75)
+PREEMPTED_EXIT_CODE = 143  # SIGTERM, as a cluster scheduler preempts a job
 HEARTBEAT_EVERY_S = 30.0
 ROLLOUTS_PER_MIN = 3.0
 INFERENCE_PER_MIN = 2.0
@@ -113,7 +119,10 @@ class DemoRun:
     train: dict[str, np.ndarray] = field(repr=False)  # TRAIN_KEYS -> values aligned with `steps`
     eval_steps: np.ndarray = field(repr=False)
     elo: dict[str, np.ndarray] = field(repr=False)  # player -> Elo aligned with eval_steps, NaN before it exists
-    wandb_file: Path | None = None
+    wandb_file: Path | None = None  # the newest segment's file
+    # A resumed run's segments: (first step, config keys changed at that resume); one entry when never resumed.
+    segments: list[tuple[int, dict[str, Any]]] = field(default_factory=list)
+    wandb_files: list[Path] = field(default_factory=list)  # every segment's file, oldest first
 
     @property
     def checkpoints(self) -> list[str]:
@@ -156,6 +165,8 @@ class DemoRun:
             "n_eval_points": int(len(self.eval_steps)),
             "checkpoints": self.checkpoints,
             "wandb_file": str(self.wandb_file) if self.wandb_file else None,
+            "wandb_files": [str(p) for p in self.wandb_files],
+            "segments": [{"first_step": first, "config_changes": changes} for first, changes in self.segments],
         }
         if include_series:
             out["steps"] = self.steps.tolist()
@@ -256,6 +267,11 @@ def _make_run(plan: _Plan, run_id: str, n: int, seed: int, rng: np.random.Genera
         eval_steps=eval_steps,
         elo=elo,
     )
+    run.segments = [(1, {})]
+    if plan.name == RESUMED_RUN:
+        resumes = [int(round(n * share)) for share in RESUMED_AT]
+        run.segments += [(k + 1, {"resume_from_checkpoint": f"checkpoints/step_{k}"}) for k in resumes]
+        run.config = {**run.config, **run.segments[-1][1]}  # what the run's config says in the end
     if run.checkpoints and not learning:
         # The best of more checkpoints is higher by chance alone; shift each eval
         # step's checkpoints so the gap has no fitted trend at all.
@@ -498,6 +514,7 @@ def _write_wandb_runs(out_dir: Path, runs: list[DemoRun], say: Callable[[str], N
                 "group": run.sweep,
                 "config": run.config,
                 "rows": run.history_rows(),
+                "segments": _segment_specs(run),
             }
             path = spec_dir / f"{run.name}.json"
             path.write_text(json.dumps(spec), encoding="utf-8")
@@ -543,10 +560,24 @@ def _write_wandb_runs(out_dir: Path, runs: list[DemoRun], say: Callable[[str], N
     if failures:
         raise RuntimeError("writing the demo W&B runs failed: " + "\n".join(failures))
     for run in runs:
+        # folder names start with the second the segment began: they sort oldest first
         found = sorted((out_dir / WANDB_SUBDIR).glob(f"offline-run-*-{run.run_id}/run-{run.run_id}.wandb"))
-        if len(found) != 1:
-            raise RuntimeError(f"expected one .wandb file for {run.name} ({run.run_id}), found {len(found)}")
-        run.wandb_file = found[0]
+        if len(found) != len(run.segments):
+            raise RuntimeError(
+                f"expected {len(run.segments)} .wandb file(s) for {run.name} ({run.run_id}), found {len(found)}"
+            )
+        run.wandb_files = found
+        run.wandb_file = found[-1]
+
+
+def _segment_specs(run: DemoRun) -> list[dict[str, Any]]:
+    """Per segment: its first step, the config it starts with, how it ends (preempted but the last)."""
+    base = {k: v for k, v in run.config.items() if k not in run.segments[-1][1]}
+    out = []
+    for i, (first, changes) in enumerate(run.segments):
+        last = i == len(run.segments) - 1
+        out.append({"first_step": first, "config": {**base, **changes}, "exit_code": 0 if last else PREEMPTED_EXIT_CODE})
+    return out
 
 
 def _log_runs_from_specs(spec_paths: list[Path]) -> None:
@@ -563,23 +594,32 @@ def _log_runs_from_specs(spec_paths: list[Path]) -> None:
     )
     for spec_path in spec_paths:
         spec = json.loads(spec_path.read_text(encoding="utf-8"))
-        run = wandb.init(
-            mode="offline",
-            dir=spec["dir"],
-            project=spec["project"],
-            entity=spec["entity"],
-            id=spec["id"],
-            name=spec["name"],
-            group=spec["group"],
-            job_type="train",
-            config=spec["config"],
-            settings=settings,
-        )
-        try:
-            for step, row in spec["rows"]:
-                run.log(row, step=step)
-        finally:
-            run.finish()
+        segments = spec["segments"]
+        for i, segment in enumerate(segments):
+            if i:  # wandb names a run folder by the second it starts in: the next segment gets its own
+                time.sleep(1.02 - time.time() % 1.0)
+            until = segments[i + 1]["first_step"] if i + 1 < len(segments) else math.inf
+            run = wandb.init(
+                mode="offline",
+                dir=spec["dir"],
+                project=spec["project"],
+                entity=spec["entity"],
+                id=spec["id"],
+                resume="allow",
+                name=spec["name"],
+                group=spec["group"],
+                job_type="train",
+                config=segment["config"],
+                settings=settings,
+            )
+            exit_code = 1
+            try:
+                for step, row in spec["rows"]:
+                    if segment["first_step"] <= step < until:
+                        run.log(row, step=step)
+                exit_code = segment["exit_code"]
+            finally:
+                run.finish(exit_code=exit_code)
         print(_DONE_MARK + spec["name"], flush=True)
 
 

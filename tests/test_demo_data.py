@@ -199,12 +199,38 @@ def _records(path: Path):
             yield Record.FromString(b"".join([*parts, payload]))
 
 
-def test_each_run_has_exactly_one_wandb_file_under_the_manifest_dir(demo):
+def test_each_run_has_one_wandb_file_per_segment_under_the_manifest_dir(demo):
     wandb_dir = demo.wandb_dirs[0]
-    found = {p.stem.removeprefix("run-"): p for p in wandb_dir.glob("offline-run-*/run-*.wandb")}
+    found: dict[str, list[Path]] = {}
+    for p in sorted(wandb_dir.glob("offline-run-*/run-*.wandb")):  # folder names sort by start time
+        found.setdefault(p.stem.removeprefix("run-"), []).append(p)
     assert sorted(found) == sorted(r.run_id for r in demo.runs)
     for run in demo.runs:
-        assert run.wandb_file == found[run.run_id]
+        assert run.wandb_files == found[run.run_id] and run.wandb_file == found[run.run_id][-1]
+    segments = {r.name: len(r.wandb_files) for r in demo.runs}
+    assert segments == {r.name: 3 if r.name == "kl-sweep-1" else 1 for r in demo.runs}
+
+
+def test_the_resumed_run_was_preempted_twice_and_changed_its_config_at_each_resume(demo):
+    run = demo.run("kl-sweep-1")
+    exits, configs, starts = [], [], []
+    for path in run.wandb_files:
+        config = {}
+        for record in _records(path):
+            kind = record.WhichOneof("record_type")
+            if kind == "run":
+                starts.append(record.run.start_time.ToDatetime())
+                config.update({item.key: json.loads(item.value_json) for item in record.run.config.update})
+            elif kind == "config":
+                config.update({item.key: json.loads(item.value_json) for item in record.config.update})
+            elif kind == "exit":
+                exits.append(record.exit.exit_code)
+        configs.append(config.get("resume_from_checkpoint"))
+    assert exits == [143, 143, 0]
+    assert configs == [None, "checkpoints/step_150", "checkpoints/step_300"]
+    assert starts == sorted(starts) and len(set(starts)) == 3
+    assert run.config["resume_from_checkpoint"] == "checkpoints/step_300"
+    assert [first for first, _ in run.segments] == [1, 151, 301]
 
 
 def test_run_names_groups_and_configs_follow_the_sweeps(demo):
@@ -222,7 +248,8 @@ def test_run_names_groups_and_configs_follow_the_sweeps(demo):
 def test_wandb_files_hold_exactly_the_series_the_generator_reports(demo):
     for run in demo.runs:
         rows, meta, config = {}, None, {}
-        for record in _records(run.wandb_file):
+        records = [r for path in run.wandb_files for r in _records(path)]  # segments in order: later steps win
+        for record in records:
             kind = record.WhichOneof("record_type")
             if kind == "run":
                 meta = record.run

@@ -101,6 +101,28 @@ def test_each_demo_run_gets_the_verdict_it_was_generated_for(demo, run):
     assert ans["verdict"] == run.intended_verdict, ans["reason"]
 
 
+def test_the_resumed_run_keeps_every_step_of_its_three_segments(demo):
+    """kl-sweep-1 was preempted twice and resumed: three .wandb files, one run, every step the generator logged."""
+    wh, summary = demo
+    (run,) = [r for r in demo_runs(seed=7, steps=400) if r.name == "kl-sweep-1"]
+    (manifest,) = [r for r in summary["demo"]["runs"] if r["name"] == run.name]
+    assert len(manifest["wandb_files"]) == 3
+    metrics = {m["key"]: m for m in grpo_json(wh, "metrics", "-r", run.name, "--all-metrics")["metrics"]}
+    for key in ("train/kl", "train/reward_mean", "train/loss"):
+        values = run.train[key]
+        assert metrics[key]["count"] == len(values) == 400
+        assert metrics[key]["first"] == pytest.approx(values[0]) and metrics[key]["last"] == pytest.approx(values[-1])
+    elo = grpo_json(wh, "elo", run.name)
+    for ref in elo["references"]:
+        assert ref["n_points"] == len(run.eval_steps)
+    (row,) = grpo_json(
+        wh, "sql",
+        "select state, last_step, json_extract_string(config_json, '$.resume_from_checkpoint') as resumed_from "
+        "from dim_runs where run_name = 'kl-sweep-1'",
+    )  # fmt: skip
+    assert row == {"state": "finished", "last_step": 400, "resumed_from": "checkpoints/step_300"}
+
+
 def test_base_model_delta_and_final_gap_match_the_logged_elo(demo):
     wh, _ = demo
     for run in demo_runs(seed=7, steps=400):

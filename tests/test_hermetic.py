@@ -21,7 +21,7 @@ SUBSET = [
     "tests/test_cli.py",
     "tests/test_live_ingest.py",
     "tests/test_demo_data.py::test_wandb_files_hold_exactly_the_series_the_generator_reports",
-    "tests/test_demo_data.py::test_each_run_has_exactly_one_wandb_file_under_the_manifest_dir",
+    "tests/test_demo_data.py::test_each_run_has_one_wandb_file_per_segment_under_the_manifest_dir",
 ]
 
 
