@@ -9,9 +9,10 @@ What one library trial does (`Campaign`):
 
 1. Inputs are a demo league (`pipelines.demo.generate_demo`) served in two
    stages from one fixed folder, so source keys (file paths) stay the same:
-   stage A has 4 of the 7 W&B runs (with --cut-run one of them cut in the
-   middle of its `.wandb` file, a run in progress) and the first half of a
-   growing NDJSON file; stage B has every run complete and the whole file.
+   stage A has 4 of the W&B run files and the first segment of the resumed
+   run (with --cut-run one of them cut in the middle of its `.wandb` file, a
+   run in progress) and the first half of a growing NDJSON file; stage B has
+   every run and segment complete and the whole file.
 2. A reference warehouse is built without interruption: ingest A, ingest B.
 3. A trial starts from the matching state (empty for A, the reference after A
    for B), ingests the stage in a child process and SIGKILLs it, either at a
@@ -209,9 +210,20 @@ class Inputs:
         self.cut_run = cut_run
         self.wandb = folder / "wandb"
         self.events = folder / "events"
-        runs = sorted((demo_dir / "wandb").glob("*run-*/run-*.wandb"))
+        runs = sorted((demo_dir / "wandb").glob("*run-*/run-*.wandb"))  # folder names sort by start time
         assert len(runs) >= 5, f"expected the demo's runs under {demo_dir}"
         self.runs = runs
+        # Stage A: the first four run files, and of a resumed run (several segment files) its first
+        # segment but never its last, so stage B brings a new segment of a run stored in stage A.
+        segments: dict[str, list[Path]] = {}
+        for p in runs:
+            segments.setdefault(p.stem.removeprefix("run-"), []).append(p)
+        chosen = set(runs[:4])
+        for files in segments.values():
+            if len(files) > 1:
+                chosen.add(files[0])
+                chosen.discard(files[-1])
+        self.stage_a_runs = [p for p in runs if p in chosen]
         lines: list[bytes] = []
         for p in sorted(p for p in (demo_dir / "events").iterdir() if p.is_file()):  # file names sort by day
             data = p.read_bytes()
@@ -242,10 +254,11 @@ class Inputs:
         return self.archive_lines + (self.growing_lines[: len(self.growing_lines) // 2] if name == "A" else self.growing_lines)
 
     def stage(self, name: str) -> Inputs:
-        """A: 4 runs (one cut mid-file if cut_run), half the growing file. B: all runs whole, the whole file."""
+        """A: 4 run files and part of a resumed run (one file cut mid-file if cut_run), half the growing file.
+        B: every run file whole, the whole file."""
         shutil.rmtree(self.folder, ignore_errors=True)
         self.events.mkdir(parents=True)
-        chosen = self.runs[:4] if name == "A" else self.runs
+        chosen = self.stage_a_runs if name == "A" else self.runs
         for i, src in enumerate(chosen):
             dst = self.wandb / src.parent.name / src.name
             dst.parent.mkdir(parents=True)

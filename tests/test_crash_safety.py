@@ -59,6 +59,18 @@ def campaign(demo_sources, tmp_path_factory):
         camp.close()
 
 
+def test_the_trials_cover_a_resumed_run_whose_next_segments_arrive_in_stage_b(campaign):
+    """Kills during stage B land while a run stored in stage A gains new segments: no half-merged run may show."""
+    segments: dict[str, list[Path]] = {}
+    for p in campaign.inputs.runs:
+        segments.setdefault(p.stem.removeprefix("run-"), []).append(p)
+    resumed = [files for files in segments.values() if len(files) > 1]
+    assert resumed, "the demo has a resumed run"
+    for files in resumed:
+        in_a = [p for p in files if p in campaign.inputs.stage_a_runs]
+        assert 0 < len(in_a) < len(files)
+
+
 def test_an_ingest_killed_at_each_named_step_leaves_only_whole_files_and_its_rerun_equals_an_uninterrupted_ingest(
     campaign,
 ):

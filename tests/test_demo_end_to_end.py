@@ -82,6 +82,7 @@ def test_demo_ingests_every_run_event_and_bad_line_exactly_once(demo, events):
     assert summary["history_rows"] == sum(_numeric_points(r) for r in runs)
     assert summary["events"] == len(events)
     assert summary["rejected"] == summary["demo"]["events"]["bad_lines"] > 0
+    assert summary["warnings"] == []  # the resumed run's segments agree; bad lines are rejects, not warnings
 
 
 def test_ingesting_the_same_inputs_again_adds_nothing(demo):

@@ -55,7 +55,7 @@ from wandb_fixtures import BLOCK, HEADER, Span, chunk_starts, record_spans, writ
 from pipelines.sources.base import EVENT_COLUMNS, REJECT_COLUMNS
 from pipelines.sources.ndjson import NdjsonEventSource
 from pipelines.sources.wandb_file import WandbFileError, iter_payloads
-from pipelines.sources.wandb_local import read_run_file
+from pipelines.sources.wandb_local import read_run_file, read_run_segments
 
 # A case that takes longer than this is a hang (the slowest real case is well under a second).
 CASE_SECONDS = 20.0
@@ -532,6 +532,44 @@ def test_a_damaged_wandb_log_keeps_every_record_before_the_damage_and_never_cras
     wandb_corpus: list[WandbBase], scratch: Path, data: st.DataObject
 ) -> None:
     wandb_case(data, wandb_corpus, scratch)
+
+
+@fuzz_settings(max(WANDB_EXAMPLES // 3, 1))
+@given(data=st.data())
+def test_a_resumed_run_whose_newer_segment_is_damaged_keeps_every_step_of_the_intact_one(
+    wandb_corpus: list[WandbBase], scratch: Path, data: st.DataObject
+) -> None:
+    """Two segments of one run: an intact one and a damaged copy written after it. The merge never fails,
+    stores each (step, key) once, and loses no step of the intact segment; warnings name a file."""
+    base = data.draw(st.sampled_from(wandb_corpus), label="base")
+    damaged = data.draw(wandb_damage(base), label="damage")
+    for s in damaged.steps:
+        note(s)
+    older, newer = (scratch / name / f"run-{base.name}.wandb" for name in ("segment-1", "segment-2"))
+    for path, content in ((older, base.data), (newer, damaged.data)):
+        path.parent.mkdir(exist_ok=True)
+        path.write_bytes(content)
+    after_step = data.draw(st.one_of(st.none(), st.integers(-1, 130)), label="after_step")
+    new = data.draw(st.sampled_from([set(), {1}]), label="new segments")
+    try:
+        with time_bound(f"read_run_segments on {damaged.steps}"):
+            read = read_run_segments([older, newer], after_step, new_segments=new)
+    except WandbFileError as exc:  # only a damaged header stops a read, and the error names the file
+        assert damaged.first < len(HEADER) and str(newer) in str(exc)
+        return
+    alone = read_run_file(newer)
+    for table, column, rows, newer_rows in (
+        (read.history, "value", base.history, history_rows(alone.history, "value")),
+        (read.other, "value_json", base.other, history_rows(alone.other, "value_json")),
+    ):
+        got = Counter((step, key) for step, key, _ in history_rows(table, column))
+        # a step is taken from one segment only (a damaged segment may repeat one of its own records)
+        own = Counter((step, key) for step, key, _ in newer_rows)
+        twice = [k for k, n in got.items() if n > max(own[k], 1)]
+        assert not twice, f"steps taken from both segments: {twice[:5]}"
+        wanted = {(step, key) for step, key, _ in rows if after_step is None or step > after_step}
+        assert wanted <= set(got), f"steps of the intact segment lost: {sorted(wanted - set(got))[:5]}"
+    assert all(w.startswith((str(older), str(newer), "run ")) for w in read.warnings), read.warnings
 
 
 def test_every_single_byte_flip_of_the_header_is_a_clear_error(wandb_corpus: list[WandbBase], tmp_path: Path) -> None:

@@ -124,7 +124,8 @@ def _events_before_their_run(inputs) -> tuple[str, bytes]:
 
     The run is the one of stage B's new runs with the fewest demo events; whatever events it has
     are taken out of the served files, so this holds whatever hour the demo ended at."""
-    candidates = [p.stem.removeprefix("run-") for p in inputs.runs[4:]]
+    in_a = {p.stem.removeprefix("run-") for p in inputs.stage_a_runs}
+    candidates = sorted({p.stem.removeprefix("run-") for p in inputs.runs} - in_a)
     run_id = min(candidates, key=lambda rid: sum(rid.encode() in line for line in inputs.all_lines))
     inputs.drop_events_of(run_id)
     t = "2026-01-01T12:{:02d}:00Z"
