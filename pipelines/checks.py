@@ -20,21 +20,22 @@ class CheckDef:
     asset: str  # the mart the check is attached to in Dagster
     severity: str  # error | warn
     description: str
+    target: str | None = None  # key of target_actions in dbt_project.yml: what to do when it misses
 
 
 CHECKS: tuple[CheckDef, ...] = (
-    CheckDef("rollout_p95_per_run", "rollout_p95_s", "run", "fct_rollout_timing_by_run", "error", "Each run's rollout duration p95 is below the target."),
-    CheckDef("rollout_p95_per_hour", "rollout_p95_s", "hour", "fct_rollout_timing_hourly", "error", "Each hour's rollout duration p95 is below the target."),
-    CheckDef("error_rate_per_run", "error_rate", "run", "fct_rollout_errors_by_run", "error", "Each run's failed-rollout rate is below the target."),
-    CheckDef("error_rate_per_hour", "error_rate", "hour", "fct_rollout_errors_hourly", "error", "Each hour's failed-rollout rate is below the target."),
-    CheckDef("extraction_rate_per_run", "extraction_rate", "run", "fct_extraction_by_run", "error", "Each run extracts enough of the expected orders."),
-    CheckDef("extraction_rate_per_hour", "extraction_rate", "hour", "fct_extraction_hourly", "error", "Each hour extracts enough of the expected orders."),
-    CheckDef("grad_norm_below_target", "grad_norm_max", "run", "fct_training_stability", "error", "No run's grad norm reaches the target."),
-    CheckDef("kl_stable", "kl_p95", "run", "fct_training_stability", "error", "Each run's KL p95 stays below the stable threshold."),
-    CheckDef("kl_no_spikes", "kl_spike_steps", "run", "fct_training_stability", "error", "No run has more KL spike steps than allowed."),
+    CheckDef("rollout_p95_per_run", "rollout_p95_s", "run", "fct_rollout_timing_by_run", "error", "Each run's rollout duration p95 is below the target.", "rollout_p95"),
+    CheckDef("rollout_p95_per_hour", "rollout_p95_s", "hour", "fct_rollout_timing_hourly", "error", "Each hour's rollout duration p95 is below the target.", "rollout_p95"),
+    CheckDef("error_rate_per_run", "error_rate", "run", "fct_rollout_errors_by_run", "error", "Each run's failed-rollout rate is below the target.", "error_rate"),
+    CheckDef("error_rate_per_hour", "error_rate", "hour", "fct_rollout_errors_hourly", "error", "Each hour's failed-rollout rate is below the target.", "error_rate"),
+    CheckDef("extraction_rate_per_run", "extraction_rate", "run", "fct_extraction_by_run", "error", "Each run extracts enough of the expected orders.", "extraction_rate"),
+    CheckDef("extraction_rate_per_hour", "extraction_rate", "hour", "fct_extraction_hourly", "error", "Each hour extracts enough of the expected orders.", "extraction_rate"),
+    CheckDef("grad_norm_below_target", "grad_norm_max", "run", "fct_training_stability", "error", "No run's grad norm reaches the target.", "grad_norm"),
+    CheckDef("kl_stable", "kl_p95", "run", "fct_training_stability", "error", "Each run's KL p95 stays below the stable threshold.", "kl"),
+    CheckDef("kl_no_spikes", "kl_spike_steps", "run", "fct_training_stability", "error", "No run has more KL spike steps than allowed.", "kl"),
     CheckDef("base_model_elo_declining", "base_model_declining", "run", "fct_learning_verdicts", "warn", "base_model's Elo declines in each run (the policy beats a fixed reference more often)."),
     CheckDef("checkpoint_gap_growing", "gap_growing", "run", "fct_learning_verdicts", "warn", "The best checkpoint's lead over base_model grows in each run."),
-    CheckDef("heartbeats_fresh", "heartbeat_fresh", "component", "fct_component_health", "warn", "Every component sent a heartbeat recently."),
+    CheckDef("heartbeats_fresh", "heartbeat_fresh", "component", "fct_component_health", "warn", "Every component sent a heartbeat recently.", "heartbeat"),
 )
 
 

@@ -17,6 +17,7 @@ from typing import Any
 import click
 
 EXIT_OK, EXIT_FAILED_CHECK, EXIT_USAGE = 0, 1, 2
+EXIT_NO_DATA = EXIT_USAGE  # one code for "could not answer": a usage error, or nothing to answer with
 
 
 class GrpoError(click.ClickException):
@@ -528,6 +529,8 @@ def metrics(con, run_text: str, all_metrics: bool, as_json: bool) -> None:
                 ],
             )
         )
+    for action in ans.get("actions") or []:
+        _action_line(c, action, action["target"].replace("_", " "))
     c.print(
         _table(
             "Metrics",
@@ -544,6 +547,19 @@ def metrics(con, run_text: str, all_metrics: bool, as_json: bool) -> None:
 def _no_data_note(c, count: int, what: str, w: dict) -> None:
     if not count:
         c.print(f"[yellow]No {what} in [{w['since']}, {w['until']}) — that means no data, not a clean bill.[/]")
+
+
+def _exit_if_no_data(count: int) -> None:
+    """The answer is printed either way; with nothing to answer with, the exit code says so (2)."""
+    if not count:
+        click.get_current_context().exit(EXIT_NO_DATA)
+
+
+def _action_line(c, action: dict | None, what: str = "") -> None:
+    """The playbook's action for a missed target, and the command to run next."""
+    if action:
+        label = f"{what}: " if what else ""
+        c.print(f"[yellow]What to do[/] {esc(label)}{esc(action['action'])}  [dim]next:[/] [cyan]{esc(action['next'])}[/]")
 
 
 @main.command("rollout-timing")
@@ -564,9 +580,10 @@ def rollout_timing(con, last, since, until, as_json) -> None:
     ans = queries.rollout_timing(con, w, thresholds())
     if as_json:
         emit_json(ans)
-        return
+        return _exit_if_no_data(ans["count"])
     c = _console()
     c.print(f"Rollouts in [{ans['since']}, {ans['until']}): {ans['count']:,}   p95 {_fmt(ans['p95_s'])} s vs target < {ans['target_p95_s']:g} s  {_mark(ans['passed'])}")
+    _action_line(c, ans.get("action"))
     _no_data_note(c, ans["count"], "rollouts", ans)
     if ans["count"]:
         c.print(_table("", ["p50 s", "p95 s", "p99 s", "max s"], [[ans["p50_s"], ans["p95_s"], ans["p99_s"], ans["max_s"]]]))
@@ -575,6 +592,7 @@ def rollout_timing(con, last, since, until, as_json) -> None:
         if slow:
             c.print(_table("Hours over target", ["hour", "rollouts", "p95 s"], [[h["hour"], h["count"], h["p95_s"]] for h in slow]))
     c.print(_freshness_line(ans["freshness"]))
+    _exit_if_no_data(ans["count"])
 
 
 @main.command()
@@ -595,19 +613,21 @@ def errors(con, last, since, until, as_json) -> None:
     ans = queries.errors(con, w, thresholds())
     if as_json:
         emit_json(ans)
-        return
+        return _exit_if_no_data(ans["rollouts"] + ans["error_events"])
     c = _console()
     c.print(
         f"Error rate in [{ans['since']}, {ans['until']}): {_pct(ans['error_rate'])} "
         f"({ans['failed_rollouts']:,} of {ans['rollouts']:,} rollouts failed) vs target < {_pct(ans['target_error_rate'])}  {_mark(ans['passed'])}; "
         f"{ans['error_events']:,} error events"
     )
+    _action_line(c, ans.get("action"))
     _no_data_note(c, ans["rollouts"] + ans["error_events"], "rollouts or error events", ans)
     if ans["by_run"]:
         c.print(_table("By run", ["run", "rollouts", "failed", "error rate", ""], [[r["run"], r["rollouts"], r["failed_rollouts"], _pct(r["error_rate"]), _mark(r["passed"])] for r in ans["by_run"]]))
     if ans["by_type"]:
         c.print(_table("Error events by component and type", ["component", "type", "events", "last message"], [[r["component"], r["error_type"], r["events"], (r["last_message"] or "")[:80]] for r in ans["by_type"]]))
     c.print(_freshness_line(ans["freshness"]))
+    _exit_if_no_data(ans["rollouts"] + ans["error_events"])
 
 
 @main.command("extraction-stats")
@@ -628,16 +648,53 @@ def extraction_stats(con, last, since, until, as_json) -> None:
     ans = queries.extraction(con, w, thresholds())
     if as_json:
         emit_json(ans)
-        return
+        return _exit_if_no_data(ans["events"])
     c = _console()
     c.print(
         f"Extraction rate in [{ans['since']}, {ans['until']}): {_pct(ans['extraction_rate'])} "
         f"({ans['orders_extracted']:,} of {ans['orders_expected']:,} orders) vs target > {_pct(ans['target'])}  {_mark(ans['passed'])}"
     )
+    _action_line(c, ans.get("action"))
     _no_data_note(c, ans["events"], "extraction events", ans)
     if ans["by_run"]:
         c.print(_table("By run", ["run", "expected", "extracted", "rate", ""], [[r["run"], r["orders_expected"], r["orders_extracted"], _pct(r["extraction_rate"]), _mark(r["passed"])] for r in ans["by_run"]]))
     c.print(_freshness_line(ans["freshness"]))
+    _exit_if_no_data(ans["events"])
+
+
+@main.command()
+@window_options("6h")
+@json_option
+@answers
+def inference(con, last, since, until, as_json) -> None:
+    """Inference engine performance: requests, latency p50/p95/p99, tokens/s, queue time, batch size per engine.
+
+    Example:
+
+        grpo inference --last 6h
+    """
+    from pipelines import queries
+
+    w = _window(last, since, until, "6h")
+    ans = queries.inference(con, w)
+    if as_json:
+        emit_json(ans)
+        return _exit_if_no_data(ans["requests"])
+    c = _console()
+    c.print(f"Inference requests in [{ans['since']}, {ans['until']}): {ans['requests']:,}   latency p95 {_fmt(ans.get('latency_p95_s'))} s")
+    _no_data_note(c, ans["requests"], "inference requests", ans)
+    if ans["requests"]:
+        cols = ["engine", "host", "requests", "latency p50 s", "p95 s", "p99 s", "tokens/s", "queue mean s", "queue p95 s", "batch mean"]
+
+        def row(r: dict, first: str, second: str) -> list:
+            return [first, second, r["requests"], r["latency_p50_s"], r["latency_p95_s"], r["latency_p99_s"],
+                    r["tokens_per_s_mean"], r["queue_s_mean"], r["queue_s_p95"], r["batch_size_mean"]]
+
+        c.print(_table("By engine", cols, [row(r, r["engine"], r["host"]) for r in ans["by_engine"]]))
+        c.print(_table("By hour", ["hour", "engine", *cols[2:]],
+                       [row(r, r["hour"], r["engine"]) for r in ans["by_hour"]]))
+    c.print(_freshness_line(ans["freshness"]))
+    _exit_if_no_data(ans["requests"])
 
 
 @main.command()
@@ -645,7 +702,9 @@ def extraction_stats(con, last, since, until, as_json) -> None:
 @json_option
 @answers
 def health(con, last, since, until, as_json) -> None:
-    """System health: each component's last heartbeat and whether it went stale.
+    """System health: every component seen lately, its last heartbeat, and whether it went stale or down.
+
+    A component silent since before the window is listed too (stale or down), never left out.
 
     Example:
 
@@ -658,18 +717,28 @@ def health(con, last, since, until, as_json) -> None:
     ans = queries.health(con, w, thresholds())
     if as_json:
         emit_json(ans)
-        return
+        return _exit_if_no_data(len(ans["components"]))
     c = _console()
     comps = ans["components"]
-    bad = [x for x in comps if x["status"] != "ok"]
-    head = "[green]all components ok[/]" if comps and not bad else (f"[red]{len(bad)} of {len(comps)} components not ok[/]" if comps else "")  # no user data
+    n_bad = ans["not_ok"]
+    if not comps:
+        head = ""
+    elif n_bad:
+        head = f"[red]{n_bad} of {len(comps)} components not ok[/]"
+    else:
+        head = f"[green]all {len(comps)} components ok[/]"
     c.print(f"Health in [{ans['since']}, {ans['until']}) as of {ans['as_of']}: {head}")
-    _no_data_note(c, len(comps), "heartbeats", ans)
-    style = {"ok": "green", "stale": "red", "degraded": "yellow"}
+    if not comps:
+        lookback = f"{ans['lookback_s'] / 86400:g} days"
+        c.print(f"[yellow]No heartbeats in the {lookback} before {ans['until']} — that means no data, not a clean bill.[/]")
+    _action_line(c, ans.get("action"))
+    style = {"ok": "green", "stale": "red", "down": "red", "degraded": "yellow"}
     if comps:
-        c.print(_table(f"Components (stale after {ans['stale_after_s']:g} s of silence)", ["component", "host", "last seen", "silent s", "heartbeats", "status"],
+        title = f"Components (stale after {ans['stale_after_s']:g} s of silence, down after {ans['down_after_s']:g} s)"
+        c.print(_table(title, ["component", "host", "last seen", "silent s", "heartbeats in window", "status"],
                        [[x["component"], x["host"], x["last_seen"], x["silent_s"], x["heartbeats"], Styled(f"[{style.get(x['status'], 'yellow')}]{esc(x['status'])}[/]")] for x in comps]))
     c.print(_freshness_line(ans["freshness"]))
+    _exit_if_no_data(len(comps))
 
 
 @main.command("check")
@@ -704,6 +773,11 @@ def check_cmd(ctx, show_all: bool, as_json: bool) -> None:
         if shown:
             c.print(_table("", ["check", "subject", "value", "target", "severity", ""],
                            [[x["name"], x["subject"], x["value"], _target_text(x), x["severity"], _mark(x["passed"])] for x in shown]))
+        seen: set[str] = set()
+        for x in failed:  # one line per check that missed, in the order shown
+            if x.get("action") and x["name"] not in seen:
+                seen.add(x["name"])
+                _action_line(c, x["action"], x["name"])
         c.print(_freshness_line(ans["freshness"]))
     ctx.exit(EXIT_FAILED_CHECK if failing_error else EXIT_OK)
 
@@ -753,7 +827,22 @@ def sql_cmd(con, query: str | None, list_tables: bool, as_csv: bool, as_json: bo
         w.writerow(names)
         w.writerows(data)
     else:
-        _console().print(_table("", names, [list(r) for r in data]))
+        _print_records(_console(), names, [list(r) for r in data])
+
+
+def _print_records(c, names: list[str], data: list[list[Any]]) -> None:
+    """A table when it fits the terminal; otherwise one record at a time, a line per column (as psql's \\x)."""
+    cells = [[_fmt(v) for v in row] for row in data]
+    natural = sum(max([len(n), *(len(str(row[i])) for row in cells)]) + 3 for i, n in enumerate(names))
+    if natural <= c.width or not data:
+        c.print(_table("", names, data))
+        return
+    c.print(f"[dim]{len(names)} columns do not fit in {c.width}: one record at a time[/]")
+    label = max(len(n) for n in names)
+    for i, row in enumerate(data, 1):
+        c.print(f"[bold]-[ record {i} ]" + "-" * max(label - 8, 4) + "[/]")
+        for name, value in zip(names, cells[i - 1]):
+            c.print(f"{esc(name.ljust(label))} | {esc(str(value))}", overflow="fold")
 
 
 @main.command()

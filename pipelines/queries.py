@@ -17,7 +17,7 @@ from typing import Any
 
 import duckdb
 
-from pipelines.settings import Thresholds
+from pipelines.settings import Thresholds, component_status, target_actions
 from pipelines.timewin import Window, iso
 
 
@@ -319,6 +319,13 @@ def metrics(con: duckdb.DuckDBPyConnection, run_text: str, all_metrics: bool, al
         summaries.sort(key=lambda s: wanted.index(s["metric_key"]))
     verdict = one(con, "select verdict, reason from fct_learning_verdicts where run_id = ?", [rid]) or {}
     stability = one(con, "select * from fct_training_stability where run_id = ?", [rid]) or {}
+    actions = []
+    if stability.get("has_grad_norm_over_target"):
+        actions.append({"target": "grad_norm", **(_action("grad_norm") or {})})
+    if stability.get("has_kl_spikes") or stability.get("is_kl_stable") is False:
+        actions.append({"target": "kl", **(_action("kl") or {})})
+    for a in actions:
+        a["next"] = a.get("next", "").replace("RUN", run["run_name"] or rid)
     return clean(
         {
             "run": run["run_name"],
@@ -339,6 +346,7 @@ def metrics(con: duckdb.DuckDBPyConnection, run_text: str, all_metrics: bool, al
                 }
                 for s in summaries
             ],
+            "actions": actions,
             "freshness": freshness(con, rid),
         }
     )
@@ -347,6 +355,12 @@ def metrics(con: duckdb.DuckDBPyConnection, run_text: str, all_metrics: bool, al
 # --- pipeline health -----------------------------------------------------------------
 
 _WINDOW = "event_at >= ? and event_at < ?"
+
+
+def _action(target: str) -> dict[str, str] | None:
+    """The playbook's action for a missed target (target_actions in dbt_project.yml), as {action, next}."""
+    found = target_actions().get(target)
+    return {"action": found.action, "next": found.next} if found else None
 
 
 def _window_params(w: Window) -> list[Any]:
@@ -393,6 +407,7 @@ def rollout_timing(con: duckdb.DuckDBPyConnection, w: Window, t: Thresholds) -> 
             "passed": None if p95 is None else bool(p95 < t.rollout_p95_max_s),
             "by_run": [{**r, "passed": r["p95_s"] is not None and r["p95_s"] < t.rollout_p95_max_s} for r in by_run],
             "by_hour": [{**h, "passed": h["p95_s"] < t.rollout_p95_max_s} for h in by_hour],
+            "action": _action("rollout_p95") if p95 is not None and p95 >= t.rollout_p95_max_s else None,
             "freshness": freshness(con),
         }
     )
@@ -446,6 +461,7 @@ def errors(con: duckdb.DuckDBPyConnection, w: Window, t: Thresholds) -> dict[str
             "by_run": [{**r, "passed": r["error_rate"] < t.error_rate_max} for r in by_run],
             "by_component": by_component,
             "by_type": by_type,
+            "action": _action("error_rate") if rate is not None and rate >= t.error_rate_max else None,
             "freshness": freshness(con),
         }
     )
@@ -484,12 +500,58 @@ def extraction(con: duckdb.DuckDBPyConnection, w: Window, t: Thresholds) -> dict
                 {**r, "passed": r["extraction_rate"] is not None and r["extraction_rate"] > t.extraction_rate_min}
                 for r in by_run
             ],
+            "action": _action("extraction_rate") if rate is not None and rate <= t.extraction_rate_min else None,
+            "freshness": freshness(con),
+        }
+    )
+
+
+_INFERENCE_STATS = """count(*) as requests,
+                   quantile_cont(latency_s, [0.5, 0.95, 0.99]) as latency_q,
+                   avg(tokens_per_s) as tokens_per_s_mean, quantile_cont(tokens_per_s, 0.5) as tokens_per_s_p50,
+                   avg(queue_s) as queue_s_mean, quantile_cont(queue_s, 0.95) as queue_s_p95,
+                   avg(batch_size) as batch_size_mean"""
+
+
+def _inference_row(r: dict[str, Any]) -> dict[str, Any]:
+    q = r.pop("latency_q") or [None, None, None]
+    return {**r, "latency_p50_s": q[0], "latency_p95_s": q[1], "latency_p99_s": q[2]}
+
+
+def inference(con: duckdb.DuckDBPyConnection, w: Window) -> dict[str, Any]:
+    """Inference engine performance in a window: per engine (and host where events name one), and per hour."""
+    where = f"event_kind = 'inference' and {_WINDOW}"
+    total = one(con, f"select {_INFERENCE_STATS} from stg_axiom__events where {where}", _window_params(w))
+    by_engine = rows(
+        con,
+        f"""select coalesce(engine, '(unknown)') as engine, coalesce(host, '') as host, {_INFERENCE_STATS}
+            from stg_axiom__events where {where} group by 1, 2 order by 1, 2""",
+        _window_params(w),
+    )
+    by_hour = rows(
+        con,
+        f"""select date_trunc('hour', event_at) as hour, coalesce(engine, '(unknown)') as engine, {_INFERENCE_STATS}
+            from stg_axiom__events where {where} group by 1, 2 order by 1, 2""",
+        _window_params(w),
+    )
+    total = _inference_row(total) if total else {"requests": 0}
+    return clean(
+        {
+            **w.as_dict(),
+            **total,
+            "by_engine": [_inference_row(r) for r in by_engine],
+            "by_hour": [_inference_row(r) for r in by_hour],
             "freshness": freshness(con),
         }
     )
 
 
 def health(con: duckdb.DuckDBPyConnection, w: Window, t: Thresholds) -> dict[str, Any]:
+    """Every component seen within the lookback before the window's end, judged at that end.
+
+    A component that went silent before the window is listed (stale or down, with when it was
+    last seen), not left out: silence is what a health question exists to catch.
+    """
     fresh = freshness(con)
     # Staleness is judged at the window's end, but never past the newest
     # ingested event: a lagging ingest is reported as freshness, not as every
@@ -498,30 +560,32 @@ def health(con: duckdb.DuckDBPyConnection, w: Window, t: Thresholds) -> dict[str
     ref = w.until
     if latest and latest["t"] is not None and latest["t"] < ref:
         ref = latest["t"]
+    lookback_start = w.until - dt.timedelta(seconds=t.health_lookback_s)
     comps = rows(
         con,
-        f"""select component, coalesce(host, '') as host, max(event_at) as last_seen, count(*) as heartbeats,
-                   arg_max(status, event_at) as last_status, arg_max(gpu_util, event_at) as gpu_util
-            from stg_axiom__events where event_kind = 'heartbeat' and {_WINDOW}
-            group by component, host order by component, host""",
-        _window_params(w),
+        """select component, coalesce(host, '') as host, max(event_at) as last_seen,
+                  count(*) filter (where event_at >= ?) as heartbeats,
+                  arg_max(status, event_at) as last_status, arg_max(gpu_util, event_at) as gpu_util
+           from stg_axiom__events
+           where event_kind = 'heartbeat' and event_at >= ? and event_at < ?
+           group by component, host order by component, host""",
+        [w.since, lookback_start, w.until],
     )
     out = []
     for c in comps:
-        silent = (ref - c["last_seen"]).total_seconds()
-        if silent > t.heartbeat_stale_after_s:
-            status = "stale"
-        elif (c["last_status"] or "ok").lower() not in ("ok", "healthy", "up"):
-            status = "degraded"
-        else:
-            status = "ok"
-        out.append({**c, "silent_s": max(silent, 0.0), "status": status})
+        silent = max((ref - c["last_seen"]).total_seconds(), 0.0)
+        out.append({**c, "silent_s": silent, "status": component_status(silent, c["last_status"], t)})
+    not_ok = [c for c in out if c["status"] != "ok"]
     return clean(
         {
             **w.as_dict(),
             "as_of": ref,
             "stale_after_s": t.heartbeat_stale_after_s,
+            "down_after_s": t.heartbeat_down_after_s,
+            "lookback_s": t.health_lookback_s,
+            "not_ok": len(not_ok),
             "components": out,
+            "action": _action("heartbeat") if not_ok else None,
             "freshness": fresh,
         }
     )
@@ -531,6 +595,8 @@ def check(con: duckdb.DuckDBPyConnection) -> dict[str, Any]:
     from pipelines.checks import CHECKS
 
     names = {(c.check_name, c.subject_type): c.name for c in CHECKS}
+    targets = {(c.check_name, c.subject_type): c.target for c in CHECKS}
+    actions = target_actions()
     out = rows(
         con,
         "select check_name, subject_type, subject, subject_label, value, threshold, comparison, passed, severity, "
@@ -553,12 +619,22 @@ def check(con: duckdb.DuckDBPyConnection) -> dict[str, Any]:
                     "comparison": r["comparison"],
                     "observed": r["observed_label"],
                     "expected": r["expected_label"],
+                    "action": _check_action(actions, targets.get((r["check_name"], r["subject_type"])), r),
                 }
                 for r in out
             ],
             "freshness": freshness(con),
         }
     )
+
+
+def _check_action(actions: dict, target: str | None, r: dict[str, Any]) -> dict[str, str] | None:
+    """The playbook's action for a failing check, its next command naming the run where it needs one."""
+    found = actions.get(target) if target and not r["passed"] else None
+    if found is None:
+        return None
+    subject = r["subject_label"] or r["subject"]
+    return {"action": found.action, "next": found.next.replace("RUN", subject) if r["subject_type"] == "run" else found.next}
 
 
 # --- SQL and catalog -------------------------------------------------------------------

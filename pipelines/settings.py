@@ -55,6 +55,33 @@ class Thresholds:
     heartbeat_stale_after_s: float
     events_stale_after_s: float
     wandb_stale_after_s: float
+    heartbeat_down_after_s: float = 3600.0
+    heartbeat_ok_statuses: tuple[str, ...] = ("ok", "healthy", "up")
+    health_lookback_s: float = 7 * 86400.0
+
+
+def component_status(silent_s: float, last_status: str | None, t: Thresholds) -> str:
+    """`down`, `stale`, `degraded` or `ok`: the rule fct_component_health applies, with the same vars."""
+    if silent_s > t.heartbeat_down_after_s:
+        return "down"
+    if silent_s > t.heartbeat_stale_after_s:
+        return "stale"
+    if last_status is not None and last_status.lower() not in t.heartbeat_ok_statuses:
+        return "degraded"
+    return "ok"
+
+
+@dataclass(frozen=True)
+class Action:
+    """What to do when a target misses, and the command to run next."""
+
+    action: str
+    next: str
+
+
+def target_actions() -> dict[str, Action]:
+    """Target name (rollout_p95, extraction_rate, error_rate, grad_norm, kl, heartbeat) -> its action."""
+    return {name: Action(str(a["action"]), str(a["next"])) for name, a in (dbt_vars().get("target_actions") or {}).items()}
 
 
 def thresholds() -> Thresholds:
@@ -70,9 +97,19 @@ def thresholds() -> Thresholds:
         heartbeat_stale_after_s=float(v["heartbeat_stale_after_s"]),
         events_stale_after_s=float(v["events_stale_after_s"]),
         wandb_stale_after_s=float(v["wandb_stale_after_s"]),
+        heartbeat_down_after_s=float(v["heartbeat_down_after_s"]),
+        heartbeat_ok_statuses=tuple(str(s).lower() for s in v["heartbeat_ok_statuses"]),
+        health_lookback_s=float(v["health_lookback_s"]),
     )
 
 
 def event_fields() -> dict[str, str]:
     """Our event field name -> the field name in the user's events."""
     return dict(dbt_vars()["event_fields"])
+
+
+def event_identity() -> dict[str, tuple[str, ...]]:
+    """Event kind -> the fields (our names) that identify an event of that kind (var `event_identity`)."""
+    from pipelines.sources.event_identity import identity_from_var
+
+    return identity_from_var(dbt_vars().get("event_identity"))

@@ -182,13 +182,13 @@ def test_error_and_extraction_rates_over_the_day_equal_independent_counts(demo, 
     assert worst["run_id"] == f["extraction_problem"]["run_id"] and worst["passed"] is False
 
 
-def test_the_component_that_went_silent_is_reported_stale(demo):
+def test_the_component_that_went_silent_is_reported_down(demo):
     wh, summary = demo
     f = summary["demo"]["events"]
     ans = grpo_json(wh, "health", "--since", f["window_start"], "--until", f["window_end"])
     status = {(c["component"], c["host"]): c["status"] for c in ans["components"]}
     silent = f["silent_component"]
-    assert status[(silent["component"], silent["host"])] == "stale"
+    assert status[(silent["component"], silent["host"])] == "down"  # silent about two hours: past the hour
     assert sum(1 for s in status.values() if s == "ok") == len(status) - 1
 
 
@@ -206,9 +206,10 @@ def test_check_exits_1_and_names_the_targets_the_demo_breaks(demo):
 
 
 def test_every_answer_states_its_window_and_data_freshness(demo):
-    wh, _ = demo
-    for cmd in (["rollout-timing", "--last", "6h"], ["errors"], ["extraction-stats"], ["health"]):
-        ans = grpo_json(wh, *cmd)
+    wh, summary = demo
+    end = ["--until", summary["demo"]["events"]["window_end"]]
+    for cmd in (["rollout-timing", "--last", "6h"], ["errors"], ["extraction-stats"], ["health"], ["inference"]):
+        ans = grpo_json(wh, *cmd, *end)
         assert ans["since"] < ans["until"]
         assert ans["freshness"]["latest_event_at"] is not None
     assert grpo_json(wh, "elo", "lr-sweep-1")["freshness"]["latest_step"] == 400
@@ -216,10 +217,10 @@ def test_every_answer_states_its_window_and_data_freshness(demo):
 
 def test_a_window_with_no_events_says_no_data_instead_of_passing(demo):
     wh, _ = demo
-    ans = grpo_json(wh, "errors", "--since", "2001-01-01", "--until", "2001-01-02")
+    ans = grpo_json(wh, "errors", "--since", "2001-01-01", "--until", "2001-01-02", expect_code=2)
     assert ans["rollouts"] == 0 and ans["passed"] is None
-    text = grpo(wh, "errors", "--since", "2001-01-01", "--until", "2001-01-02").stdout
-    assert "no data" in text.lower()
+    proc = grpo(wh, "errors", "--since", "2001-01-01", "--until", "2001-01-02", check=False)
+    assert proc.returncode == 2 and "no data" in proc.stdout.lower()
 
 
 def test_unknown_or_ambiguous_names_list_candidates_and_exit_2(demo):
@@ -303,3 +304,147 @@ def test_a_concurrent_reader_never_fails_while_the_warehouse_rebuilds(demo):
         t.join()
     assert failures == []
     assert reads[0] > 10, f"only {reads[0]} reads in {time.monotonic() - started:.0f} s"
+
+
+# --- everyday answers that never mislead ------------------------------------------------
+
+
+def _at(text: str) -> dt.datetime:
+    return dt.datetime.fromisoformat(text.replace("Z", "+00:00"))
+
+
+def test_a_component_silent_since_before_the_window_is_listed_as_not_ok(demo):
+    """The demo's vllm-b stops about two hours before the end: an hour's window after that still names it."""
+    wh, summary = demo
+    f = summary["demo"]["events"]
+    silent = f["silent_component"]
+    end = f["window_end"]
+    ans = grpo_json(wh, "health", "--last", "1h", "--until", end)
+    (comp,) = [c for c in ans["components"] if c["component"] == silent["component"]]
+    assert comp["status"] == "down" and comp["heartbeats"] == 0
+    assert _at(comp["last_seen"]) == _at(silent["last_heartbeat_at"])
+    assert comp["silent_s"] == pytest.approx((_at(ans["as_of"]) - _at(silent["last_heartbeat_at"])).total_seconds())
+    assert ans["not_ok"] == 1 and len(ans["components"]) == len(f["components"])
+    text = " ".join(grpo(wh, "health", "--last", "1h", "--until", end).stdout.split())
+    assert f"1 of {len(f['components'])} components not ok" in text and "all" not in text.split("not ok")[0]
+    # before it died, the same hour-long question finds every component ok
+    before = _at(silent["last_heartbeat_at"]) - dt.timedelta(minutes=30)
+    earlier = grpo_json(wh, "health", "--last", "1h", "--until", before.isoformat())
+    assert {c["status"] for c in earlier["components"]} == {"ok"} and earlier["not_ok"] == 0
+
+
+def test_health_and_the_component_mart_apply_one_rule(demo):
+    wh, summary = demo
+    latest = grpo_json(wh, "health", "--last", "1h")["freshness"]["latest_event_at"]
+    until = (_at(latest) + dt.timedelta(microseconds=1)).isoformat()  # the window's end at the newest event
+    cli = {(c["component"], c["host"]): c["status"] for c in grpo_json(wh, "health", "--last", "1h", "--until", until)["components"]}
+    mart = {(r["component"], r["host"]): r["status"] for r in grpo_json(wh, "sql", "select component, host, status from fct_component_health where is_listed")}
+    assert cli == mart and "down" in mart.values()
+
+
+def test_inference_answers_per_engine_and_hour_as_numpy_computes_from_the_events(demo, events):
+    wh, summary = demo
+    f = summary["demo"]["events"]
+    until = _at(f["window_end"])
+    since = until - dt.timedelta(hours=6)
+    window = [e for e in events if e.get("event") == "inference" and since <= e["_t"] < until]
+    ans = grpo_json(wh, "inference", "--since", since.isoformat(), "--until", until.isoformat())
+    assert ans["requests"] == len(window)
+    for row in ans["by_engine"]:
+        mine = [e for e in window if e["engine"] == row["engine"]]
+        lat = [e["latency_s"] for e in mine]
+        assert row["requests"] == len(mine)
+        for q, key in ((50, "latency_p50_s"), (95, "latency_p95_s"), (99, "latency_p99_s")):
+            assert row[key] == pytest.approx(np.percentile(lat, q), rel=1e-9)
+        assert row["tokens_per_s_mean"] == pytest.approx(np.mean([e["tokens_per_s"] for e in mine]), rel=1e-9)
+        assert row["queue_s_mean"] == pytest.approx(np.mean([e["queue_s"] for e in mine]), rel=1e-9)
+        assert row["batch_size_mean"] == pytest.approx(np.mean([e["batch_size"] for e in mine]), rel=1e-9)
+    hours = {(_at(h["hour"]), h["engine"]): h["requests"] for h in ans["by_hour"]}
+    assert sum(hours.values()) == len(window)
+    first = min(hours)
+    assert hours[first] == sum(1 for e in window if e["engine"] == first[1] and first[0] <= e["_t"] < first[0] + dt.timedelta(hours=1))
+
+
+def _playbook_actions() -> dict[str, dict[str, str]]:
+    import yaml
+
+    return yaml.safe_load((Path(__file__).resolve().parent.parent / "dbt_project.yml").read_text())["vars"]["target_actions"]
+
+
+def test_a_missed_target_says_what_to_do_and_what_to_run_next(demo):
+    wh, summary = demo
+    f = summary["demo"]["events"]
+    playbook = _playbook_actions()
+    slow = _at(f["slow_hour"])
+    timing = grpo_json(wh, "rollout-timing", "--since", slow.isoformat(), "--until", (slow + dt.timedelta(hours=1)).isoformat())
+    assert timing["passed"] is False and timing["action"] == playbook["rollout_p95"]
+    assert timing["action"]["next"].startswith("grpo inference")  # the rollout answer points to the engines
+    err_hour = _at(f["error_hour"])
+    errors = grpo_json(wh, "errors", "--since", err_hour.isoformat(), "--until", (err_hour + dt.timedelta(hours=1)).isoformat())
+    assert errors["passed"] is False and errors["action"] == playbook["error_rate"]
+    hours = sorted(_at(h) for h in f["extraction_problem"]["hours"])
+    ext = grpo_json(wh, "extraction-stats", "--since", hours[0].isoformat(), "--until", (hours[-1] + dt.timedelta(hours=1)).isoformat())
+    assert ext["passed"] is False and ext["action"] == playbook["extraction_rate"]
+    fine = grpo_json(wh, "rollout-timing", "--since", f["window_start"], "--until", f["window_end"])
+    assert fine["passed"] is True and fine["action"] is None
+    metrics = grpo_json(wh, "metrics", "-r", "lr-sweep-3")
+    assert {a["target"] for a in metrics["actions"]} == {"grad_norm", "kl"}
+    assert all(a["next"] == "grpo metrics -r lr-sweep-3" for a in metrics["actions"])
+    check = grpo_json(wh, "check", expect_code=1)
+    failing = [c for c in check["checks"] if not c["passed"]]
+    by_name = {c["name"]: c for c in failing}
+    assert by_name["rollout_p95_per_hour"]["action"]["action"] == playbook["rollout_p95"]["action"]
+    assert by_name["grad_norm_below_target"]["action"]["next"] == "grpo metrics -r lr-sweep-3"
+    assert all(c["action"] is None for c in check["checks"] if c["passed"])
+    text = " ".join(grpo(wh, "check", check=False).stdout.split())
+    assert "What to do rollout_p95_per_hour: " + playbook["rollout_p95"]["action"] in text
+
+
+@pytest.mark.parametrize(
+    ("args", "code"),
+    [
+        (["elo", "lr-sweep-2"], 0),
+        (["elo", "no-such-run"], 2),
+        (["sweep", "--sweep", "kl-sweep"], 0),
+        (["sweep", "--sweep", "zzz"], 2),
+        (["metrics", "-r", "lr-sweep-3"], 0),
+        (["metrics", "-r", "no-such-run"], 2),
+        (["rollout-timing", "--since", "2001-01-01", "--until", "2001-01-02"], 2),
+        (["errors", "--since", "2001-01-01", "--until", "2001-01-02"], 2),
+        (["extraction-stats", "--since", "2001-01-01", "--until", "2001-01-02"], 2),
+        (["inference", "--since", "2001-01-01", "--until", "2001-01-02"], 2),
+        (["health", "--since", "2001-01-01", "--until", "2001-01-02"], 2),
+        (["health", "--last", "1h", "--until", "END"], 0),
+        (["inference", "--last", "6h", "--until", "END"], 0),
+        (["rollout-timing", "--last", "5h", "--until", "END"], 0),
+        (["check"], 1),
+        (["sql", "select 1 as x"], 0),
+        (["sql", "select * from no_such_table"], 2),
+        (["errors", "--last", "soon"], 2),
+    ],
+    ids=lambda v: " ".join(v) if isinstance(v, list) else str(v),
+)
+def test_every_command_keeps_one_exit_code_contract_in_text_and_json(demo, args, code):
+    """0 answered, 1 a failing error-severity target in `grpo check`, 2 a usage error or no data."""
+    wh, summary = demo
+    args = [summary["demo"]["events"]["window_end"] if a == "END" else a for a in args]
+    for extra in ([], ["--json"]):
+        proc = grpo(wh, *args, *extra, check=False)
+        assert proc.returncode == code, (args, extra, proc.stdout[-500:], proc.stderr[-500:])
+
+
+def test_a_wide_sql_result_prints_one_record_at_a_time_and_json_is_unchanged(demo):
+    wh, _ = demo
+    wide = grpo(wh, "sql", "select * from fct_learning_verdicts order by run_name").stdout
+    names = [r["column_name"] for r in grpo_json(wh, "sql", "select column_name from (describe fct_learning_verdicts)")]
+    assert "one record at a time" in wide and wide.count("-[ record ") == 7
+    lines = wide.splitlines()
+    assert max(len(line) for line in lines) <= 200
+    start = next(i for i, line in enumerate(lines) if line.startswith("-[ record 1 ]"))
+    end = next(i for i, line in enumerate(lines) if line.startswith("-[ record 2 ]"))
+    labels = [line.split(" | ")[0].strip() for line in lines[start + 1 : end] if " | " in line and not line.startswith(" ")]
+    assert labels == names  # long values fold onto lines of their own
+    narrow = grpo(wh, "sql", "select run_name, verdict from fct_learning_verdicts").stdout
+    assert "record" not in narrow and "run_name" in narrow.splitlines()[0]
+    rows = grpo_json(wh, "sql", "select * from fct_learning_verdicts")
+    assert len(rows) == 7 and list(rows[0]) == names

@@ -112,11 +112,12 @@ gap_growing_by_run as (
 ),
 
 -- '<=' so the check agrees with fct_component_health.status: a component is
--- stale only when silent *longer* than the threshold.
+-- stale only when silent *longer* than the threshold. Components not seen
+-- within the health lookback are no longer checked (nor listed).
 heartbeat_fresh_by_component as (
     {{ checks_rows('heartbeat_fresh', 'component', 'component_health', "component || '@' || host", 'silent_s',
                    'heartbeat_stale_after_s', '<=', severity='warn', subject_label=none,
-                   observed_label='status', not_null='component') }}
+                   observed_label='status', not_null='case when is_listed then component end') }}
 ),
 
 unioned as (

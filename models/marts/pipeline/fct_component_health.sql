@@ -15,8 +15,9 @@
 -- per component and host, so every row is rewritten (as_of moves).
 -- Staleness is measured against the latest event in the warehouse, not the
 -- wall clock, so a warehouse built from yesterday's export does not call
--- every component stale. A silent component is `stale` even if its last word
--- was healthy; otherwise a last status other than ok/healthy is `degraded`.
+-- every component stale. A silent component is `stale` (`down` past the longer
+-- interval) even if its last word was healthy; otherwise a last status outside
+-- heartbeat_ok_statuses is `degraded`.
 with
 
 events as not materialized (
@@ -179,13 +180,21 @@ final as (
         per_component.gpu_mem_gb_last,
         as_of.as_of,
         {{ events_seconds_between('per_component.last_seen_at', 'as_of.as_of') }} as silent_s,
+        -- the rule pipelines/settings.py component_status applies to any window, with the same vars
         case
+            when {{ events_seconds_between('per_component.last_seen_at', 'as_of.as_of') }}
+                > {{ var('heartbeat_down_after_s') }} then 'down'
             when {{ events_seconds_between('per_component.last_seen_at', 'as_of.as_of') }}
                 > {{ var('heartbeat_stale_after_s') }} then 'stale'
             when per_component.last_status is not null
-                and lower(per_component.last_status) not in ('ok', 'healthy') then 'degraded'
+                and lower(per_component.last_status) not in (
+                    {%- for s in var('heartbeat_ok_statuses') %}{{ wb_text_literal(s | lower) }}{{ ', ' if not loop.last }}{% endfor -%}
+                ) then 'degraded'
             else 'ok'
-        end as status
+        end as status,
+        -- listed (and checked) while seen within the lookback before the latest event
+        {{ events_seconds_between('per_component.last_seen_at', 'as_of.as_of') }}
+            <= {{ var('health_lookback_s') }} as is_listed
 
     from per_component
     cross join as_of

@@ -7,6 +7,7 @@ import dagster as dg
 import duckdb
 
 from pipelines.checks import CHECKS, outcomes_for
+from pipelines.settings import target_actions
 from pipelines.defs.warehouse.assets import SNAPSHOT_KEY
 from pipelines.defs.warehouse.resources import WarehouseResource
 
@@ -14,12 +15,18 @@ SEVERITY = {"error": dg.AssetCheckSeverity.ERROR, "warn": dg.AssetCheckSeverity.
 MAX_LISTED = 20
 
 
+def _description(check) -> str:
+    """The check's sentence, and what to do when it misses (target_actions in dbt_project.yml)."""
+    action = target_actions().get(check.target) if check.target else None
+    return f"{check.description} When it misses: {action.action} Next: `{action.next}`." if action else check.description
+
+
 @dg.multi_asset_check(
     specs=[
         dg.AssetCheckSpec(
             c.name,
             asset=dg.AssetKey([c.asset]),
-            description=c.description,
+            description=_description(c),
             # Evaluated on the published snapshot, so never blocked by (or blocking) a build.
             additional_deps=[SNAPSHOT_KEY],
         )
