@@ -846,27 +846,37 @@ def _print_records(c, names: list[str], data: list[list[Any]]) -> None:
 
 
 @main.command()
-@click.option("--out", type=click.Path(dir_okay=False), default="EXPERIMENTS.md", show_default=True, help="Markdown file to (re)write.")
+@click.option(
+    "--path", "--out", "path", type=click.Path(dir_okay=False), default="docs/experiment-tracker.md", show_default=True,
+    help="Markdown file whose marked section is regenerated; notes outside the markers are kept (created if missing).",
+)
 @json_option
 @answers
-def tracker(con, out: str, as_json: bool) -> None:
-    """Update the experiment tracker: one markdown table per sweep with verdicts, gaps and pipeline figures.
+def tracker(con, path: str, as_json: bool) -> None:
+    """Update the experiment tracker: a table per sweep and the cross-sweep retrospective, in a marked section.
+
+    Only the text between the tracker's two marker comments is rewritten; notes
+    a person wrote above, below or around it are kept byte for byte. A file
+    without markers gets the section appended; re-running with no new data
+    changes nothing.
 
     Example:
 
-        grpo tracker --out docs/EXPERIMENTS.md
+        grpo tracker --path docs/experiment-tracker.md
     """
     from pipelines import queries
-    from pipelines.tracker import render_tracker
+    from pipelines.tracker import TrackerFileError, tracker_extras, update_tracker
 
     runs = queries.retrospective(con)
     fresh = queries.freshness(con)
-    text = render_tracker(runs, fresh)
-    Path(out).write_text(text, encoding="utf-8")
+    try:
+        changed = update_tracker(Path(path), runs, fresh, tracker_extras(con))
+    except TrackerFileError as exc:
+        raise GrpoError(str(exc)) from None
     if as_json:
-        emit_json({"out": out, "runs": runs, "freshness": fresh})
+        emit_json({"path": path, "out": path, "changed": changed, "runs": runs, "freshness": fresh})
     else:
-        _console().print(f"wrote {out}: {len(runs)} runs")
+        _console().print(f"updated {esc(path)}: {len(runs)} runs" if changed else f"{esc(path)} already up to date ({len(runs)} runs)")
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -262,14 +262,20 @@ def test_plots_are_written_as_png(demo, tmp_path):
         assert data[:8] == b"\x89PNG\r\n\x1a\n" and len(data) > 20_000
 
 
-def test_tracker_writes_one_section_per_sweep(demo, tmp_path):
+def test_tracker_writes_one_section_per_sweep_and_keeps_the_notes_around_it(demo, tmp_path):
     wh, _ = demo
-    out = tmp_path / "EXPERIMENTS.md"
-    grpo(wh, "tracker", "--out", str(out))
+    out = tmp_path / "docs" / "experiment-tracker.md"
+    out.parent.mkdir()
+    out.write_text("# Our experiments\n\nNotes written by hand.\n", encoding="utf-8")
+    grpo(wh, "tracker", "--path", str(out))
     text = out.read_text()
-    for heading in ("## kl-sweep", "## lr-sweep", "## smoke-test"):
-        assert heading in text
-    assert text.count("| lr-sweep-") == 3
+    assert text.startswith("# Our experiments\n\nNotes written by hand.\n")
+    for sweep in ("kl-sweep", "lr-sweep", "smoke-test"):
+        assert f"## Sweep {sweep}" in text
+    assert text.count("| lr-sweep-") >= 3
+    out.write_text(text + "\nA note below the table.\n", encoding="utf-8")
+    again = grpo_json(wh, "tracker", "--out", str(out))  # --out: the old name still works
+    assert again["changed"] is False and out.read_text().endswith("A note below the table.\n")
 
 
 def test_a_concurrent_reader_never_fails_while_the_warehouse_rebuilds(demo):

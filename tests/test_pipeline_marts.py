@@ -261,12 +261,16 @@ def test_inference_latency_percentiles_match_numpy(built):
     assert row["latency_p95_s"] == pytest.approx(np.percentile(latencies, 95))
 
 
-def test_a_silent_component_is_stale_and_a_degraded_one_says_so(built):
+def test_a_silent_component_is_stale_or_down_and_a_degraded_one_says_so(built):
     wh, truth = built
     health = {(r["component"], r["host"]): r for r in query(wh, "select * from fct_component_health")}
     assert health[("trainer", "gpu-1")]["status"] == "ok"
     reward = health[("reward", "cpu-1")]
-    assert reward["status"] == "stale"
+    silent = (truth["end"] - truth["reward_last_seen"]).total_seconds()
+    v = dbt_vars()
+    assert silent > float(v["heartbeat_stale_after_s"])
+    assert reward["status"] == ("down" if silent > float(v["heartbeat_down_after_s"]) else "stale")
+    assert reward["is_listed"] is True
     assert reward["as_of"] == truth["end"]
     assert reward["silent_s"] == pytest.approx((truth["end"] - truth["reward_last_seen"]).total_seconds())
     assert health[("vllm", "gpu-2")]["status"] == "degraded"
