@@ -475,7 +475,7 @@ def sweep(con, sweep_text: str, plot: str | None, as_json: bool) -> None:
     keys = ans["varying_config_keys"]
     c.print(
         _table(
-            "Ranking by final checkpoint gap (best checkpoint Elo − base_model Elo)",
+            "Ranking by final checkpoint gap (newest checkpoint Elo − base_model Elo)",
             ["rank", "run", "verdict", "final gap", "± se", "last gap", "base_model Δ", "tie", *keys],
             [
                 [r["rank"], r["run"], _verdict(r["verdict"]), r["gap_final"], r["gap_final_se"],

@@ -16,8 +16,9 @@
   the silent component...).
 
 Every series is designed so its intended verdict holds under the rules in
-``dbt_project.yml`` for any seed: noise is made orthogonal to a straight line
-before it is added (so a flat series fits a slope of exactly zero and a
+``dbt_project.yml`` (checked for seeds 0-39): the references' noise is
+autocorrelated like an online Elo rating's and made orthogonal to a straight
+line before it is added (so a flat series fits a slope of exactly zero and a
 trending one exactly the slope of its noise-free curve), and each run's checkpoint Elo is
 shifted so its final gap is exactly the designed one (so the tie stays a tie
 and the clear winner stays clear). `demo_runs()` returns the same series
@@ -89,6 +90,9 @@ EXTRACTION_PROBLEM_RUN = "lr-sweep-1"
 # Preempted twice and resumed from its checkpoints at these shares of its steps: three segments.
 RESUMED_RUN = "kl-sweep-1"
 RESUMED_AT = (0.375, 0.75)
+# Lag-1 autocorrelation of the fixed references' rating noise: an online rating starts each
+# update from the previous one (the marts' trends allow for it, see macros/trend.sql).
+ELO_NOISE_PHI = 0.6
 PREEMPTED_EXIT_CODE = 143  # SIGTERM, as a cluster scheduler preempts a job
 HEARTBEAT_EVERY_S = 30.0
 ROLLOUTS_PER_MIN = 3.0
@@ -112,7 +116,7 @@ class DemoRun:
     sweep: str  # the W&B group
     config: dict[str, Any]
     intended_verdict: str  # learning | not_learning | unstable | insufficient_data
-    # Mean over the last FINAL_GAP_WINDOW evals of (best checkpoint Elo at that
+    # Mean over the last FINAL_GAP_WINDOW evals of (newest checkpoint Elo at that
     # eval) minus base_model Elo; None without checkpoints.
     final_gap: float | None
     steps: np.ndarray = field(repr=False)  # training steps logged (1..n)
@@ -129,14 +133,14 @@ class DemoRun:
         return [p for p in self.elo if p.startswith("ckpt_")]
 
     def gap(self) -> tuple[np.ndarray, np.ndarray]:
-        """(eval steps with a checkpoint, best checkpoint minus base_model Elo at each)."""
-        ckpts = self.checkpoints
+        """(eval steps with a checkpoint, newest checkpoint minus base_model Elo at each)."""
+        ckpts = sorted(self.checkpoints, key=lambda c: int(c.removeprefix("ckpt_")))
         if not ckpts:
             return np.array([], dtype=np.int64), np.array([], dtype=float)
         stacked = np.vstack([self.elo[c] for c in ckpts])
         has = ~np.all(np.isnan(stacked), axis=0)
-        best = np.nanmax(stacked[:, has], axis=0)
-        return self.eval_steps[has], best - self.elo[BASE_MODEL][has]
+        newest = np.array([stacked[~np.isnan(stacked[:, j]), j][-1] for j in np.flatnonzero(has)])
+        return self.eval_steps[has], newest - self.elo[BASE_MODEL][has]
 
     def history_rows(self) -> list[tuple[int, dict[str, float]]]:
         """What `run.log` receives: one dict per step, Elo in the same dict on eval steps."""
@@ -236,7 +240,7 @@ def _make_run(plan: _Plan, run_id: str, n: int, seed: int, rng: np.random.Genera
     # Fixed references lose rating as the policy beats them; noise is detrended so
     # the fitted change is exactly the designed one.
     elo: dict[str, np.ndarray] = {}
-    ref_sd = 8.0 if learning else 10.0
+    ref_sd = 5.0 if learning else 10.0  # with autocorrelated noise, the references' decline stays clear
     elo[BASE_MODEL] = 1000.0 - plan.ref_decline * eval_progress + _flat_noise(rng, eval_steps, ref_sd)
     elo["chaos_bot"] = 820.0 - 0.6 * plan.ref_decline * eval_progress + _flat_noise(rng, eval_steps, ref_sd)
 
@@ -249,7 +253,7 @@ def _make_run(plan: _Plan, run_id: str, n: int, seed: int, rng: np.random.Genera
         values = np.full(len(eval_steps), np.nan)
         if learning:
             drift = 0.15 * plan.ref_decline * (eval_progress[present] - p_c)
-            values[present] = 1000.0 + rise * p_c + drift + rng.normal(0.0, 8.0, present.sum())
+            values[present] = 1000.0 + rise * p_c + drift + rng.normal(0.0, 6.0, present.sum())
         else:
             # No progress: checkpoints play level with base_model.
             values[present] = elo[BASE_MODEL][present] + plan.final_gap + rng.normal(0.0, 4.0, present.sum())
@@ -300,8 +304,8 @@ def _progress(step: np.ndarray, n: int) -> np.ndarray:
 
 
 def _flat_noise(rng: np.random.Generator, x: np.ndarray, sd: float) -> np.ndarray:
-    """Gaussian noise with its least-squares line removed, rescaled to `sd`."""
-    noise = rng.normal(0.0, sd, len(x))
+    """AR(1) noise (as an online Elo rating's) with its least-squares line removed, rescaled to `sd`."""
+    noise = sd * _ar1(rng, len(x), ELO_NOISE_PHI)
     xc = x - x.mean()
     noise = noise - noise.mean() - xc * (xc @ noise) / (xc @ xc)
     std = noise.std(ddof=1)

@@ -17,7 +17,7 @@ def _plt():
 
 
 def plot_elo(series: dict[str, Any], answer: dict[str, Any], out: Path) -> Path:
-    """Fixed references and checkpoints over steps (top), best checkpoint − base_model gap (bottom)."""
+    """Fixed references and checkpoints over steps (top), newest checkpoint − base_model gap (bottom)."""
     plt = _plt()
     fig, (ax, gx) = plt.subplots(2, 1, figsize=(10, 7), sharex=True, gridspec_kw={"height_ratios": [3, 2]})
     for (player, kind), pts in groupby(series["trajectory"], key=lambda r: (r["player"], r["player_kind"])):
@@ -35,7 +35,7 @@ def plot_elo(series: dict[str, Any], answer: dict[str, Any], out: Path) -> Path:
     ax.legend(fontsize=7, ncol=2, loc="best")
     gaps = series["gaps"]
     if gaps:
-        gx.plot([g["step"] for g in gaps], [g["gap"] for g in gaps], color="tab:green", marker="o", ms=3, label="best checkpoint − base_model")
+        gx.plot([g["step"] for g in gaps], [g["gap"] for g in gaps], color="tab:green", marker="o", ms=3, label="newest checkpoint − base_model")
     gx.axhline(0, color="grey", lw=1, ls=":", label="no lead over base_model")
     gx.set_xlabel("training step")
     gx.set_ylabel("Elo gap")
@@ -61,7 +61,7 @@ def plot_sweep(series: list[dict[str, Any]], answer: dict[str, Any], out: Path) 
         ax.plot([p["step"] for p in pts], [p["gap"] for p in pts], marker="o", ms=3, label=label)
     ax.axhline(0, color="grey", lw=1, ls=":", label="no lead over base_model")
     ax.set_xlabel("training step")
-    ax.set_ylabel("best checkpoint Elo − base_model Elo")
+    ax.set_ylabel("newest checkpoint Elo − base_model Elo")
     ax.set_title(f"Sweep {answer['sweep']}: checkpoint gap by run")
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8)
@@ -83,7 +83,7 @@ def latest_runs_gap_png(series: list[dict[str, Any]], title: str) -> bytes:
         ax.plot([p["step"] for p in pts], [p["gap"] for p in pts], marker="o", ms=2, label=run_name)
     ax.axhline(0, color="grey", lw=1, ls=":")
     ax.set_xlabel("training step")
-    ax.set_ylabel("best checkpoint − base_model Elo")
+    ax.set_ylabel("newest checkpoint − base_model Elo")
     ax.set_title(title)
     ax.grid(alpha=0.3)
     if series:

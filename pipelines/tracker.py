@@ -293,7 +293,7 @@ def render_section(
         "",
         (
             "Columns: *rank* by final gap within the sweep; *KL spikes / grad norm over target* counts steps, "
-            "⚠ where the run exceeds the target; *final gap* is the best checkpoint's mean lead over base_model "
+            "⚠ where the run exceeds the target; *final gap* is the newest checkpoint's mean lead over base_model "
             f"in the final window, with its 95 % interval (± {Z95} standard errors) when there is one; "
             "*base_model Δ* is base_model's Elo change over the run (falling means learning); the last "
             "columns are the config keys that vary within the sweep."

@@ -20,6 +20,7 @@ from scipy import stats
 from pipelines.settings import dbt_vars
 from pipelines.warehouse import HISTORY, RUNS, Warehouse
 from tests.dbt_harness import dbt_build, query, write_raw
+from tests.independent_stats import ar1_trend_fit
 
 T0 = dt.datetime(2026, 1, 5, 9, 0, tzinfo=dt.UTC)
 EVAL_STEPS = np.arange(0, 1000, 50)  # 20 evaluation steps
@@ -163,26 +164,18 @@ def make_runs() -> dict[str, Run]:
 
 
 def gap_series(run: Run) -> tuple[np.ndarray, np.ndarray]:
-    """(steps, best checkpoint Elo - base_model Elo) where both exist."""
+    """(steps, newest checkpoint's Elo - base_model Elo) where both exist."""
     steps, gaps = [], []
     for s, base in sorted(run.elo["base_model"].items()):
-        ckpts = [pts[s] for p, pts in run.elo.items() if p.startswith("ckpt_") and s in pts]
+        ckpts = sorted((int(p[5:]), pts[s]) for p, pts in run.elo.items() if p.startswith("ckpt_") and s in pts)
         if ckpts:
             steps.append(s)
-            gaps.append(max(ckpts) - base)
+            gaps.append(ckpts[-1][1] - base)
     return np.array(steps, dtype=float), np.array(gaps)
 
 
-def fit(x: np.ndarray, y: np.ndarray) -> dict[str, float]:
-    """Slope per 100 steps with its 95 % CI, from scipy."""
-    res = stats.linregress(x, y)
-    t = stats.t.ppf(0.975, len(x) - 2)
-    return {
-        "slope": 100 * res.slope,
-        "lo": 100 * (res.slope - t * res.stderr),
-        "hi": 100 * (res.slope + t * res.stderr),
-        "fitted": res.slope * (x.max() - x.min()),
-    }
+def fit(x: np.ndarray, y: np.ndarray, phi_floor: float) -> dict[str, float]:
+    return ar1_trend_fit(x, y, phi_floor)
 
 
 def label(f: dict[str, float], n: int, min_change: float, min_points: int, up: str, down: str) -> str:
@@ -205,6 +198,8 @@ def rules() -> dict:
         "kl_spike": float(v["kl_spike_min"]),
         "kl_allowed": int(v["kl_spike_steps_allowed"]),
         "grad_max": float(v["grad_norm_max"]),
+        "elo_phi_floor": float(v["elo_noise_phi_floor"]),
+        "reward_phi_floor": float(v["reward_noise_phi_floor"]),
     }
 
 
@@ -243,20 +238,21 @@ def one(wh: Warehouse, sql: str, params: list) -> dict:
 
 @pytest.mark.parametrize("run_key", ["learn", "flat", "unstable"])
 @pytest.mark.parametrize("player", ["base_model", "random_bot"])
-def test_reference_slope_and_ci_match_scipy_linregress(wh, runs, rules, run_key, player):
+def test_reference_slope_and_ci_match_an_independent_ar1_corrected_fit(wh, runs, rules, run_key, player):
     run = runs[run_key]
     points = sorted(run.elo[player].items())
     x = np.array([s for s, _ in points], dtype=float)
     y = np.array([v for _, v in points])
-    expected = fit(x, y)
+    expected = fit(x, y, rules["elo_phi_floor"])
 
     got = one(wh, "select * from fct_reference_trends where run_id = ? and player = ?", [run.run_id, player])
 
     assert got["n_points"] == len(x)
     assert got["first_elo"] == pytest.approx(y[0]) and got["last_elo"] == pytest.approx(y[-1])
     assert got["slope_per_100_steps"] == pytest.approx(expected["slope"], rel=1e-9)
-    assert got["slope_ci95_lo"] == pytest.approx(expected["lo"], rel=1e-9)
-    assert got["slope_ci95_hi"] == pytest.approx(expected["hi"], rel=1e-9)
+    assert got["noise_phi"] == pytest.approx(expected["phi"])
+    assert got["slope_ci95_lo"] == pytest.approx(expected["lo"], rel=1e-7)
+    assert got["slope_ci95_hi"] == pytest.approx(expected["hi"], rel=1e-7)
     assert got["fitted_change"] == pytest.approx(expected["fitted"], rel=1e-9)
     assert got["trend"] == label(expected, len(x), rules["min_change"], rules["min_points"], "rising", "declining")
 
@@ -278,7 +274,7 @@ def test_gap_trend_and_final_gap_match_numpy(wh, runs, rules):
     for key in ("learn", "flat", "unstable"):
         run = runs[key]
         x, gaps = gap_series(run)
-        expected = fit(x, gaps)
+        expected = fit(x, gaps, rules["elo_phi_floor"])
         tail = gaps[-rules["window"] :]
 
         got = one(wh, "select * from fct_gap_trends where run_id = ?", [run.run_id])
@@ -288,24 +284,24 @@ def test_gap_trend_and_final_gap_match_numpy(wh, runs, rules):
         assert got["gap_final"] == pytest.approx(tail.mean(), rel=1e-9)
         assert got["gap_final_se"] == pytest.approx(tail.std(ddof=1) / math.sqrt(len(tail)), rel=1e-9)
         assert got["slope_per_100_steps"] == pytest.approx(expected["slope"], rel=1e-9)
-        assert got["slope_ci95_lo"] == pytest.approx(expected["lo"], rel=1e-9)
+        assert got["slope_ci95_lo"] == pytest.approx(expected["lo"], rel=1e-7)
         assert got["trend"] == label(
             expected, len(x), rules["min_change"], rules["min_points"], "growing", "shrinking"
         )
 
 
-def test_reward_slope_and_ci_match_scipy_over_two_hundred_steps(wh, runs):
+def test_reward_slope_and_ci_match_an_independent_ar1_corrected_fit_over_two_hundred_steps(wh, runs, rules):
     run = runs["learn"]
     points = sorted(run.metrics["train/reward_mean"].items())
     x = np.array([s for s, _ in points], dtype=float)
-    expected = fit(x, np.array([v for _, v in points]))
+    expected = fit(x, np.array([v for _, v in points]), rules["reward_phi_floor"])
 
     got = one(wh, "select * from fct_training_stability where run_id = ?", [run.run_id])
 
     assert got["reward_key"] == "train/reward_mean"
     assert got["reward_slope_per_100_steps"] == pytest.approx(expected["slope"], rel=1e-9)
-    assert got["reward_ci95_lo"] == pytest.approx(expected["lo"], rel=1e-9)
-    assert got["reward_ci95_hi"] == pytest.approx(expected["hi"], rel=1e-9)
+    assert got["reward_ci95_lo"] == pytest.approx(expected["lo"], rel=1e-7)
+    assert got["reward_ci95_hi"] == pytest.approx(expected["hi"], rel=1e-7)
     assert got["reward_trend"] == "rising"
 
 

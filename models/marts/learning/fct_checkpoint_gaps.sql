@@ -11,9 +11,14 @@
 -- Incremental (macros/incremental.sql): a build recomputes only the runs with
 -- Elo points in new raw batches or a new W&B run version (its name may have
 -- changed); a changed setting (vars:) recomputes every run.
--- How far the best checkpoint is ahead of the base model at each evaluation
+-- How far the newest checkpoint is ahead of the base model at each evaluation
 -- step: both are rated in the same league at the same step, so the gap does
--- not drift with the league's overall Elo level.
+-- not drift with the league's overall Elo level. The checkpoint is chosen by
+-- its training step, never by its rating: "the best checkpoint" picked by the
+-- same noisy ratings it is then measured on is the maximum of noisy values,
+-- which grows with every new equally strong checkpoint (a gap that grows by
+-- itself). The newest checkpoint's lead is unbiased, and it is the policy the
+-- run would ship.
 with
 
 {% if is_incremental() %}
@@ -39,20 +44,19 @@ runs as (
 
 ),
 
-best_checkpoints as (
+gap_checkpoints as (
 
     select
         run_id,
         step,
-        player as best_checkpoint,
-        elo as best_checkpoint_elo
+        player as gap_checkpoint,
+        elo as gap_checkpoint_elo
 
     from elo_ratings
     where player_kind = 'checkpoint'
-    -- on equal Elo the newer checkpoint is named best
     qualify row_number() over (
         partition by run_id, step
-        order by elo desc, checkpoint_step desc, player
+        order by checkpoint_step desc, player desc
     ) = 1
 
 ),
@@ -72,20 +76,20 @@ base_model as (
 final as (
 
     select
-        best_checkpoints.run_id,
+        gap_checkpoints.run_id,
         runs.run_name,
-        best_checkpoints.step,
-        best_checkpoints.best_checkpoint,
-        best_checkpoints.best_checkpoint_elo,
+        gap_checkpoints.step,
+        gap_checkpoints.gap_checkpoint,
+        gap_checkpoints.gap_checkpoint_elo,
         base_model.base_model_elo,
-        best_checkpoints.best_checkpoint_elo - base_model.base_model_elo as gap
+        gap_checkpoints.gap_checkpoint_elo - base_model.base_model_elo as gap
 
-    from best_checkpoints
+    from gap_checkpoints
     inner join base_model
-        on best_checkpoints.run_id = base_model.run_id
-        and best_checkpoints.step = base_model.step
+        on gap_checkpoints.run_id = base_model.run_id
+        and gap_checkpoints.step = base_model.step
     left join runs
-        on best_checkpoints.run_id = runs.run_id
+        on gap_checkpoints.run_id = runs.run_id
 
 )
 

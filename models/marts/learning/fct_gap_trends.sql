@@ -19,7 +19,7 @@ gap_points as (
 
 fits as (
 
-    {{ ols_trend('gap_points', ['run_id'], x='step', y='gap') }}
+    {{ ols_trend('gap_points', ['run_id'], x='step', y='gap', phi_floor=var('elo_noise_phi_floor')) }}
 
 ),
 
@@ -80,6 +80,8 @@ final as (
         fits.slope_ci95_lo,
         fits.slope_ci95_hi,
         fits.fitted_change,
+        fits.noise_phi,
+        fits.trend_df,
         {{ trend_label(var('min_elo_change'), var('min_eval_points'), 'growing', 'shrinking', prefix='fits.') }} as trend
 
     from fits

@@ -29,7 +29,7 @@ reference_points as (
 
 fits as (
 
-    {{ ols_trend('reference_points', ['run_id', 'player'], x='step', y='elo') }}
+    {{ ols_trend('reference_points', ['run_id', 'player'], x='step', y='elo', phi_floor=var('elo_noise_phi_floor')) }}
 
 ),
 
@@ -50,6 +50,8 @@ final as (
         fits.slope_ci95_lo,
         fits.slope_ci95_hi,
         fits.fitted_change,
+        fits.noise_phi,
+        fits.trend_df,
         {{ trend_label(var('min_elo_change'), var('min_eval_points'), 'rising', 'declining', prefix='fits.') }} as trend
 
     from fits

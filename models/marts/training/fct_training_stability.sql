@@ -129,7 +129,7 @@ reward_points as (
 -- scale across tasks, so no fixed "big enough" change could be set here.
 reward_fits as (
 
-    {{ ols_trend('reward_points', ['run_id'], x='step', y='value') }}
+    {{ ols_trend('reward_points', ['run_id'], x='step', y='value', phi_floor=var('reward_noise_phi_floor')) }}
 
 ),
 
