@@ -1,0 +1,71 @@
+"""The learning verdict is calibrated: simulated runs with a known truth, through the real dbt models.
+
+A fixed-seed subset of bench/calibration.py (the full grid is a documented
+command): flat runs whose references and equally strong checkpoints never
+change strength, with AR(1) rating noise as online Elo ratings have, and runs
+whose base_model falls 150 Elo over 16 evaluations. The shares are counted
+from fct_learning_verdicts / fct_gap_trends; the textbook interval (independent
+noise) is built from the same runs to show what the correction is for.
+"""
+
+from __future__ import annotations
+
+import pytest
+
+from bench import calibration
+
+RUNS = 300
+SEED = 7
+CELLS = [
+    calibration.Cell(kind, phi, 25.0, 16, k)
+    for phi in (0.5, 0.8)
+    for kind, k in (("flat", 1), ("flat", 10), ("learning", calibration.LEARNING_CHECKPOINTS))
+]
+
+
+@pytest.fixture(scope="module")
+def calibrated(tmp_path_factory):
+    return {c["cell"]: c for c in calibration.calibrate(CELLS, RUNS, SEED, tmp_path_factory.mktemp("calibration"))["cells"]}
+
+
+@pytest.fixture(scope="module")
+def textbook(tmp_path_factory):
+    overrides = {"trend_autocorrelation": False, "elo_noise_phi_floor": 0}
+    result = calibration.calibrate(CELLS, RUNS, SEED, tmp_path_factory.mktemp("textbook"), overrides)
+    return {c["cell"]: c for c in result["cells"]}
+
+
+def test_flat_runs_are_called_learning_at_most_5_percent_of_the_time_even_with_autocorrelated_ratings(calibrated):
+    for cell in CELLS:
+        if cell.kind == "flat":
+            got = calibrated[cell.name]
+            assert got["runs"] == RUNS
+            assert got["learning_share"] <= 0.05 and got["learning_ci95"][1] <= 0.08, got
+
+
+def test_equally_strong_checkpoints_do_not_make_the_gap_grow(calibrated):
+    for cell in CELLS:
+        if cell.kind == "flat":
+            assert calibrated[cell.name]["gap_growing_share"] <= 0.05, calibrated[cell.name]
+
+
+def test_a_base_model_falling_150_elo_over_16_evaluations_is_found_at_least_80_percent_of_the_time(calibrated):
+    got = calibrated[calibration.Cell("learning", 0.8, 25.0, 16, calibration.LEARNING_CHECKPOINTS).name]
+    assert got["learning_share"] >= 0.80, got
+
+
+def test_the_textbook_interval_calls_flat_autocorrelated_runs_learning_far_more_often(calibrated, textbook):
+    """What the correction is for: the same runs, built with the interval that assumes independent noise."""
+    name = calibration.Cell("flat", 0.8, 25.0, 16, 1).name
+    assert textbook[name]["learning_share"] > 0.08 > calibrated[name]["learning_share"]
+
+
+def test_wilson_intervals_match_the_closed_form():
+    import math
+
+    for k, n in ((0, 300), (3, 300), (150, 300), (300, 300)):
+        p, z = k / n, 1.959963984540054
+        centre = (p + z * z / (2 * n)) / (1 + z * z / n)
+        half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / (1 + z * z / n)
+        lo, hi = calibration.wilson(k, n)
+        assert lo == pytest.approx(max(0.0, centre - half), abs=1e-12) and hi == pytest.approx(min(1.0, centre + half), abs=1e-12)
