@@ -33,6 +33,7 @@ CHECKS: tuple[CheckDef, ...] = (
     CheckDef("grad_norm_below_target", "grad_norm_max", "run", "fct_training_stability", "error", "No run's grad norm reaches the target.", "grad_norm"),
     CheckDef("kl_stable", "kl_p95", "run", "fct_training_stability", "error", "Each run's KL p95 stays below the stable threshold.", "kl"),
     CheckDef("kl_no_spikes", "kl_spike_steps", "run", "fct_training_stability", "error", "No run has more KL spike steps than allowed.", "kl"),
+    CheckDef("training_values_finite", "non_finite_training_values", "run", "fct_training_stability", "warn", "No run logged NaN or infinite KL or grad norm values (they are counted, never dropped).", "grad_norm"),
     CheckDef("base_model_elo_declining", "base_model_declining", "run", "fct_learning_verdicts", "warn", "base_model's Elo declines in each run (the policy beats a fixed reference more often)."),
     CheckDef("checkpoint_gap_growing", "gap_growing", "run", "fct_learning_verdicts", "warn", "The newest checkpoint's lead over base_model grows in each run."),
     CheckDef("heartbeats_fresh", "heartbeat_fresh", "component", "fct_component_health", "warn", "Every component sent a heartbeat recently.", "heartbeat"),

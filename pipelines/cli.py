@@ -411,13 +411,15 @@ def elo(con, run: str, plot: str | None, as_json: bool) -> None:
     c.print(f"[bold]{esc(ans['run'])}[/] ({esc(ans['run_id'])}, sweep {esc(ans['sweep'])}): [bold]{_verdict(v)}[/]")
     if ans.get("reason"):
         c.print(f"  {esc(ans['reason'])}")
+    st = ans["stability"]
+    c.print(f"  stability: [bold]{esc(st['status'])}[/]" + (f" ({esc(st['evidence'])})" if st.get("evidence") else ""))
     c.print(
         _table(
-            "Fixed references (their Elo falling = the policy is learning)",
-            ["player", "points", "first", "last", "delta", "slope/100 steps", "95 % CI", "trend"],
+            "Fixed references (their Elo falling = the policy is learning; 95 % CI allows for autocorrelated rating noise)",
+            ["player", "points", "first", "last", "delta", "slope/100 steps", "95 % CI", "noise φ", "trend"],
             [
                 [r["player"], r["n_points"], r["first"], r["last"], r["delta"], r["slope_per_100_steps"],
-                 f"[{_fmt(r['ci95'][0])}, {_fmt(r['ci95'][1])}]", r["trend"]]
+                 f"[{_fmt(r['ci95'][0])}, {_fmt(r['ci95'][1])}]", r.get("noise_phi"), r["trend"]]
                 for r in ans["references"]
             ],
         )
@@ -425,7 +427,7 @@ def elo(con, run: str, plot: str | None, as_json: bool) -> None:
     g = ans["gap"]
     c.print(
         _table(
-            "Best checkpoint − base_model",
+            "Newest checkpoint − base_model",
             ["first", "last", "delta", "final (mean of last evals)", "slope/100 steps", "95 % CI", "trend"],
             [[g["first"], g["last"], g["delta"], g["final"], g["slope_per_100_steps"],
               f"[{_fmt(g['ci95'][0])}, {_fmt(g['ci95'][1])}]", g["trend"]]],
@@ -436,7 +438,9 @@ def elo(con, run: str, plot: str | None, as_json: bool) -> None:
             _table(
                 "Superseded checkpoints (declining after a newer one exists is a good sign)",
                 ["checkpoint", "superseded at step", "Elo change since"],
-                [[s["player"], s["superseded_at_step"], s["elo_change_after_superseded"]] for s in ans["superseded_checkpoints"]],
+                [[s["player"], s["superseded_at_step"],
+                  "no later ratings" if s["elo_change_after_superseded"] is None else s["elo_change_after_superseded"]]
+                 for s in ans["superseded_checkpoints"]],
             )
         )
     if plot:

@@ -188,6 +188,7 @@ def elo(con: duckdb.DuckDBPyConnection, run_text: str) -> dict[str, Any]:
                     "delta": r["delta"],
                     "slope_per_100_steps": r["slope_per_100_steps"],
                     "ci95": [r["slope_ci95_lo"], r["slope_ci95_hi"]],
+                    "noise_phi": r.get("noise_phi"),
                     "trend": r["trend"],
                 }
                 for r in refs
@@ -199,9 +200,13 @@ def elo(con: duckdb.DuckDBPyConnection, run_text: str) -> dict[str, Any]:
                 "final": gap.get("gap_final"),
                 "slope_per_100_steps": gap.get("slope_per_100_steps"),
                 "ci95": [gap.get("slope_ci95_lo"), gap.get("slope_ci95_hi")],
+                "noise_phi": gap.get("noise_phi"),
                 "trend": gap.get("trend", "insufficient_data"),
             },
             "stability": {
+                "status": verdict.get("stability", "unknown"),
+                "evidence": verdict.get("stability_evidence"),
+                "non_finite_values": verdict.get("non_finite_stability_values"),
                 "kl_p95": stability.get("kl_p95"),
                 "kl_max": stability.get("kl_max"),
                 "kl_spike_steps": stability.get("kl_spike_steps"),
@@ -214,6 +219,7 @@ def elo(con: duckdb.DuckDBPyConnection, run_text: str) -> dict[str, Any]:
                     "checkpoint_step": s["checkpoint_step"],
                     "superseded_at_step": s["superseded_at_step"],
                     "elo_change_after_superseded": s["elo_change_after_superseded"],
+                    "note": "no later ratings" if s["elo_change_after_superseded"] is None else None,
                 }
                 for s in superseded
             ],
@@ -317,7 +323,7 @@ def metrics(con: duckdb.DuckDBPyConnection, run_text: str, all_metrics: bool, al
         wanted += sorted(present & references)
         summaries = [s for s in summaries if s["metric_key"] in wanted]
         summaries.sort(key=lambda s: wanted.index(s["metric_key"]))
-    verdict = one(con, "select verdict, reason from fct_learning_verdicts where run_id = ?", [rid]) or {}
+    verdict = one(con, "select verdict, reason, stability as status, stability_evidence from fct_learning_verdicts where run_id = ?", [rid]) or {}
     stability = one(con, "select * from fct_training_stability where run_id = ?", [rid]) or {}
     actions = []
     if stability.get("has_grad_norm_over_target"):
@@ -332,7 +338,11 @@ def metrics(con: duckdb.DuckDBPyConnection, run_text: str, all_metrics: bool, al
             "run_id": rid,
             "verdict": verdict.get("verdict"),
             "reason": verdict.get("reason"),
-            "stability": {k: v for k, v in stability.items() if k not in ("run_id", "run_name")},
+            "stability": {
+                "status": verdict.get("status", "unknown"),
+                "evidence": verdict.get("stability_evidence"),
+                **{k: v for k, v in stability.items() if k not in ("run_id", "run_name")},
+            },
             "metrics": [
                 {
                     "key": s["metric_key"],

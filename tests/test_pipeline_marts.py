@@ -325,7 +325,7 @@ def test_every_check_reads_its_threshold_from_the_project_vars(built):
         "rollout_p95_s": "rollout_p95_max_s", "error_rate": "error_rate_max",
         "extraction_rate": "extraction_rate_min", "grad_norm_max": "grad_norm_max",
         "kl_p95": "kl_stable_max", "kl_spike_steps": "kl_spike_steps_allowed",
-        "heartbeat_fresh": "heartbeat_stale_after_s",
+        "heartbeat_fresh": "heartbeat_stale_after_s", "non_finite_training_values": "non_finite_values_allowed",
     }
     rows = query(wh, "select distinct check_name, threshold from fct_check_outcomes where threshold is not null")
     assert rows

@@ -99,6 +99,14 @@ kl_spikes_by_run as (
                    'kl_spike_steps_allowed', '<=', not_null='kl_key is not null and kl_spike_steps') }}
 ),
 
+-- NaN/±Inf KL or grad norm values are counted, never dropped silently (a warning)
+non_finite_by_run as (
+    {{ checks_rows('non_finite_training_values', 'run', 'training_stability', 'run_id',
+                   'coalesce(non_finite_kl, 0) + coalesce(non_finite_grad_norm, 0)',
+                   'non_finite_values_allowed', '<=', severity='warn',
+                   not_null='coalesce(kl_key, grad_norm_key)') }}
+),
+
 base_model_declining_by_run as (
     {{ checks_rows('base_model_declining', 'run', 'learning_verdicts', 'run_id', 'base_model_delta',
                    comparison='is', severity='warn', observed_label='base_model_trend',
@@ -139,6 +147,8 @@ unioned as (
     select * from kl_p95_by_run
     union all
     select * from kl_spikes_by_run
+    union all
+    select * from non_finite_by_run
     union all
     select * from base_model_declining_by_run
     union all

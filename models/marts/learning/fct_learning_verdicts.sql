@@ -109,7 +109,10 @@ evidence as (
         stability.kl_p95,
         stability.grad_norm_max,
         stability.grad_norm_over_steps,
-        coalesce(stability.has_kl_spikes, false) as has_kl_spikes
+        coalesce(stability.has_kl_spikes, false) as has_kl_spikes,
+        -- NaN/±Inf KL or grad norm: never dropped silently (counted, and unstable per var)
+        coalesce(stability.non_finite_kl, 0) + coalesce(stability.non_finite_grad_norm, 0) as non_finite_stability_values,
+        stability.kl_p95 is not null or stability.grad_norm_max is not null as has_stability_data
 
     from runs
     left join eval_points
@@ -136,7 +139,9 @@ signals as (
         n_references_declining >= 1
             and n_references_rising = 0
             and coalesce(gap_trend, 'insufficient_data') in ('growing', 'insufficient_data') as has_learning_signal,
-        has_kl_spikes or coalesce(grad_norm_over_steps, 0) > 0 as is_unstable,
+        has_kl_spikes
+            or coalesce(grad_norm_over_steps, 0) > 0
+            or ({{ var('non_finite_is_unstable') }} and non_finite_stability_values > 0) as is_unstable,
 
         format(
             '{} {} → {} Elo (fitted {}, 95 % CI of the slope {} to {} per 100 steps)',
@@ -148,7 +153,7 @@ signals as (
             coalesce(format('{:+.1f}', base_model_ci95_hi), 'n/a')
         ) as base_model_evidence,
         format(
-            'the best checkpoint''s lead over {} went {} → {} Elo (fitted {}, trend {})',
+            'the newest checkpoint''s lead over {} went {} → {} Elo (fitted {}, trend {})',
             {{ wb_text_literal(var('base_reference_player')) }},
             coalesce(format('{:.0f}', gap_first), 'n/a'),
             coalesce(format('{:.0f}', gap_last), 'n/a'),
@@ -167,6 +172,11 @@ signals as (
                 when coalesce(grad_norm_over_steps, 0) > 0 then format(
                     'grad norm at or above {} on {} steps (max {:.1f})',
                     {{ var('grad_norm_max') }}, grad_norm_over_steps, grad_norm_max
+                )
+            end,
+            case
+                when non_finite_stability_values > 0 then format(
+                    '{} non-finite KL or grad norm values (NaN/Inf)', non_finite_stability_values
                 )
             end
         ) as instability_evidence
@@ -228,7 +238,19 @@ final as (
                 'Fixed references declined ({}) but {}, so checkpoints are not pulling ahead of the base model.',
                 declining_evidence, gap_evidence
             )
+        end
+        -- a run that does not learn can still be unstable: say so rather than hide it
+        || case
+            when verdict = 'not_learning' and is_unstable then ' Training is also unstable: ' || instability_evidence || '.'
+            else ''
         end as reason,
+        case
+            when is_unstable then 'unstable'
+            when has_stability_data then 'stable'
+            else 'unknown'
+        end as stability,
+        nullif(instability_evidence, '') as stability_evidence,
+        non_finite_stability_values,
         n_eval_points,
         n_references,
         n_references_declining,

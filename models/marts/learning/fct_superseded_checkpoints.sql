@@ -104,7 +104,11 @@ final as (
         superseded.superseded_at_step,
         rating_when_superseded.elo_at_superseded,
         superseded.elo_last,
-        superseded.elo_last - rating_when_superseded.elo_at_superseded as elo_change_after_superseded,
+        -- never rated again after a newer one appeared: no change is known (not a change of 0)
+        case
+            when rating_when_superseded.n_points_after > 0
+                then superseded.elo_last - rating_when_superseded.elo_at_superseded
+        end as elo_change_after_superseded,
         rating_when_superseded.n_points_after
 
     from superseded
