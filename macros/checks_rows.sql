@@ -7,7 +7,10 @@
 {% macro checks_rows(check_name, subject_type, relation, subject, value,
                      threshold_var=none, comparison='<', severity='error',
                      subject_label='run_name', observed_label=none, expected_label=none,
-                     not_null=none) %}
+                     not_null=none, n=none, k=none, min_n_var=none) %}
+    {#- n / k: a rate's denominator and numerator: the rate gets a Wilson 95 % interval, and
+        the check is judged on the interval (fct_check_outcomes); min_n_var: fewer observations
+        than this var make the check inconclusive. -#}
     select
         '{{ check_name }}' as check_name,
         '{{ subject_type }}' as subject_type,
@@ -18,7 +21,33 @@
         '{{ comparison }}' as comparison,
         {{ observed_label if observed_label else 'cast(null as varchar)' }} as observed_label,
         {{ "'" ~ expected_label ~ "'" if expected_label else 'cast(null as varchar)' }} as expected_label,
-        '{{ severity }}' as severity
+        '{{ severity }}' as severity,
+        {{ 'cast(' ~ n ~ ' as bigint)' if n else 'cast(null as bigint)' }} as n_observations,
+        {{ checks_threshold(min_n_var) if min_n_var else 'cast(null as double)' }} as min_observations,
+        {% if n and k -%}
+        {{ wilson_bound(k, n, -1) }} as ci95_lo,
+        {{ wilson_bound(k, n, 1) }} as ci95_hi
+        {%- else -%}
+        cast(null as double) as ci95_lo,
+        cast(null as double) as ci95_hi
+        {%- endif %}
     from {{ relation }}
     where {{ not_null if not_null else value }} is not null
 {% endmacro %}
+
+
+{#-
+    A bound of the Wilson score 95 % interval of the share k / n (sign -1 the lower, 1 the
+    upper): (p + z²/2n ± z·sqrt(p(1-p)/n + z²/4n²)) / (1 + z²/n), z = 1.959964. Null for n = 0.
+-#}
+{% macro wilson_bound(k, n, sign) -%}
+    case when ({{ n }}) > 0 then
+        (
+            cast({{ k }} as double) / ({{ n }}) + 1.959964 * 1.959964 / (2.0 * ({{ n }}))
+            {{ '+' if sign > 0 else '-' }} 1.959964 * sqrt(
+                (cast({{ k }} as double) / ({{ n }})) * (1 - cast({{ k }} as double) / ({{ n }})) / ({{ n }})
+                + 1.959964 * 1.959964 / (4.0 * ({{ n }}) * ({{ n }}))
+            )
+        ) / (1 + 1.959964 * 1.959964 / ({{ n }}))
+    end
+{%- endmacro %}

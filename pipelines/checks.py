@@ -43,9 +43,9 @@ CHECKS: tuple[CheckDef, ...] = (
 def outcomes_for(con: Any, check: CheckDef) -> list[dict[str, Any]]:
     """Rows of fct_check_outcomes for one check definition, failing subjects first."""
     cur = con.execute(
-        "select subject, subject_label, value, threshold, comparison, passed "
+        "select subject, subject_label, value, threshold, comparison, passed, outcome "
         "from fct_check_outcomes where check_name = ? and subject_type = ? "
-        "order by passed, subject",
+        "order by outcome = 'pass', outcome = 'inconclusive', subject",
         [check.check_name, check.subject_type],
     )
     names = [d[0] for d in cur.description]

@@ -146,6 +146,16 @@ def _pct(v: float | None) -> str:
     return "–" if v is None else f"{100 * v:.2f} %"
 
 
+def _ci_text(ci: list | None) -> str:
+    return f", 95 % CI {_pct(ci[0])} to {_pct(ci[1])}" if ci else ""
+
+
+def _outcome_mark(outcome: str | None) -> Styled:
+    if outcome == "inconclusive":
+        return Styled("[yellow]INCONCLUSIVE[/]")
+    return _mark({"pass": True, "fail": False}.get(outcome or ""))
+
+
 def _mark(passed: bool | None) -> Styled:
     if passed is None:
         return Styled("[yellow]no data[/]")
@@ -586,13 +596,13 @@ def rollout_timing(con, last, since, until, as_json) -> None:
         emit_json(ans)
         return _exit_if_no_data(ans["count"])
     c = _console()
-    c.print(f"Rollouts in [{ans['since']}, {ans['until']}): {ans['count']:,}   p95 {_fmt(ans['p95_s'])} s vs target < {ans['target_p95_s']:g} s  {_mark(ans['passed'])}")
+    c.print(f"Rollouts in [{ans['since']}, {ans['until']}): {ans['count']:,}   p95 {_fmt(ans['p95_s'])} s vs target < {ans['target_p95_s']:g} s  {_outcome_mark(ans['outcome'])}")
     _action_line(c, ans.get("action"))
     _no_data_note(c, ans["count"], "rollouts", ans)
     if ans["count"]:
         c.print(_table("", ["p50 s", "p95 s", "p99 s", "max s"], [[ans["p50_s"], ans["p95_s"], ans["p99_s"], ans["max_s"]]]))
-        c.print(_table("By run", ["run", "rollouts", "p50 s", "p95 s", "max s", ""], [[r["run"], r["count"], r["p50_s"], r["p95_s"], r["max_s"], _mark(r["passed"])] for r in ans["by_run"]]))
-        slow = [h for h in ans["by_hour"] if not h["passed"]]
+        c.print(_table("By run", ["run", "rollouts", "p50 s", "p95 s", "max s", ""], [[r["run"], r["count"], r["p50_s"], r["p95_s"], r["max_s"], _outcome_mark(r["outcome"])] for r in ans["by_run"]]))
+        slow = [h for h in ans["by_hour"] if h["outcome"] == "fail"]
         if slow:
             c.print(_table("Hours over target", ["hour", "rollouts", "p95 s"], [[h["hour"], h["count"], h["p95_s"]] for h in slow]))
     c.print(_freshness_line(ans["freshness"]))
@@ -621,13 +631,13 @@ def errors(con, last, since, until, as_json) -> None:
     c = _console()
     c.print(
         f"Error rate in [{ans['since']}, {ans['until']}): {_pct(ans['error_rate'])} "
-        f"({ans['failed_rollouts']:,} of {ans['rollouts']:,} rollouts failed) vs target < {_pct(ans['target_error_rate'])}  {_mark(ans['passed'])}; "
+        f"({ans['failed_rollouts']:,} of {ans['rollouts']:,} rollouts failed{_ci_text(ans.get('ci95'))}) vs target < {_pct(ans['target_error_rate'])}  {_outcome_mark(ans['outcome'])}; "
         f"{ans['error_events']:,} error events"
     )
     _action_line(c, ans.get("action"))
     _no_data_note(c, ans["rollouts"] + ans["error_events"], "rollouts or error events", ans)
     if ans["by_run"]:
-        c.print(_table("By run", ["run", "rollouts", "failed", "error rate", ""], [[r["run"], r["rollouts"], r["failed_rollouts"], _pct(r["error_rate"]), _mark(r["passed"])] for r in ans["by_run"]]))
+        c.print(_table("By run", ["run", "rollouts", "failed", "error rate", ""], [[r["run"], r["rollouts"], r["failed_rollouts"], _pct(r["error_rate"]), _outcome_mark(r["outcome"])] for r in ans["by_run"]]))
     if ans["by_type"]:
         c.print(_table("Error events by component and type", ["component", "type", "events", "last message"], [[r["component"], r["error_type"], r["events"], (r["last_message"] or "")[:80]] for r in ans["by_type"]]))
     c.print(_freshness_line(ans["freshness"]))
@@ -656,12 +666,12 @@ def extraction_stats(con, last, since, until, as_json) -> None:
     c = _console()
     c.print(
         f"Extraction rate in [{ans['since']}, {ans['until']}): {_pct(ans['extraction_rate'])} "
-        f"({ans['orders_extracted']:,} of {ans['orders_expected']:,} orders) vs target > {_pct(ans['target'])}  {_mark(ans['passed'])}"
+        f"({ans['orders_extracted']:,} of {ans['orders_expected']:,} orders{_ci_text(ans.get('ci95'))}) vs target > {_pct(ans['target'])}  {_outcome_mark(ans['outcome'])}"
     )
     _action_line(c, ans.get("action"))
     _no_data_note(c, ans["events"], "extraction events", ans)
     if ans["by_run"]:
-        c.print(_table("By run", ["run", "expected", "extracted", "rate", ""], [[r["run"], r["orders_expected"], r["orders_extracted"], _pct(r["extraction_rate"]), _mark(r["passed"])] for r in ans["by_run"]]))
+        c.print(_table("By run", ["run", "expected", "extracted", "rate", ""], [[r["run"], r["orders_expected"], r["orders_extracted"], _pct(r["extraction_rate"]), _outcome_mark(r["outcome"])] for r in ans["by_run"]]))
     c.print(_freshness_line(ans["freshness"]))
     _exit_if_no_data(ans["events"])
 
@@ -763,20 +773,22 @@ def check_cmd(ctx, show_all: bool, as_json: bool) -> None:
         return queries.check(con)
 
     ans = run()
-    failing_error = [x for x in ans["checks"] if not x["passed"] and x["severity"] == "error"]
+    failing_error = [x for x in ans["checks"] if x["outcome"] == "fail" and x["severity"] == "error"]
     if as_json:
         emit_json(ans)
     else:
         c = _console()
-        failed = [x for x in ans["checks"] if not x["passed"]]
+        failed = [x for x in ans["checks"] if x["outcome"] == "fail"]
+        inconclusive = [x for x in ans["checks"] if x["outcome"] == "inconclusive"]
         c.print(
-            f"{len(ans['checks']) - len(failed)} passed, [red]{len(failing_error)} failed (error)[/], "
-            f"[yellow]{len(failed) - len(failing_error)} failed (warning)[/]"
+            f"{sum(1 for x in ans['checks'] if x['outcome'] == 'pass')} passed, [red]{len(failing_error)} failed (error)[/], "
+            f"[yellow]{len(failed) - len(failing_error)} failed (warning)[/], "
+            f"[dim]{len(inconclusive)} inconclusive (too few observations, or an interval straddling the target)[/]"
         )
         shown = ans["checks"] if show_all else failed
         if shown:
             c.print(_table("", ["check", "subject", "value", "target", "severity", ""],
-                           [[x["name"], x["subject"], x["value"], _target_text(x), x["severity"], _mark(x["passed"])] for x in shown]))
+                           [[x["name"], x["subject"], x["value"], _target_text(x), x["severity"], _outcome_mark(x["outcome"])] for x in shown]))
         seen: set[str] = set()
         for x in failed:  # one line per check that missed, in the order shown
             if x.get("action") and x["name"] not in seen:

@@ -17,6 +17,7 @@ from typing import Any
 
 import duckdb
 
+from pipelines.judging import judge_p95, judge_rate, passed
 from pipelines.settings import Thresholds, component_status, target_actions
 from pipelines.timewin import Window, iso
 
@@ -373,6 +374,16 @@ def _action(target: str) -> dict[str, str] | None:
     return {"action": found.action, "next": found.next} if found else None
 
 
+def _judged(outcome: str | None) -> dict[str, Any]:
+    """`passed` (true, false, or null when inconclusive or without data) and `outcome`."""
+    return {"passed": passed(outcome), "outcome": outcome}
+
+
+def _rate_judged(k: int, n: int, target: float, below: bool, min_n: float) -> dict[str, Any]:
+    outcome, ci = judge_rate(int(k), int(n), target, below, min_n)
+    return {**_judged(outcome), "ci95": list(ci) if ci else None}
+
+
 def _window_params(w: Window) -> list[Any]:
     return [w.since, w.until]
 
@@ -414,10 +425,11 @@ def rollout_timing(con: duckdb.DuckDBPyConnection, w: Window, t: Thresholds) -> 
             "p99_s": overall["p99_s"] if overall else None,
             "max_s": overall["max_s"] if overall else None,
             "target_p95_s": t.rollout_p95_max_s,
-            "passed": None if p95 is None else bool(p95 < t.rollout_p95_max_s),
-            "by_run": [{**r, "passed": r["p95_s"] is not None and r["p95_s"] < t.rollout_p95_max_s} for r in by_run],
-            "by_hour": [{**h, "passed": h["p95_s"] < t.rollout_p95_max_s} for h in by_hour],
-            "action": _action("rollout_p95") if p95 is not None and p95 >= t.rollout_p95_max_s else None,
+            "min_count": t.min_rollouts_for_p95,
+            **_judged(judge_p95(p95, overall["count"] if overall else 0, t.rollout_p95_max_s, t.min_rollouts_for_p95)),
+            "by_run": [{**r, **_judged(judge_p95(r["p95_s"], r["count"], t.rollout_p95_max_s, t.min_rollouts_for_p95))} for r in by_run],
+            "by_hour": [{**h, **_judged(judge_p95(h["p95_s"], h["count"], t.rollout_p95_max_s, t.min_rollouts_for_p95))} for h in by_hour],
+            "action": _action("rollout_p95") if judge_p95(p95, overall["count"] if overall else 0, t.rollout_p95_max_s, t.min_rollouts_for_p95) == "fail" else None,
             "freshness": freshness(con),
         }
     )
@@ -433,6 +445,7 @@ def errors(con: duckdb.DuckDBPyConnection, w: Window, t: Thresholds) -> dict[str
         _window_params(w),
     ) or {"rollouts": 0, "failed_rollouts": 0, "error_events": 0}
     rate = tot["failed_rollouts"] / tot["rollouts"] if tot["rollouts"] else None
+    outcome, ci = judge_rate(tot["failed_rollouts"], tot["rollouts"], t.error_rate_max, True, t.min_rollouts_for_rate)
     by_component = rows(
         con,
         f"""select coalesce(component, '(none)') as component, count(*) as events,
@@ -467,11 +480,13 @@ def errors(con: duckdb.DuckDBPyConnection, w: Window, t: Thresholds) -> dict[str
             "error_rate": rate,
             "error_events": tot["error_events"],
             "target_error_rate": t.error_rate_max,
-            "passed": None if rate is None else bool(rate < t.error_rate_max),
-            "by_run": [{**r, "passed": r["error_rate"] < t.error_rate_max} for r in by_run],
+            "ci95": list(ci) if ci else None,
+            "min_rollouts": t.min_rollouts_for_rate,
+            **_judged(outcome),
+            "by_run": [{**r, **_rate_judged(r["failed_rollouts"], r["rollouts"], t.error_rate_max, True, t.min_rollouts_for_rate)} for r in by_run],
             "by_component": by_component,
             "by_type": by_type,
-            "action": _action("error_rate") if rate is not None and rate >= t.error_rate_max else None,
+            "action": _action("error_rate") if outcome == "fail" else None,
             "freshness": freshness(con),
         }
     )
@@ -487,6 +502,7 @@ def extraction(con: duckdb.DuckDBPyConnection, w: Window, t: Thresholds) -> dict
     expected = (tot or {}).get("orders_expected") or 0
     extracted = (tot or {}).get("orders_extracted") or 0
     rate = extracted / expected if expected else None
+    outcome, ci = judge_rate(extracted, expected, t.extraction_rate_min, False, t.min_orders_for_rate)
     by_run = rows(
         con,
         f"""select e.run_id, coalesce(any_value(r.run_name), e.run_id) as run,
@@ -505,12 +521,14 @@ def extraction(con: duckdb.DuckDBPyConnection, w: Window, t: Thresholds) -> dict
             "orders_extracted": extracted,
             "extraction_rate": rate,
             "target": t.extraction_rate_min,
-            "passed": None if rate is None else bool(rate > t.extraction_rate_min),
+            "ci95": list(ci) if ci else None,
+            "min_orders": t.min_orders_for_rate,
+            **_judged(outcome),
             "by_run": [
-                {**r, "passed": r["extraction_rate"] is not None and r["extraction_rate"] > t.extraction_rate_min}
+                {**r, **_rate_judged(r["orders_extracted"] or 0, r["orders_expected"] or 0, t.extraction_rate_min, False, t.min_orders_for_rate)}
                 for r in by_run
             ],
-            "action": _action("extraction_rate") if rate is not None and rate <= t.extraction_rate_min else None,
+            "action": _action("extraction_rate") if outcome == "fail" else None,
             "freshness": freshness(con),
         }
     )
@@ -609,9 +627,9 @@ def check(con: duckdb.DuckDBPyConnection) -> dict[str, Any]:
     actions = target_actions()
     out = rows(
         con,
-        "select check_name, subject_type, subject, subject_label, value, threshold, comparison, passed, severity, "
-        "observed_label, expected_label "
-        "from fct_check_outcomes order by passed, severity, check_name, subject",
+        "select check_name, subject_type, subject, subject_label, value, threshold, comparison, passed, outcome, severity, "
+        "observed_label, expected_label, n_observations, ci95_lo, ci95_hi "
+        "from fct_check_outcomes order by outcome = 'pass', outcome = 'inconclusive', severity, check_name, subject",
     )
     return clean(
         {
@@ -622,7 +640,10 @@ def check(con: duckdb.DuckDBPyConnection) -> dict[str, Any]:
                     "subject_type": r["subject_type"],
                     "subject": r["subject_label"] or r["subject"],
                     "subject_id": r["subject"],
-                    "passed": bool(r["passed"]),
+                    "passed": r["passed"],
+                    "outcome": r["outcome"],
+                    "n": r["n_observations"],
+                    "ci95": [r["ci95_lo"], r["ci95_hi"]] if r["ci95_lo"] is not None else None,
                     "severity": r["severity"],
                     "value": r["value"],
                     "threshold": r["threshold"],
@@ -640,7 +661,7 @@ def check(con: duckdb.DuckDBPyConnection) -> dict[str, Any]:
 
 def _check_action(actions: dict, target: str | None, r: dict[str, Any]) -> dict[str, str] | None:
     """The playbook's action for a failing check, its next command naming the run where it needs one."""
-    found = actions.get(target) if target and not r["passed"] else None
+    found = actions.get(target) if target and r["outcome"] == "fail" else None
     if found is None:
         return None
     subject = r["subject_label"] or r["subject"]

@@ -58,6 +58,9 @@ class Thresholds:
     heartbeat_down_after_s: float = 3600.0
     heartbeat_ok_statuses: tuple[str, ...] = ("ok", "healthy", "up")
     health_lookback_s: float = 7 * 86400.0
+    min_rollouts_for_rate: float = 50.0
+    min_orders_for_rate: float = 100.0
+    min_rollouts_for_p95: float = 20.0
 
 
 def component_status(silent_s: float, last_status: str | None, t: Thresholds) -> str:
@@ -100,6 +103,9 @@ def thresholds() -> Thresholds:
         heartbeat_down_after_s=float(v["heartbeat_down_after_s"]),
         heartbeat_ok_statuses=tuple(str(s).lower() for s in v["heartbeat_ok_statuses"]),
         health_lookback_s=float(v["health_lookback_s"]),
+        min_rollouts_for_rate=float(v["min_rollouts_for_rate"]),
+        min_orders_for_rate=float(v["min_orders_for_rate"]),
+        min_rollouts_for_p95=float(v["min_rollouts_for_p95"]),
     )
 
 

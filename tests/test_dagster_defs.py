@@ -11,7 +11,8 @@ import pytest
 
 from tests.wandb_fixtures import write_runs
 
-DURATIONS = [30.0, 45.0, 60.0, 200.0, 250.0, 40.0, 35.0, 300.0, 50.0, 55.0]
+# 30 rollouts: enough for a p95 verdict (var min_rollouts_for_p95, 20)
+DURATIONS = [30.0, 45.0, 60.0, 200.0, 250.0, 40.0, 35.0, 300.0, 50.0, 55.0] * 3
 
 
 @pytest.fixture(scope="module")

@@ -12,6 +12,7 @@ import json
 from typing import Any
 
 import numpy as np
+from scipy import stats
 import pytest
 
 from pipelines.settings import dbt_vars, event_fields, thresholds
@@ -303,8 +304,27 @@ def test_checks_fail_exactly_where_the_generated_data_breaks_a_target(built):
         ("heartbeat_fresh", "component", "reward@cpu-1"),
     }
     error_and_heartbeat = {k: r for k, r in got.items() if r["severity"] == "error" or k[0] == "heartbeat_fresh"}
-    failures = {k for k, r in error_and_heartbeat.items() if not r["passed"]}
+    failures = {k for k, r in error_and_heartbeat.items() if r["outcome"] == "fail"}
     assert failures == expected_failures
+    # rates are judged on their Wilson 95 % interval (scipy's here): pass inside the target, fail outside,
+    # inconclusive when it straddles the target or rests on too few observations
+    v = dbt_vars()
+    for (name, _, _), r in got.items():
+        if name not in ("error_rate", "extraction_rate"):
+            continue
+        n = int(r["n_observations"])
+        k = round(r["value"] * n)
+        lo, hi = stats.binomtest(k, n).proportion_ci(0.95, method="wilson")
+        assert (r["ci95_lo"], r["ci95_hi"]) == (pytest.approx(lo, abs=1e-6), pytest.approx(hi, abs=1e-6))
+        below = name == "error_rate"
+        if n < float(v["min_rollouts_for_rate" if below else "min_orders_for_rate"]):
+            want = "inconclusive"
+        elif below:
+            want = "pass" if hi < r["threshold"] else "fail" if lo >= r["threshold"] else "inconclusive"
+        else:
+            want = "pass" if lo > r["threshold"] else "fail" if hi <= r["threshold"] else "inconclusive"
+        assert r["outcome"] == want, r
+        assert r["passed"] is {"pass": True, "fail": False}.get(want)
 
     # independently: the numbers behind the verdicts
     slow = np.array([r["duration_s"] for r in rollouts_of(truth, run_id="run-slow")])
@@ -349,7 +369,8 @@ def test_run_retrospective_has_one_line_per_run_with_pipeline_and_training_metri
 def test_check_history_keeps_every_build_once(tmp_path):
     wh = Warehouse(tmp_path / "wh").ensure()
     log = EventLog()
-    for i, d in enumerate([10.0, 20.0, 30.0, 500.0]):
+    durations = [10.0, 20.0, 30.0, 500.0] * 6  # 24 rollouts: enough for a p95 verdict (min_rollouts_for_p95)
+    for i, d in enumerate(durations):
         log.add(T0 + dt.timedelta(minutes=i), event="rollout", run_id="r1", duration_s=d, status="ok")
     write_raw(wh, {"axiom_events": log.rows})
 
@@ -358,14 +379,14 @@ def test_check_history_keeps_every_build_once(tmp_path):
     dbt_build(wh, "--select", "fct_check_history")  # no new evaluation: nothing to append
 
     rows = query(wh, """
-        select built_at, passed, value from fct_check_history
+        select built_at, passed, outcome, value from fct_check_history
         where check_name = 'rollout_p95_s' and subject_type = 'run' and subject = 'r1'
         order by built_at
     """)
     assert len(rows) == 2
     assert rows[0]["built_at"] < rows[1]["built_at"]
-    assert [r["passed"] for r in rows] == [False, False]
-    assert rows[0]["value"] == pytest.approx(np.percentile([10, 20, 30, 500], 95))
+    assert [(r["passed"], r["outcome"]) for r in rows] == [(False, "fail"), (False, "fail")]
+    assert rows[0]["value"] == pytest.approx(np.percentile(durations, 95))
 
 
 def test_remapped_event_fields_are_read_from_the_new_names(tmp_path):

@@ -38,6 +38,7 @@ final as (
         outcomes.threshold,
         outcomes.comparison,
         outcomes.passed,
+        outcomes.outcome,
         outcomes.severity,
         outcomes.observed_label,
         outcomes.expected_label,

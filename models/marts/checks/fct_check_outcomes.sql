@@ -57,32 +57,37 @@ learning_verdicts as (
 ),
 
 rollout_p95_by_run as (
-    {{ checks_rows('rollout_p95_s', 'run', 'rollout_timing_by_run', 'run_id', 'p95_s', 'rollout_p95_max_s', '<') }}
+    {{ checks_rows('rollout_p95_s', 'run', 'rollout_timing_by_run', 'run_id', 'p95_s', 'rollout_p95_max_s', '<',
+                   n='n_timed', min_n_var='min_rollouts_for_p95') }}
 ),
 
 rollout_p95_by_hour as (
     {{ checks_rows('rollout_p95_s', 'hour', 'rollout_timing_hourly', events_hour_text('hour_at'), 'p95_s',
-                   'rollout_p95_max_s', '<', subject_label=none) }}
+                   'rollout_p95_max_s', '<', subject_label=none, n='n_timed', min_n_var='min_rollouts_for_p95') }}
 ),
 
 error_rate_by_run as (
-    {{ checks_rows('error_rate', 'run', 'rollout_errors_by_run', 'run_id', 'error_rate', 'error_rate_max', '<') }}
+    {{ checks_rows('error_rate', 'run', 'rollout_errors_by_run', 'run_id', 'error_rate', 'error_rate_max', '<',
+                   n='n_rollouts', k='n_failed', min_n_var='min_rollouts_for_rate') }}
 ),
 
 -- Hourly rates come from all rollouts in the hour, also those naming no run.
 error_rate_by_hour as (
     {{ checks_rows('error_rate', 'hour', 'rollout_timing_hourly', events_hour_text('hour_at'), 'error_rate',
-                   'error_rate_max', '<', subject_label=none) }}
+                   'error_rate_max', '<', subject_label=none,
+                   n='n_rollouts', k='n_failed', min_n_var='min_rollouts_for_rate') }}
 ),
 
 extraction_rate_by_run as (
     {{ checks_rows('extraction_rate', 'run', 'extraction_by_run', 'run_id', 'extraction_rate',
-                   'extraction_rate_min', '>') }}
+                   'extraction_rate_min', '>', n='orders_expected', k='orders_extracted',
+                   min_n_var='min_orders_for_rate') }}
 ),
 
 extraction_rate_by_hour as (
     {{ checks_rows('extraction_rate', 'hour', 'extraction_hourly', events_hour_text('hour_at'), 'extraction_rate',
-                   'extraction_rate_min', '>', subject_label=none) }}
+                   'extraction_rate_min', '>', subject_label=none, n='orders_expected', k='orders_extracted',
+                   min_n_var='min_orders_for_rate') }}
 ),
 
 grad_norm_by_run as (
@@ -162,16 +167,29 @@ judged as (
 
     select
         *,
-        -- NaN compares greater than every number in DuckDB, so a NaN metric fails '<' checks
-        coalesce(
-            case comparison
-                when '<' then value < threshold
-                when '<=' then value <= threshold
-                when '>' then value > threshold
-                when 'is' then observed_label = expected_label
-            end,
-            false
-        ) as passed
+        -- A rate is judged on its Wilson 95 % interval: it passes only when the whole interval
+        -- meets the target and fails only when the whole interval misses it; an interval that
+        -- straddles the target, or fewer observations than the check's minimum, is inconclusive
+        -- (0 failures in 50 rollouts does not prove an error rate under 1 %).
+        case
+            when min_observations is not null and coalesce(n_observations, 0) < min_observations then 'inconclusive'
+            when ci95_lo is not null and comparison = '<' and ci95_hi < threshold then 'pass'
+            when ci95_lo is not null and comparison = '<' and ci95_lo >= threshold then 'fail'
+            when ci95_lo is not null and comparison = '>' and ci95_lo > threshold then 'pass'
+            when ci95_lo is not null and comparison = '>' and ci95_hi <= threshold then 'fail'
+            when ci95_lo is not null then 'inconclusive'
+            -- NaN compares greater than every number in DuckDB, so a NaN metric fails '<' checks
+            when coalesce(
+                case comparison
+                    when '<' then value < threshold
+                    when '<=' then value <= threshold
+                    when '>' then value > threshold
+                    when 'is' then observed_label = expected_label
+                end,
+                false
+            ) then 'pass'
+            else 'fail'
+        end as outcome
 
     from unioned
 
@@ -187,11 +205,22 @@ final as (
         value,
         threshold,
         comparison,
-        passed,
+        case outcome when 'pass' then true when 'fail' then false end as passed,
+        outcome,
         severity,
         observed_label,
         expected_label,
+        n_observations,
+        ci95_lo,
+        ci95_hi,
         case
+            when outcome = 'inconclusive' and min_observations is not null and coalesce(n_observations, 0) < min_observations
+                then check_name || ' = ' || coalesce(printf('%.6g', value), 'null') || ' from ' || coalesce(n_observations, 0)
+                    || ' observations, fewer than the ' || printf('%.0f', min_observations) || ' a verdict needs (inconclusive)'
+            when outcome = 'inconclusive'
+                then check_name || ' = ' || printf('%.6g', value) || ', 95 % CI [' || printf('%.4g', ci95_lo) || ', '
+                    || printf('%.4g', ci95_hi) || '] straddles the target ' || comparison || ' ' || printf('%.6g', threshold)
+                    || ' (inconclusive)'
             when comparison = 'is'
                 then check_name || ': ' || coalesce(observed_label, 'unknown')
                     || ' (wants ' || expected_label || ')'

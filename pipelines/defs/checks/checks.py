@@ -44,7 +44,9 @@ def target_checks(context: dg.AssetCheckExecutionContext, warehouse: WarehouseRe
             if key not in context.selected_asset_check_keys:
                 continue
             rows = outcomes_for(con, check)
-            failing = [r for r in rows if not r["passed"]]
+            failing = [r for r in rows if r["outcome"] == "fail"]
+            # too few observations, or an interval straddling the target: neither a pass nor a failure
+            inconclusive = [r for r in rows if r["outcome"] == "inconclusive"]
             worst = failing[0] if failing else (rows[0] if rows else None)
             yield dg.AssetCheckResult(
                 asset_key=key.asset_key,
@@ -54,11 +56,17 @@ def target_checks(context: dg.AssetCheckExecutionContext, warehouse: WarehouseRe
                 description=(
                     f"{len(failing)} of {len(rows)} {check.subject_type}s miss the target"
                     if failing
-                    else (f"all {len(rows)} {check.subject_type}s meet the target" if rows else "no data to check")
+                    else (
+                        f"{len(rows) - len(inconclusive)} of {len(rows)} {check.subject_type}s meet the target"
+                        + (f", {len(inconclusive)} inconclusive" if inconclusive else "")
+                        if rows
+                        else "no data to check"
+                    )
                 ),
                 metadata={
                     "subjects": len(rows),
                     "failing": len(failing),
+                    "inconclusive": len(inconclusive),
                     "threshold": float(worst["threshold"]) if worst and worst["threshold"] is not None else None,
                     "comparison": worst["comparison"] if worst else None,
                     "worst_value": float(worst["value"]) if worst and worst["value"] is not None else None,
