@@ -69,3 +69,21 @@ def test_wilson_intervals_match_the_closed_form():
         half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / (1 + z * z / n)
         lo, hi = calibration.wilson(k, n)
         assert lo == pytest.approx(max(0.0, centre - half), abs=1e-12) and hi == pytest.approx(min(1.0, centre + half), abs=1e-12)
+
+
+def test_answers_judge_rates_on_the_same_wilson_interval_as_scipy():
+    from scipy import stats
+
+    from pipelines.judging import judge_p95, judge_rate, wilson
+
+    for k, n in ((0, 50), (0, 1000), (50, 1000), (190, 200), (1, 2000)):
+        lo, hi = stats.binomtest(k, n).proportion_ci(0.95, method="wilson")
+        assert wilson(k, n) == (pytest.approx(lo, abs=1e-6), pytest.approx(hi, abs=1e-6))
+    assert judge_rate(0, 50, 0.01, True, 50)[0] == "inconclusive"  # 0 of 50 does not prove < 1 %
+    assert judge_rate(0, 1000, 0.01, True, 50)[0] == "pass"
+    assert judge_rate(50, 1000, 0.01, True, 50)[0] == "fail"
+    assert judge_rate(0, 30, 0.01, True, 50)[0] == "inconclusive"  # too few rollouts
+    assert judge_rate(190, 200, 0.95, False, 100)[0] == "inconclusive"
+    assert judge_rate(800, 1000, 0.95, False, 100)[0] == "fail"
+    assert judge_rate(0, 0, 0.01, True, 50) == (None, None)
+    assert (judge_p95(130.0, 5, 120, 20), judge_p95(130.0, 30, 120, 20), judge_p95(None, 0, 120, 20)) == ("inconclusive", "fail", None)
