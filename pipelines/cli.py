@@ -453,6 +453,19 @@ def elo(con, run: str, plot: str | None, as_json: bool) -> None:
                  for s in ans["superseded_checkpoints"]],
             )
         )
+    cells = ans.get("cells") or []
+    if cells and any(c["n_seeds"] > 1 for c in cells):
+        c.print(
+            _table(
+                "Configurations (runs that differ only in a seed), by the interquartile mean of their final gaps",
+                ["rank", "runs", "seeds", "IQM final gap", "95 % CI", "learning", "unstable", "cannot be separated from"],
+                [[x["rank"], ", ".join(x["runs"]), x["n_seeds"], x["gap_final_iqm"],
+                  f"[{_fmt(x['ci95'][0])}, {_fmt(x['ci95'][1])}]", x["n_learning"], x["n_unstable"], ", ".join(x["tied_with"])]
+                 for x in cells],
+            )
+        )
+    elif cells:
+        c.print("[dim]Every configuration has one seed: the ranking is of single runs (their intervals do not cover seed-to-seed variation).[/]")
     if plot:
         c.print(f"plot written to {esc(plot)}")
     c.print(_freshness_line(ans["freshness"]))
@@ -486,6 +499,8 @@ def sweep(con, sweep_text: str, plot: str | None, as_json: bool) -> None:
         top = runs[0]
         tie = " (a statistical tie with " + ", ".join(top["tied_with"]) + ")" if top["is_tie"] and top["tied_with"] else ""
         c.print(f"Sweep [bold]{esc(ans['sweep'])}[/]: best run [bold]{esc(top['run'])}[/]{esc(tie)}")
+        if ans.get("best_note"):
+            c.print(f"  [yellow]Note:[/] {esc(ans['best_note'])}")
     keys = ans["varying_config_keys"]
     c.print(
         _table(

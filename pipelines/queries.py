@@ -260,10 +260,38 @@ def sweep(con: duckdb.DuckDBPyConnection, text: str) -> dict[str, Any]:
     latest = one(con, "select max(last_step) as s from dim_runs where sweep_key = ?", [key])
     fresh = freshness(con)
     fresh["latest_step"] = latest["s"] if latest else None
+    # a warehouse published before fct_sweep_cells existed has none until its next build
+    has_cells = one(con, "select count(*) as n from duckdb_tables() where table_name = 'fct_sweep_cells'")["n"]
+    cells = rows(con, "select * from fct_sweep_cells where sweep_key = ? order by rank", [key]) if has_cells else []
+    names = {c["cell_id"]: f"cell {c['rank']}" for c in cells}
+    top = ranking[0] if ranking else None
+    best_note = None
+    if top is not None and top["verdict"] in ("unstable", "insufficient_data"):
+        best_note = f"the top-ranked run {top['run_name']} is {top['verdict']}: its gap is not a learning result to pick"
     return clean(
         {
             "sweep": key,
             "varying_config_keys": varying_keys,
+            "best_note": best_note,
+            "cells": [
+                {
+                    "rank": c["rank"],
+                    "cell_id": c["cell_id"],
+                    "config": _json_value(c["cell_config"]),
+                    "runs": list(c["run_names"]),
+                    "n_seeds": c["n_seeds"],
+                    "single_seed": c["is_single_seed"],
+                    "gap_final_iqm": c["gap_final_iqm"],
+                    "gap_final_mean": c["gap_final_mean"],
+                    "ci95": [c["gap_final_ci95_lo"], c["gap_final_ci95_hi"]],
+                    "n_learning": c["n_learning"],
+                    "n_unstable": c["n_unstable"],
+                    "n_insufficient_data": c["n_insufficient_data"],
+                    "is_tie": c["is_tie"],
+                    "tied_with": [names.get(t, t) for t in (c["tied_with"] or [])],
+                }
+                for c in cells
+            ],
             "runs": [
                 {
                     "rank": r["rank"],
