@@ -46,7 +46,11 @@
         'kl_spike_min', 'kl_spike_steps_allowed', 'min_elo_change', 'min_eval_points', 'final_gap_window',
         'fixed_reference_patterns', 'base_reference_player', 'checkpoint_patterns', 'elo_metric_prefix',
         'metric_aliases', 'sweep_name_prefix_regex', 'heartbeat_stale_after_s', 'events_stale_after_s',
-        'wandb_stale_after_s', 'event_fields'
+        'wandb_stale_after_s', 'event_fields', 'event_identity', 'rollout_ok_statuses',
+        'target_actions', 'heartbeat_down_after_s', 'heartbeat_ok_statuses', 'health_lookback_s',
+        'elo_noise_phi_floor', 'reward_noise_phi_floor', 'trend_autocorrelation', 'non_finite_is_unstable',
+        'non_finite_values_allowed', 'min_rollouts_for_rate', 'min_orders_for_rate', 'min_rollouts_for_p95',
+        'seed_config_keys', 'sweep_bootstrap_rounds'
     ]) }}
 {%- endmacro %}
 
