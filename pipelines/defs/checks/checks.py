@@ -57,8 +57,12 @@ def target_checks(context: dg.AssetCheckExecutionContext, warehouse: WarehouseRe
                     f"{len(failing)} of {len(rows)} {check.subject_type}s miss the target"
                     if failing
                     else (
-                        f"{len(rows) - len(inconclusive)} of {len(rows)} {check.subject_type}s meet the target"
-                        + (f", {len(inconclusive)} inconclusive" if inconclusive else "")
+                        (
+                            f"{len(rows) - len(inconclusive)} of {len(rows)} {check.subject_type}s meet the target, "
+                            f"{len(inconclusive)} inconclusive"
+                            if inconclusive
+                            else f"all {len(rows)} {check.subject_type}s meet the target"
+                        )
                         if rows
                         else "no data to check"
                     )
