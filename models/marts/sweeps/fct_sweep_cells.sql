@@ -93,14 +93,11 @@ cell_members as (
 
 ),
 
--- scipy.stats.trim_mean(x, 0.25): drop floor(n / 4) values at each end, average the rest
 observed as (
 
     select
         cell_id,
-        avg(gap_final) filter (
-            where ordinal > floor(n_seeds / 4) and ordinal <= n_seeds - floor(n_seeds / 4)
-        ) as gap_final_iqm,
+        {{ interquartile_mean('gap_final', 'ordinal', 'n_seeds') }} as gap_final_iqm,
         avg(gap_final) as gap_final_mean
 
     from (
@@ -163,9 +160,7 @@ bootstrap as (
         select
             cell_id,
             boot_round,
-            avg(gap_final) filter (
-                where ordinal > floor(n_seeds / 4) and ordinal <= n_seeds - floor(n_seeds / 4)
-            ) as iqm
+            {{ interquartile_mean('gap_final', 'ordinal', 'n_seeds') }} as iqm
         from resampled
         group by cell_id, boot_round
     )
