@@ -394,3 +394,17 @@ def test_the_w_and_b_api_and_the_local_segments_give_the_same_marts(league: Leag
         _, from_files = mart_rows(built["fresh"], table, key)
         from_files = [r for r in from_files if r[cols.index("run_id")] == RESUMED]
         assert from_api and same_rows(from_api, from_files), f"{table} ({cols}) differs:\n{from_api[:3]}\n{from_files[:3]}"
+
+
+def test_an_older_segment_that_grows_after_a_newer_one_was_stored_loses_no_step(league: League, tmp_path: Path) -> None:
+    """Files copied out of order: segment 1 arrives half-written next to a whole segment 2, then whole."""
+    res = league.files(RESUMED)
+    served, wh = tmp_path / "served", Warehouse(tmp_path / "wh")
+    serve(league, served, [res[0], res[1]], cut=res[0])
+    ingest(wh, [LocalRunSource([served])], [])
+    serve(league, served, [res[0], res[1]])
+    grown = ingest(wh, [LocalRunSource([served])], [])
+    assert grown.new_history_rows > 0
+    spec = {**league.specs, RESUMED: league.specs[RESUMED][:2]}
+    expected = League(league.dir_a, league.dir_b, spec).expected(RESUMED)[0]
+    assert same(effective_history(wh.root)[RESUMED], expected)

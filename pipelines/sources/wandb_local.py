@@ -140,17 +140,30 @@ def _read_handle(handle: _Handle, after_step: int | None, stored_token: str | No
 
 
 def _new_segments(handle: _Handle, stored_token: str | None) -> set[int]:
-    """Which of the handle's segments were not there when the run was last stored (by its token then)."""
+    """The handle's segments to read whole: those not there when the run was last stored (by its token
+    then), and an older segment that changed since (it grew after a newer one was stored: its new steps lie
+    below the stored ones, so an incremental read would never reach them)."""
     n = len(handle.paths)
     if n == 1 or stored_token is None:
         return set()
+    stats = [f"{p.stat().st_size}:{p.stat().st_mtime_ns}" for p in handle.paths]
     if stored_token.startswith(_SEGMENTS_TOKEN):
-        known = {part.split("=", 1)[0] for part in stored_token[len(_SEGMENTS_TOKEN) :].split(",")}
-        return {k for k, key in enumerate(handle.keys) if key not in known}
+        known = dict(part.split("=", 1) for part in stored_token[len(_SEGMENTS_TOKEN) :].split(","))
+        # grown: a larger file (a copy made again has a new mtime but the same bytes)
+        return {
+            k for k, key in enumerate(handle.keys)
+            if key not in known or (k < n - 1 and _size_of(stats[k]) > _size_of(known[key]))
+        }  # fmt: skip
     # Stored while the run had one file: that one is the segment whose size and mtime match, else the oldest.
-    stats = [f"file:{p.stat().st_size}:{p.stat().st_mtime_ns}" for p in handle.paths]
-    old = stats.index(stored_token) if stored_token in stats else 0
+    old = stats.index(stored_token.removeprefix("file:")) if stored_token.removeprefix("file:") in stats else 0
     return set(range(n)) - {old}
+
+
+def _size_of(stat_text: str) -> int:
+    try:
+        return int(stat_text.split(":", 1)[0])
+    except ValueError:
+        return -1
 
 
 # --- discovery ---------------------------------------------------------------
@@ -839,8 +852,18 @@ def read_run_segments(
     if len(paths) == 1:
         return read_run_file(paths[0], after_step)
     new = set(new_segments or ()) if after_step is not None else set()
-    parts = [_read_segment(p, None if k in new else after_step) for k, p in enumerate(paths)]
-    warnings = [w for part in parts for w in part.read.warnings]
+    parts, skipped = [], []
+    for k, p in enumerate(paths):
+        try:
+            parts.append(_read_segment(p, None if k in new else after_step))
+        except WandbFileError as exc:  # one unreadable segment must not take the run's other segments with it
+            if len(paths) - len(skipped) == 1 and not parts:
+                raise
+            skipped.append(f"{p}: skipped, WandbFileError: {exc} (the run is read from its other segments)")
+    if not parts:
+        raise WandbFileError("; ".join(skipped))
+    new = {k for k, part in enumerate(parts) if part.path in {Path(paths[i]) for i in new}}
+    warnings = skipped + [w for part in parts for w in part.read.warnings]
     merged = _merge_histories(parts)
     warnings += merged.notes
     history, other, restated = merged.history, merged.other, []
