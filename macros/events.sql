@@ -100,3 +100,37 @@
 {% macro events_parsed_lower(name) -%}
     lower(nullif(trim({{ events_parsed(name) }}), ''))
 {%- endmacro %}
+
+
+{#-
+    Durations (seconds): the value of a mapped field when it is a finite number
+    >= 0, else null, so quantiles, maxima and means never see NaN, infinity or a
+    negative time. `events_duration_problem` names why a value was set aside
+    (null when it was not); stg_axiom__events keeps the reasons in
+    `rejected_values`. Both read the `<name>_value` (double) and `<name>_text`
+    (trimmed text) columns of stg_axiom__events' `extracted` CTE.
+-#}
+{% macro events_duration(name) -%}
+    case when isfinite({{ name }}_value) and {{ name }}_value >= 0 then {{ name }}_value end
+{%- endmacro %}
+
+{% macro events_duration_problem(name) -%}
+    case
+        when {{ name }}_value is null and {{ name }}_text is not null then '{{ name }} is not a number'
+        when isnan({{ name }}_value) then '{{ name }} is NaN'
+        when isinf({{ name }}_value) then '{{ name }} is infinite'
+        when {{ name }}_value < 0 then '{{ name }} is negative'
+    end
+{%- endmacro %}
+
+
+{#- The `rollout_ok_statuses` var as a SQL list of lower-cased literals: statuses that are no failure. -#}
+{% macro events_rollout_ok_statuses() -%}
+    {%- set statuses = var('rollout_ok_statuses', ['ok']) -%}
+    {%- if statuses is string or statuses | length == 0 -%}
+        {{ exceptions.raise_compiler_error("var rollout_ok_statuses must be a non-empty list of statuses") }}
+    {%- endif -%}
+    {%- for s in statuses -%}
+        {{ sql_string_literal(s | string | trim | lower) }}{{ ", " if not loop.last }}
+    {%- endfor -%}
+{%- endmacro %}

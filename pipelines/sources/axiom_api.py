@@ -21,10 +21,13 @@ Incremental syncs
 The cursor for `axiom:<dataset>` is `{"time": <newest stored _time>}`. The next
 sync starts at that time minus `overlap`, to catch events that arrived late,
 and marks its chunks `dedupe=True`: the ingest layer drops event keys it
-already stored. An event's key is its `_rowId` when Axiom returns one, else the
-sha256 of its canonical JSON record (so two events identical in every field,
-time included, count as one). A sync reads up to "now", never beyond, so an
-event stamped in the future cannot push the cursor past events still to come.
+already stored. An event's key follows the rules every event source shares
+(pipelines/sources/event_identity.py): its `_rowId` when Axiom returns one,
+else the values of its kind's identity fields (var `event_identity`, e.g. a
+rollout's `run_id` and `rollout_id`), else the sha256 of its canonical JSON
+record (so two events identical in every field, time included, count as
+one). A sync reads up to "now", never beyond, so an event stamped in the
+future cannot push the cursor past events still to come.
 
 Failures
 --------
@@ -41,6 +44,7 @@ the dataset and the last status, never the token.
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import hashlib
 import os
@@ -50,9 +54,11 @@ from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any
 
+import duckdb
 import pyarrow as pa
 
 from pipelines.sources.base import EVENT_COLUMNS, REJECT_COLUMNS, EventChunk, dumps
+from pipelines.sources.event_identity import EventIdentity, sql_literal
 from pipelines.sources.errors import SourceError, scrub
 from pipelines.sources.retry import TimeoutHTTPAdapter, bounded_retry
 
@@ -84,6 +90,7 @@ class AxiomEventSource:
         backoff_s: float = 1.0,
         max_backoff_s: float = 30.0,
         timeout_s: float = 60.0,
+        identity: EventIdentity | None = None,
     ) -> None:
         if not _DATASET.match(dataset or ""):
             raise ValueError(
@@ -104,6 +111,8 @@ class AxiomEventSource:
         self.source_key = f"axiom:{dataset}"
         self.queries = 0  # APL queries sent by this source, for reports and tests
         self._client: Any = None
+        self.identity = identity if identity is not None else EventIdentity.from_settings()
+        self._keys_con: duckdb.DuckDBPyConnection | None = None
 
     # --- EventSource ------------------------------------------------------------
     def chunks(self, cursors: Mapping[str, dict[str, Any]]) -> Iterator[EventChunk]:
@@ -141,7 +150,7 @@ class AxiomEventSource:
         seen_at_lo: set[str] = set()  # keys already delivered whose time is exactly `lo`
         while lo < hi:
             raw = self._query(client, lo, hi, self.page_size)
-            rows = [r for r in map(_Row.of, raw) if r.ns is None or lo <= r.ns < hi]
+            rows = [r for r in self._rows(raw) if r.ns is None or lo <= r.ns < hi]
             fresh = _fresh(rows, lo, seen_at_lo)
             if fresh:
                 yield fresh
@@ -173,7 +182,7 @@ class AxiomEventSource:
                     f"at the single instant {format_ns(t)}; refusing to page further"
                 )
             raw = self._query(client, t, t + 1, limit)
-            rows = [r for r in map(_Row.of, raw) if r.ns == t]
+            rows = [r for r in self._rows(raw) if r.ns == t]
             fresh = _fresh(rows, t, seen)
             seen |= {r.key for r in fresh}
             if fresh:
@@ -254,6 +263,37 @@ class AxiomEventSource:
         return client
 
     # --- rows -> tables -------------------------------------------------------------
+    def _rows(self, raw: list[dict[str, Any]]) -> list[_Row]:
+        """The page's events with their keys; rows without `_rowId` are keyed in one query."""
+        rows = [_Row.of(event) for event in raw]
+        unkeyed = [i for i, r in enumerate(rows) if r.key is None]
+        if not unkeyed:
+            return rows
+        if not self.identity.by_kind:
+            keys = [hashlib.sha256(rows[i].record.encode()).hexdigest() for i in unkeyed]
+        else:
+            # The SQL the NDJSON reader keys its lines with; the content hash is the
+            # whole sha256 of the canonical record, as this source has always stored it.
+            if self._keys_con is None:
+                self._keys_con = duckdb.connect(":memory:")
+            paths = "[" + ", ".join(sql_literal(p) for p in self.identity.paths()) + "]"
+            key = self.identity.key_sql("fields", "sha256(record)", first=1)
+            page = pa.table({"i": pa.array(range(len(unkeyed)), pa.int64()), "record": [rows[i].record for i in unkeyed]})
+            self._keys_con.register("page", page)
+            try:
+                keys = [
+                    k
+                    for (k,) in self._keys_con.execute(
+                        f"select {key} from (select i, record, case when json_valid(record) then "
+                        f"json_extract_string(record, {paths}) end as fields from page) order by i"
+                    ).fetchall()
+                ]
+            finally:
+                self._keys_con.unregister("page")
+        for i, k in zip(unkeyed, keys, strict=True):
+            rows[i] = dataclasses.replace(rows[i], key=k)
+        return rows
+
     def _tables(self, rows: list[_Row]) -> tuple[pa.Table, pa.Table]:
         good = [r for r in rows if r.ns is not None]
         bad = [r for r in rows if r.ns is None]
@@ -284,7 +324,7 @@ class _Row:
     ns: int | None  # `_time` in nanoseconds, None when it does not parse
     time_text: Any
     record: str  # canonical JSON of the event, nulls left out
-    key: str
+    key: str | None  # `_rowId`; None until AxiomEventSource._rows keys the row
 
     @classmethod
     def of(cls, event: Mapping[str, Any]) -> _Row:
@@ -294,7 +334,7 @@ class _Row:
         fields = {k: v for k, v in event.items() if v is not None}
         record = dumps(fields)
         row_id = fields.get("_rowId")
-        key = str(row_id) if row_id is not None else hashlib.sha256(record.encode()).hexdigest()
+        key = str(row_id) if row_id is not None and str(row_id).strip() else None
         text = fields.get("_time")
         try:
             ns = parse_ns(text) if isinstance(text, str) else None

@@ -4,11 +4,17 @@
 -- Materialized as an incremental table, not a view: parsing JSON is the most
 -- expensive thing the warehouse does, so each event is parsed once, when its
 -- batch arrives, and every mart reads typed columns. A changed `event_fields`
--- mapping needs `dbt build --full-refresh` (or `grpo ingest --full-refresh`).
+-- mapping or `rollout_ok_statuses` list needs `dbt build --full-refresh` (or
+-- `grpo ingest --full-refresh`).
+--
+-- One row per event: the ingest key says what an event is (its `_rowId`, its
+-- kind's identity fields, else its content; pipelines/sources/event_identity.py),
+-- and the copy stored first is kept. A build only appends events whose key the
+-- table does not hold yet, so stored rows never change batch (the published
+-- per-batch exports stay valid) and a full refresh keeps the same copies.
 {{ config(
     materialized='incremental',
-    unique_key='event_id',
-    incremental_strategy='delete+insert',
+    incremental_strategy='append',
     on_schema_change='append_new_columns',
     post_hook="{{ table_generation_mark() }}"
 ) }}
@@ -28,10 +34,24 @@ source as not materialized (
 
 ),
 
--- Overlapping API windows and re-read files can deliver an event twice;
--- the ingest key identifies it, and the newest batch wins. Only keys seen
--- more than once go through the sort: their 64-bit hashes are found first
--- (a hash collision merely sends a few more rows through the exact
+{% if is_incremental() %}
+-- Keys of new rows that are stored already (a copy ingested before): the
+-- stored copy stays. The new keys are the small side of the join; the
+-- stored ids are scanned once, as delete+insert's probe did.
+stored_keys as (
+
+    select event_id as event_key
+    from {{ this }}
+    where event_id in (select event_key from source)
+
+),
+{% endif %}
+
+-- One event can arrive many times: overlapping API windows, re-read files,
+-- one file under two names, overlapping exports. The ingest key identifies
+-- it, and the first copy wins (earliest batch, then earliest time). Only keys
+-- seen more than once go through the sort: their 64-bit hashes are found
+-- first (a hash collision merely sends a few more rows through the exact
 -- dedupe), so a full build never sorts 50M wide rows (memory, spill).
 repeated_keys as (
 
@@ -55,7 +75,7 @@ deduplicated as (
     where hash(event_key) in (select key_hash from repeated_keys)
     qualify row_number() over (
         partition by event_key
-        order by batch_id desc, source, line
+        order by batch_id, time, source, line, record
     ) = 1
 
 ),
@@ -65,6 +85,9 @@ parsed as (
 
     select *, {{ events_fields_list('record') }} as fields
     from deduplicated
+    {% if is_incremental() %}
+    where event_key not in (select event_key from stored_keys)
+    {% endif %}
 
 ),
 
@@ -82,15 +105,18 @@ extracted as (
 
         {{ events_parsed_text('run_id') }} as run_id,
         {{ events_parsed_text('rollout_id') }} as rollout_id,
-        {{ events_parsed_double('duration_s') }} as duration_s,
+        {{ events_parsed_double('duration_s') }} as duration_s_value,
+        {{ events_parsed_text('duration_s') }} as duration_s_text,
         {{ events_parsed_text('status') }} as status,
         {{ events_parsed_text('engine') }} as engine,
         {{ events_parsed_text('worker') }} as worker,
 
-        {{ events_parsed_double('latency_s') }} as latency_s,
+        {{ events_parsed_double('latency_s') }} as latency_s_value,
+        {{ events_parsed_text('latency_s') }} as latency_s_text,
         {{ events_parsed_double('tokens_per_s') }} as tokens_per_s,
         cast(round({{ events_parsed_double('batch_size') }}) as bigint) as batch_size,
-        {{ events_parsed_double('queue_s') }} as queue_s,
+        {{ events_parsed_double('queue_s') }} as queue_s_value,
+        {{ events_parsed_text('queue_s') }} as queue_s_text,
 
         cast(round({{ events_parsed_double('orders_expected') }}) as bigint) as orders_expected,
         cast(round({{ events_parsed_double('orders_extracted') }}) as bigint) as orders_extracted,
@@ -117,13 +143,25 @@ classified as (
     select
         *,
         -- A failed rollout often also carries level=error; it stays a rollout
-        -- so it counts once, in the rollout error rate.
+        -- so it counts once, in the rollout error rate. The readers key events
+        -- by this same rule (pipelines/sources/event_identity.py): keep them equal.
         case
             when event_name = 'rollout' then 'rollout'
             when level = 'error' or event_name = 'error' then 'error'
             when event_name in ('inference', 'extraction', 'heartbeat') then event_name
             else 'other'
-        end as event_kind
+        end as event_kind,
+        -- Durations are seconds: a NaN, infinite, negative or non-numeric value
+        -- is set aside (null, so no quantile, max or mean ever sees it) and the
+        -- reason kept in rejected_values.
+        {{ events_duration('duration_s') }} as duration_s,
+        {{ events_duration('latency_s') }} as latency_s,
+        {{ events_duration('queue_s') }} as queue_s,
+        nullif(concat_ws('; ',
+            {{ events_duration_problem('duration_s') }},
+            {{ events_duration_problem('latency_s') }},
+            {{ events_duration_problem('queue_s') }}
+        ), '') as rejected_values
 
     from extracted
 
@@ -141,8 +179,9 @@ final as (
         rollout_id,
         duration_s,
         status,
+        -- a status outside rollout_ok_statuses (any case) is a failure; none is not
         case
-            when event_kind = 'rollout' then coalesce(lower(status) <> 'ok', false)
+            when event_kind = 'rollout' then coalesce(lower(status) not in ({{ events_rollout_ok_statuses() }}), false)
         end as is_failed,
         engine,
         worker,
@@ -159,6 +198,7 @@ final as (
         host,
         gpu_util,
         gpu_mem_gb,
+        rejected_values,
         source,
         line,
         batch_id
