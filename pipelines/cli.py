@@ -350,7 +350,7 @@ def demo(ctx, seed: int, end_time: str | None, as_json: bool) -> None:
     Example:
 
     \b
-        grpo demo --warehouse /tmp/demo-wh
+        grpo --warehouse /tmp/demo-wh demo
         grpo demo --end-time 2026-12-05T23:23Z
     """
     from pipelines.demo import generate_demo

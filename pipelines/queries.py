@@ -432,7 +432,7 @@ def rollout_timing(con: duckdb.DuckDBPyConnection, w: Window, t: Thresholds) -> 
                    max(e.duration_s) as max_s
             from stg_axiom__events e left join dim_runs r on r.run_id = e.run_id
             where e.event_kind = 'rollout' and e.duration_s is not null and {_WINDOW.replace('event_at', 'e.event_at')}
-            group by e.run_id order by p95_s desc nulls last""",
+            group by e.run_id order by p95_s desc nulls last, run, e.run_id""",
         _window_params(w),
     )
     by_hour = rows(
@@ -497,7 +497,7 @@ def errors(con: duckdb.DuckDBPyConnection, w: Window, t: Thresholds) -> dict[str
                    count(*) filter (where e.is_failed) / count(*) as error_rate
             from stg_axiom__events e left join dim_runs r on r.run_id = e.run_id
             where e.event_kind = 'rollout' and {_WINDOW.replace('event_at', 'e.event_at')}
-            group by e.run_id order by error_rate desc""",
+            group by e.run_id order by error_rate desc, run, e.run_id""",
         _window_params(w),
     )
     return clean(
@@ -538,7 +538,7 @@ def extraction(con: duckdb.DuckDBPyConnection, w: Window, t: Thresholds) -> dict
                    sum(e.orders_extracted) / nullif(sum(e.orders_expected), 0) as extraction_rate
             from stg_axiom__events e left join dim_runs r on r.run_id = e.run_id
             where e.event_kind = 'extraction' and {_WINDOW.replace('event_at', 'e.event_at')}
-            group by e.run_id order by extraction_rate asc nulls last""",
+            group by e.run_id order by extraction_rate asc nulls last, run, e.run_id""",
         _window_params(w),
     )
     return clean(
