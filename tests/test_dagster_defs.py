@@ -87,6 +87,10 @@ def test_the_build_job_records_check_results_with_value_and_threshold(sources, t
     assert evals["base_model_elo_declining"].passed is True
     assert evals["base_model_elo_declining"].severity == dg.AssetCheckSeverity.WARN
     assert evals["events_fresh"].passed is False  # events from the past are stale now
+    # the readers' decisions (damaged files, disagreeing segments) are a warning check on each raw asset
+    readers = [e for e in result.get_asset_check_evaluations() if e.check_name == "read_without_warnings"]
+    assert {e.asset_key.to_user_string() for e in readers} == {"raw/wandb_runs", "raw/axiom_events"}
+    assert all(e.passed and e.severity == dg.AssetCheckSeverity.WARN for e in readers)
     mats = {m.asset_key.to_user_string(): m for m in result.get_asset_materialization_events()}
     hist = mats["raw/wandb_history"].materialization.metadata
     assert hist["dagster/row_count"].value == 60 * 2 + 6 * 3  # kl + grad_norm every step, 3 Elo keys on 6 evals
@@ -160,3 +164,34 @@ def test_the_dbt_resource_knows_the_dbt_version_without_running_dbt_and_keeps_da
 
     assert str(resource._cli_version) == core
     assert resource._initialize_dbt_core_adapter(["build"]) is None
+
+
+def test_a_damaged_run_file_fails_the_readers_warning_check_and_names_the_file(sources, tmp_path, dbt_manifest):
+    import shutil
+
+    from pipelines.defs.axiom.resources import EventSourcesResource
+    from pipelines.defs.wandb.resources import WandbSourcesResource
+    from pipelines.defs.warehouse.raw_assets import INGEST_WARNINGS_KEY
+    from pipelines.defs.warehouse.resources import WarehouseResource
+    from pipelines.definitions import build_definitions
+
+    runs_dir, events = sources
+    copy = tmp_path / "runs"
+    shutil.copytree(runs_dir, copy, symlinks=True)
+    damaged = next(p for p in copy.rglob("run-*.wandb") if not p.is_symlink())
+    data = bytearray(damaged.read_bytes())
+    data[len(data) // 2] ^= 0xFF  # a bad checksum mid-file: the reader skips that block and says so
+    damaged.write_bytes(bytes(data))
+    defs = build_definitions(
+        warehouse=WarehouseResource(root=str(tmp_path / "wh")),
+        wandb_sources=WandbSourcesResource(run_dirs=[str(copy)]),
+        event_sources=EventSourcesResource(paths=[str(events)]),
+    )
+    result = defs.resolve_job_def("build_warehouse").execute_in_process(instance=dg.DagsterInstance.ephemeral())
+    (check,) = [
+        e for e in result.get_asset_check_evaluations()
+        if e.check_name == "read_without_warnings" and e.asset_key.to_user_string() == "raw/wandb_runs"
+    ]  # fmt: skip
+    assert check.passed is False and check.severity == dg.AssetCheckSeverity.WARN
+    listed = check.metadata[INGEST_WARNINGS_KEY].value
+    assert any(str(damaged) in w and "checksum" in w for w in listed), listed
