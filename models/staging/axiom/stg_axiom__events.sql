@@ -138,6 +138,18 @@ extracted as (
 
 ),
 
+{#- An extraction counts only with both counts, neither negative, and no more extracted than
+    expected: a rate above 1 is impossible. Otherwise both counts are set aside, with the reason. -#}
+{%- set orders_problem -%}
+            case
+                when event_name <> 'extraction' then null
+                when orders_expected is null or orders_extracted is null
+                    then 'an extraction needs both orders_expected and orders_extracted'
+                when orders_expected < 0 or orders_extracted < 0 then 'orders counts are negative'
+                when orders_extracted > orders_expected
+                    then format('orders_extracted {} > orders_expected {}', orders_extracted, orders_expected)
+            end
+{%- endset %}
 classified as (
 
     select
@@ -160,7 +172,8 @@ classified as (
         nullif(concat_ws('; ',
             {{ events_duration_problem('duration_s') }},
             {{ events_duration_problem('latency_s') }},
-            {{ events_duration_problem('queue_s') }}
+            {{ events_duration_problem('queue_s') }},
+            {{ orders_problem }}
         ), '') as rejected_values
 
     from extracted
@@ -189,8 +202,8 @@ final as (
         tokens_per_s,
         batch_size,
         queue_s,
-        orders_expected,
-        orders_extracted,
+        case when ({{ orders_problem }}) is null then orders_expected end as orders_expected,
+        case when ({{ orders_problem }}) is null then orders_extracted end as orders_extracted,
         level,
         component,
         error_type,
