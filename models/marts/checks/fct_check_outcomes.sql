@@ -112,16 +112,18 @@ non_finite_by_run as (
                    not_null='coalesce(kl_key, grad_norm_key)') }}
 ),
 
+-- A trend with too few points is not judged: it is no evidence either way.
 base_model_declining_by_run as (
     {{ checks_rows('base_model_declining', 'run', 'learning_verdicts', 'run_id', 'base_model_delta',
                    comparison='is', severity='warn', observed_label='base_model_trend',
-                   expected_label='declining', not_null='base_model_trend') }}
+                   expected_label='declining',
+                   not_null="nullif(base_model_trend, 'insufficient_data')") }}
 ),
 
 gap_growing_by_run as (
     {{ checks_rows('gap_growing', 'run', 'learning_verdicts', 'run_id', 'gap_delta',
                    comparison='is', severity='warn', observed_label='gap_trend',
-                   expected_label='growing', not_null='gap_trend') }}
+                   expected_label='growing', not_null="nullif(gap_trend, 'insufficient_data')") }}
 ),
 
 -- '<=' so the check agrees with fct_component_health.status: a component is
