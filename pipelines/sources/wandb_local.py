@@ -857,12 +857,11 @@ def read_run_segments(
         try:
             parts.append(_read_segment(p, None if k in new else after_step))
         except WandbFileError as exc:  # one unreadable segment must not take the run's other segments with it
-            if len(paths) - len(skipped) == 1 and not parts:
-                raise
             skipped.append(f"{p}: skipped, WandbFileError: {exc} (the run is read from its other segments)")
     if not parts:
         raise WandbFileError("; ".join(skipped))
-    new = {k for k, part in enumerate(parts) if part.path in {Path(paths[i]) for i in new}}
+    new_paths = {Path(paths[i]) for i in new}
+    new = {k for k, part in enumerate(parts) if part.path in new_paths}  # indexes into the segments read
     warnings = skipped + [w for part in parts for w in part.read.warnings]
     merged = _merge_histories(parts)
     warnings += merged.notes
