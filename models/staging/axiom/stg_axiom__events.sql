@@ -142,7 +142,7 @@ extracted as (
     expected: a rate above 1 is impossible. Otherwise both counts are set aside, with the reason. -#}
 {%- set orders_problem -%}
             case
-                when event_name <> 'extraction' then null
+                when event_name is distinct from 'extraction' then null
                 when orders_expected is null or orders_extracted is null
                     then 'an extraction needs both orders_expected and orders_extracted'
                 when orders_expected < 0 or orders_extracted < 0 then 'orders counts are negative'
