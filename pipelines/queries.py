@@ -444,6 +444,7 @@ def rollout_timing(con: duckdb.DuckDBPyConnection, w: Window, t: Thresholds) -> 
         _window_params(w),
     )
     p95 = overall["p95_s"] if overall else None
+    outcome = judge_p95(p95, overall["count"] if overall else 0, t.rollout_p95_max_s, t.min_rollouts_for_p95)
     return clean(
         {
             **w.as_dict(),
@@ -454,10 +455,10 @@ def rollout_timing(con: duckdb.DuckDBPyConnection, w: Window, t: Thresholds) -> 
             "max_s": overall["max_s"] if overall else None,
             "target_p95_s": t.rollout_p95_max_s,
             "min_count": t.min_rollouts_for_p95,
-            **_judged(judge_p95(p95, overall["count"] if overall else 0, t.rollout_p95_max_s, t.min_rollouts_for_p95)),
+            **_judged(outcome),
             "by_run": [{**r, **_judged(judge_p95(r["p95_s"], r["count"], t.rollout_p95_max_s, t.min_rollouts_for_p95))} for r in by_run],
             "by_hour": [{**h, **_judged(judge_p95(h["p95_s"], h["count"], t.rollout_p95_max_s, t.min_rollouts_for_p95))} for h in by_hour],
-            "action": _action("rollout_p95") if judge_p95(p95, overall["count"] if overall else 0, t.rollout_p95_max_s, t.min_rollouts_for_p95) == "fail" else None,
+            "action": _action("rollout_p95") if outcome == "fail" else None,
             "freshness": freshness(con),
         }
     )

@@ -119,19 +119,13 @@ class RunRead:
 def change_token(ref: RunRef) -> str | None:
     """What changes when a run gains steps or changes state, without reading it.
 
-    A local run file's size and mtime; for API runs, W&B's state, heartbeat and
-    last step. None when the source offers nothing cheap to compare.
+    A local run's segment files' sizes and mtimes (the handle says); for API
+    runs, W&B's state, heartbeat and last step. None when the source offers
+    nothing cheap to compare.
     """
-    import os
-
     own = getattr(ref.handle, "change_token", None)
     if callable(own):  # a local run: its segments' files
         return own()
-    path = getattr(ref.handle, "path", None)
-    # (a wandb Run has a `path` too: [entity, project, id], not a file)
-    if isinstance(path, (str, os.PathLike)):
-        st = os.stat(path)
-        return f"file:{st.st_size}:{st.st_mtime_ns}"
     attrs = getattr(ref.handle, "_attrs", None)
     if isinstance(attrs, dict):
         keys = attrs.get("historyKeys") or {}

@@ -61,14 +61,21 @@ def check_header(path: Path, head: bytes) -> None:
         raise WandbFileError(f"{path}: unsupported W&B transaction log version {version} (this reader knows 0)")
 
 
-def iter_payloads(path: str | Path, warnings: list[str]) -> Iterator[tuple[int, bytes | memoryview]]:
+def iter_payloads(
+    path: str | Path, warnings: list[str], max_bytes: int | None = None
+) -> Iterator[tuple[int, bytes | memoryview]]:
     """Yield (byte offset of the record's first chunk, record payload) for every intact record.
 
     A truncated tail is EOF. A damaged chunk skips the rest of its block and
-    appends a warning naming the file and offset to `warnings`.
+    appends a warning naming the file and offset to `warnings`. `max_bytes`
+    reads only the file's beginning (as if it ended there).
     """
     path = Path(path)
-    data = path.read_bytes()
+    if max_bytes is None:
+        data = path.read_bytes()
+    else:
+        with path.open("rb") as fh:
+            data = fh.read(max_bytes)
     if len(data) < len(HEADER) and HEADER.startswith(data):
         # wandb-core has created the file but not finished its header: a run just starting.
         warnings.append(f"{path}: only {len(data)} bytes, the header is not complete yet; no records")

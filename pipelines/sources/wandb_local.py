@@ -50,7 +50,7 @@ from pipelines.sources.wandb_file import (
 )
 from pipelines.warehouse import UTC_TS
 
-__all__ = ["LocalRunSource", "WandbFileError", "discover_run_files", "discover_run_segments", "read_run_file", "read_run_segments"]
+__all__ = ["LocalRunSource", "WandbFileError", "read_run_file", "read_run_segments"]
 
 RUN_FILE_SUFFIX = ".wandb"
 # Keys wandb-core adds to every history row; they become columns, not metrics.
@@ -169,8 +169,8 @@ def _size_of(stat_text: str) -> int:
 # --- discovery ---------------------------------------------------------------
 
 
-def discover_run_segments(dirs: Iterable[Path]) -> tuple[dict[str, list[Path]], dict[str, list[str]]]:
-    """Map run id -> its segments' files (oldest first) across `dirs`, plus per-run warnings.
+def _discover(dirs: Iterable[Path]) -> tuple[dict[str, list[Path]], dict[str, list[str]], dict[str, list[str]]]:
+    """(run id -> segment files oldest first, run id -> segment keys, run id -> warnings).
 
     Files are deduplicated by real path (so `latest-run` adds nothing). A run
     id with several files is a resumed run: its segments are ordered by the
@@ -178,12 +178,6 @@ def discover_run_segments(dirs: Iterable[Path]) -> tuple[dict[str, list[Path]], 
     files with the same start time are copies of one segment: the larger one
     is kept, with a warning.
     """
-    segments, _, warnings = _discover(dirs)
-    return segments, warnings
-
-
-def _discover(dirs: Iterable[Path]) -> tuple[dict[str, list[Path]], dict[str, list[str]], dict[str, list[str]]]:
-    """(run id -> segment files oldest first, run id -> segment keys, run id -> warnings)."""
     seen: set[Path] = set()
     found: dict[str, list[Path]] = {}
     for d in dirs:
@@ -221,20 +215,22 @@ def _discover(dirs: Iterable[Path]) -> tuple[dict[str, list[Path]], dict[str, li
     return segments, keys, warnings
 
 
-def discover_run_files(dirs: Iterable[Path]) -> tuple[dict[str, Path], dict[str, list[str]]]:
-    """Map run id -> its newest segment's file, plus per-run warnings (see `discover_run_segments`)."""
-    segments, warnings = discover_run_segments(dirs)
-    return {run_id: paths[-1] for run_id, paths in segments.items()}, warnings
+# The run record comes first in a run file: discovery reads only this much of each segment
+# (every sync, for every resumed run) unless the record is not in it.
+_RUN_RECORD_WITHIN = 1024 * 1024
 
 
 def _segment_start(path: Path) -> dt.datetime | None:
     """The start time in a run file's first run record (None when it has none yet or cannot be read)."""
     warnings: list[str] = []
     try:
-        for offset, payload in iter_payloads(path, warnings):
-            if record_type_number(payload) == _RUN:
-                record = parse(Record, path, offset, payload, warnings)
-                return _started_at(record.run) if record is not None else None
+        for max_bytes in (_RUN_RECORD_WITHIN, None):
+            for offset, payload in iter_payloads(path, warnings, max_bytes):
+                if record_type_number(payload) == _RUN:
+                    record = parse(Record, path, offset, payload, warnings)
+                    return _started_at(record.run) if record is not None else None
+            if _size(path) <= _RUN_RECORD_WITHIN:
+                break
     except (OSError, WandbFileError):
         return None
     return None
