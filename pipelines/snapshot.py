@@ -230,7 +230,9 @@ def _write_snapshot(warehouse: Warehouse, tmp: Path, manifest_path: Path | None)
         # this snapshot. Committed files are never deleted.
         for view, table in RAW_VIEWS.items():
             files = ", ".join(_sql_literal(str(f)) for f in warehouse.committed_files(table))
-            con.execute(f"create view {_quote_ident(view)} as select * from read_parquet([{files}])")
+            # by name: a warehouse older than a column (wandb_runs.step_metrics) has files without it
+            by_name = ", union_by_name = true" if table == RUNS else ""
+            con.execute(f"create view {_quote_ident(view)} as select * from read_parquet([{files}]{by_name})")
         catalog = [(name, descriptions.get(name, ""), n) for name, n in rows.items()]
         catalog += [
             (v, f"Raw layer: every row of {t} committed when this snapshot was published (parquet).", None)

@@ -72,6 +72,9 @@ SCHEMAS: dict[str, pa.Schema] = {
             ("runtime_s", pa.float64()),
             ("last_step", pa.int64()),
             ("source", pa.string()),
+            # define_metric's x-axes: [{metric (name or glob), step_metric}]. Added after
+            # the first release: readers of this table use union_by_name.
+            ("step_metrics", pa.list_(pa.struct([("metric", pa.string()), ("step_metric", pa.string())]))),
             ("fingerprint", pa.string()),
             ("batch_id", pa.string()),
             ("ingested_at", UTC_TS),

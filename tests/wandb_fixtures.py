@@ -61,8 +61,10 @@ def _replay(spec_file: str) -> None:
         # A resumed run's next segment: wandb names run folders by the second they start in.
         time.sleep(spec.get("pause_s", 0))
         run = wandb.init(mode="offline", dir=spec["dir"], **spec["init"])
+        for definition in spec.get("define_metrics", []):  # wandb.define_metric(name, step_metric=...)
+            run.define_metric(**definition)
         for row in spec["steps"]:
-            run.log(row["data"], step=row["step"])
+            run.log(row["data"], step=row.get("step"))  # no step: W&B's own counter, one per call
         for key, value in spec.get("summary", {}).items():
             run.summary[key] = value
         if spec.get("config_update"):

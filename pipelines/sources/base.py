@@ -63,6 +63,9 @@ class RunMeta:
     runtime_s: float | None = None
     last_step: int | None = None
     source: str | None = None
+    # (metric name or glob such as "elo/*", the step metric it was defined with) from
+    # `wandb.define_metric(..., step_metric=...)`: the x-axis the run chose for those metrics.
+    step_metrics: tuple[tuple[str, str], ...] = ()
 
     def row(self) -> dict[str, Any]:
         return {
@@ -84,12 +87,15 @@ class RunMeta:
             "runtime_s": self.runtime_s,
             "last_step": self.last_step,
             "source": self.source,
+            "step_metrics": [{"metric": m, "step_metric": s} for m, s in self.step_metrics],
         }
 
     def fingerprint(self) -> str:
         """Changes whenever anything a user could see about the run changes."""
         row = self.row()
         row.pop("source")
+        if not row["step_metrics"]:  # runs stored before step metrics were read keep their fingerprint
+            row.pop("step_metrics")
         return hashlib.sha256(dumps(row).encode()).hexdigest()[:32]
 
 

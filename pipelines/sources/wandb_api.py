@@ -233,6 +233,7 @@ class WandbApiRunSource:
             runtime_s=float(runtime) if isinstance(runtime, (int, float)) and not isinstance(runtime, bool) else None,
             last_step=int(last_step) if last_step is not None else None,
             source=f"wandb:{self.project}",
+            step_metrics=server_step_metrics(getattr(run, "rawconfig", None)),
         )
 
     def _history(self, run: Any, lo: int, hi: int) -> tuple[pa.Table, pa.Table]:
@@ -632,3 +633,31 @@ def _short(text: str) -> str:
 
 def _looks_unauthorized(text: str) -> bool:
     return bool(_UNAUTHORIZED.search(text))
+
+
+def server_step_metrics(rawconfig: Any) -> tuple[tuple[str, str], ...]:
+    """The x-axes a run defined with `define_metric(..., step_metric=...)`, as the server keeps them.
+
+    The SDK uploads its metric definitions into the run config as `_wandb.m`: a list
+    of MetricRecords encoded by field number (1 name, 4 step_metric, 5 a 1-based index
+    into the same list for the step metric), globs expanded to the concrete keys logged.
+    Anything else found there is ignored: a run without definitions uses `_step`.
+    """
+    wandb_part = rawconfig.get("_wandb") if isinstance(rawconfig, Mapping) else None
+    if isinstance(wandb_part, Mapping) and isinstance(wandb_part.get("value"), Mapping):
+        wandb_part = wandb_part["value"]
+    defs = wandb_part.get("m") if isinstance(wandb_part, Mapping) else None
+    if not isinstance(defs, list):
+        return ()
+    names = [d.get("1") if isinstance(d, Mapping) else None for d in defs]
+    out: dict[str, str] = {}
+    for d, name in zip(defs, names):
+        if not isinstance(name, str) or not name:
+            continue
+        step = d.get("4")
+        index = d.get("5")
+        if not step and isinstance(index, int) and not isinstance(index, bool) and 1 <= index <= len(names):
+            step = names[index - 1]
+        if isinstance(step, str) and step:
+            out[name] = step
+    return tuple(out.items())

@@ -64,7 +64,9 @@ _REMOVED = object()  # a summary/config remove, in place of a value
 # enough to bound the per-item Python objects alive at once.
 _CHUNK_BYTES = 8 * 1024 * 1024
 _NO_STEP = -(2**63)  # a history record that states no step
-_HISTORY, _SUMMARY, _CONFIG, _RUN, _EXIT = (RECORD_TYPE[t] for t in ("history", "summary", "config", "run", "exit"))
+_HISTORY, _SUMMARY, _CONFIG, _RUN, _EXIT, _METRIC = (
+    RECORD_TYPE[t] for t in ("history", "summary", "config", "run", "exit", "metric")
+)
 # History items named _runtime (top-level key or nested path): an incremental read still
 # decodes them for stored steps, so the run's runtime does not depend on where the read began.
 _RUNTIME_ITEM_PREFIXES = tuple(tag + bytes([len(RUNTIME_KEY)]) + RUNTIME_KEY.encode() for tag in (b"\x0a", b"\x12"))
@@ -800,6 +802,7 @@ def _read_segment(path: str | Path, after_step: int | None) -> _Segment:
     warnings: list[str] = []
     run: Any = None
     exit_record: Any = None
+    step_metrics: dict[str, str] = {}  # metric name or glob -> its step metric, the latest definition winning
     config = _ItemLog(path, "config", ConfigItem, warnings)
     summary = _ItemLog(path, "summary", SummaryItem, warnings)
     history = _HistoryLog(path, after_step, warnings)
@@ -814,11 +817,13 @@ def _read_segment(path: str | Path, after_step: int | None) -> _Segment:
         queue = queues.get(kind) if kind is not None else None
         if queue is not None:
             queue.add(offset, payload)
-        elif kind in (_RUN, _EXIT):
+        elif kind in (_RUN, _EXIT, _METRIC):
             record = record or parse(Record, path, offset, payload, warnings)
             if record is None:
                 continue
-            if kind == _EXIT:
+            if kind == _METRIC:
+                _define_metric(step_metrics, record.metric)
+            elif kind == _EXIT:
                 exit_record = record.exit
             elif run is None:
                 # The first run record carries the init config and any resumed summary.
@@ -831,7 +836,20 @@ def _read_segment(path: str | Path, after_step: int | None) -> _Segment:
     run_id = (run.run_id if run is not None else "") or run_id_from_filename(path)
     built = history.build(run_id)
     meta = _run_meta(path, run_id, run, config.result(), summary.result(), built, exit_record)
+    meta = dataclasses.replace(meta, step_metrics=tuple(step_metrics.items()))
     return _Segment(path, RunRead(meta=meta, history=built.history, other=built.other, warnings=warnings), built.min_step)
+
+
+def _define_metric(step_metrics: dict[str, str], metric: Any) -> None:
+    """Note what one `define_metric` record says about a metric's x-axis.
+
+    `wandb.define_metric("elo/*", step_metric="train/global_step")` writes a MetricRecord
+    with `glob_name` and `step_metric`; a later definition of the same name replaces it.
+    """
+    name = metric.name or metric.glob_name
+    if name and metric.step_metric:
+        step_metrics.pop(name, None)  # re-inserted last: the newest definition wins and sorts last
+        step_metrics[name] = metric.step_metric
 
 
 def read_run_segments(
@@ -962,7 +980,11 @@ def _merge_meta(parts: list[_Segment]) -> RunMeta:
     config: dict[str, Any] = {}
     summary: dict[str, Any] = {}
     fields: dict[str, Any] = {}
+    step_metrics: dict[str, str] = {}
     for m in metas:
+        for name, step_metric in m.step_metrics:
+            step_metrics.pop(name, None)
+            step_metrics[name] = step_metric
         _deep_update(config, m.config)
         _deep_update(summary, m.summary)
         for name in ("run_name", "project", "entity", "run_group", "job_type", "sweep_id", "notes", "host"):
@@ -978,6 +1000,7 @@ def _merge_meta(parts: list[_Segment]) -> RunMeta:
         **fields,
         config=config,
         summary=summary,
+        step_metrics=tuple(step_metrics.items()),
         started_at=min(starts) if starts else first.started_at,
         runtime_s=float(sum(runtimes)) if runtimes else None,
         last_step=max(steps) if steps else None,

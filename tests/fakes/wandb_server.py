@@ -49,6 +49,7 @@ class FakeRun:
     created_at: str = "2024-01-01T00:00:00"
     heartbeat_at: str = "2024-01-01T00:00:00"
     exported_rows: int = 0  # the first N history rows are in the parquet export
+    metric_definitions: list[dict[str, Any]] = field(default_factory=list)  # config `_wandb.m`, as uploaded
 
     @property
     def last_step(self) -> int | None:
@@ -294,6 +295,8 @@ class FakeWandbServer(FakeHTTPServer):
         if not lightweight:
             config = {k: {"value": v, "desc": None} for k, v in run.config.items()}
             config["_wandb"] = {"value": {"cli_version": "0.31.0", "python_version": "3.11"}}
+            if run.metric_definitions:
+                config["_wandb"]["value"]["m"] = run.metric_definitions
             last = run.history[-1] if run.history else {}
             summary = {
                 **{k: v for k, v in last.items() if not k.startswith("_")},

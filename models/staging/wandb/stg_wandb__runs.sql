@@ -39,6 +39,7 @@ final as (
         started_at,
         runtime_s,
         last_step,
+        step_metrics,
         source,
         ingested_at,
         batch_id
