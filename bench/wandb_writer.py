@@ -1,4 +1,4 @@
-"""Write `.wandb` transaction logs directly, in the format wandb-core 0.31 writes (TECH_NOTES B).
+"""Write `.wandb` transaction logs directly, in the format wandb-core 0.31 writes.
 
 Logging 500 runs x 5,000 steps through the real `wandb` library would take
 hours, so the benchmark writes the bytes itself:

@@ -847,9 +847,9 @@ def sql_cmd(con, query: str | None, list_tables: bool, as_csv: bool, as_json: bo
             names, data = queries.sql(con, query)
         except queries.ReadOnlyViolation as exc:
             raise GrpoError(str(exc)) from None
-        except (ValueError, Exception) as exc:  # duckdb errors: show the engine's one line
-            if isinstance(exc, click.ClickException):
-                raise
+        except click.ClickException:
+            raise
+        except Exception as exc:  # duckdb errors (and bad parameters): show the engine's one line
             raise GrpoError(str(exc).splitlines()[0]) from None
     if as_json:
         emit_json(queries.clean([dict(zip(names, r)) for r in data]))

@@ -1,7 +1,7 @@
 """Publish the marts as one read-only snapshot file that readers can always open.
 
-DuckDB allows one writer per file and a reader blocks that writer (TECH_NOTES
-D6), so readers never touch dbt's build database. After each build, the marts
+DuckDB allows one writer per file and a reader blocks that writer, so
+readers never touch dbt's build database. After each build, the marts
 are copied into a new file which then replaces `grpo.duckdb` with one atomic
 rename: a reader that opened the old file keeps reading it consistently; the
 next reader opens the new one. Nobody ever opens `grpo.duckdb` for writing in
@@ -209,16 +209,15 @@ def _write_snapshot(warehouse: Warehouse, tmp: Path, manifest_path: Path | None)
             con.execute(f"create table {_quote_ident(name)} as select * from build.main.{_quote_ident(name)}")
             rows[name] = int(con.execute(f"select count(*) from {_quote_ident(name)}").fetchall()[0][0])
             kill_point("publish.copying")  # test hook, see pipelines.warehouse.KILL_ENV
+        # A build without the events model (e.g. a partial selection) publishes none.
         has_events = (EVENTS_RELATION,) in relations
         event_files = _export_events(con, warehouse) if has_events else []
-        if not has_events:
-            pass  # a build without the events model (e.g. a partial selection) publishes none
-        elif event_files:
+        if event_files:
             # An explicit file list, not a glob: the snapshot sees exactly the
             # events of this build, even while the next publish adds files.
             files = ", ".join(_sql_literal(str(p)) for p in event_files)
             con.execute(f"create view {_quote_ident(EVENTS_RELATION)} as select * from read_parquet([{files}])")
-        else:
+        elif has_events:
             _empty_events_view(con)
         con.execute("detach build")
         if has_events:

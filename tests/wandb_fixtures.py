@@ -6,7 +6,7 @@ mode, so no global wandb state leaks into the test process. Run as a script,
 this module is that replaying process.
 
 It also holds an independent walker and writer of the log framing
-(TECH_NOTES B1), used to find record boundaries for cut and damage tests and
+(the block/chunk layout of pipelines/sources/wandb_file.py), used to find record boundaries for cut and damage tests and
 to write hand-made logs for cases the wandb library does not produce.
 """
 
@@ -83,7 +83,7 @@ class Span:
 
 
 def _chunks(data: bytes):
-    """(offset, length, type) of every chunk of an intact log (the framing of TECH_NOTES B1, no CRC checks)."""
+    """(offset, length, type) of every chunk of an intact log (the framing wandb-core writes, no CRC checks)."""
     pos = len(HEADER)
     while pos < len(data):
         left = BLOCK - pos % BLOCK

@@ -1,6 +1,6 @@
 """W&B runs from the W&B API (`wandb.Api`, 0.31), as a RunSource.
 
-How a sync talks to W&B (see TECH_NOTES A):
+How a sync talks to W&B (the wandb 0.31 public client's GraphQL operations):
 
 * Listing: one `Runs` GraphQL page per `per_page` runs, with the full
   RunFragment (`lazy=False`). That page already carries config, summary and

@@ -1,6 +1,6 @@
 """Read the LevelDB-style transaction log (`run-<id>.wandb`) that wandb-core writes.
 
-Layout (see TECH_NOTES B1): a 7-byte file header, then 32 KiB blocks of
+Layout (as wandb-core 0.31 writes it): a 7-byte file header, then 32 KiB blocks of
 chunks. Each chunk is `uint32 crc | uint16 length | uint8 type` plus payload,
 with the plain CRC-32 of `type byte + payload`. A record is one FULL chunk, or
 FIRST + MIDDLE* + LAST concatenated, and its payload is a serialized

@@ -1,6 +1,6 @@
 """A loopback stand-in for the Axiom API, enough for `axiom_py.Client` 0.15.
 
-Two routes (TECH_NOTES C): `POST /v1/datasets/_apl?format=tabular`, which
+Two routes (as axiom-py's client calls them): `POST /v1/datasets/_apl?format=tabular`, which
 understands the APL subset the Axiom source generates, and
 `POST /v1/datasets/{dataset}/ingest` (gzipped NDJSON, as `ingest_events`
 sends it), so tests can load events through the real client.

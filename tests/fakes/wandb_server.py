@@ -1,7 +1,7 @@
 """A loopback stand-in for the W&B GraphQL API, enough for `wandb.Api` 0.31.
 
 The real public client sends its GraphQL through the Go wandb-core sidecar, so
-this answers a Go HTTP client (TECH_NOTES A1-A5): POST /graphql dispatching on
+this answers a Go HTTP client: POST /graphql dispatching on
 the `query <Name>` text, parquet history exports under /parquet/ with HTTP
 Range support, and the telemetry POST that wandb-core sends at shutdown.
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import fcntl
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -47,7 +48,7 @@ def _parse(manifest: Path) -> Path:
         capture_output=True,
         text=True,
         cwd=PROJECT_ROOT,
-        env={**__import__("os").environ, "DBT_SEND_ANONYMOUS_USAGE_STATS": "false"},
+        env={**os.environ, "DBT_SEND_ANONYMOUS_USAGE_STATS": "false"},
     )
     if proc.returncode != 0:
         raise RuntimeError(f"dbt parse failed:\n{proc.stdout[-4000:]}{proc.stderr[-2000:]}")
