@@ -49,7 +49,7 @@ NEW_FILE_INTRO = (
     "between the two `grpo tracker` marker comments."
 )
 
-# The gap's 95 % interval: gap_final ± 1.96 · gap_final_se, the normal band fct_sweep_rankings' tie rule uses.
+# The gap's own 95 % interval, gap_final ± 1.96 · gap_final_se. Ties are fct_sweep_rankings' (all pairs, Bonferroni).
 Z95 = 1.96
 NOT_SET = "(not set)"
 MISSING = "–"
@@ -369,7 +369,7 @@ def render_section(
             name += " (tie with " + ", ".join(_text(t) for t in tied) + ")"
         body.append([_text(s), str(len(by_sweep[s])), name, _text(b.get("verdict")),
                      _gap_cell(b.get("gap_final"), rk.get("gap_final_se")), _text(verdicts)])
-    lines.append("Best run of each sweep (largest final gap; a tie means it cannot be told apart from the runner-up):")
+    lines.append("Best run of each sweep (largest final gap; a tie names the runs it cannot be told apart from):")
     lines.append("")
     lines += _table(["sweep", "runs", "best run", "verdict", "final gap [95 % CI]", "verdicts"], body)
     lines.append("")

@@ -402,29 +402,31 @@ def test_sweep_membership_falls_back_from_sweep_id_to_group_to_name_prefix(wh, r
     assert got[runs["short"].run_id] == ("short", "name_prefix")
 
 
-def test_sweep_ranking_orders_by_final_gap_and_marks_indistinguishable_neighbours(wh, runs, rules):
+def test_sweep_ranking_orders_by_final_gap_and_ties_every_pair_a_bonferroni_welch_test_cannot_separate(wh, runs, rules):
     members = [runs[k] for k in ("learn", "twin", "flat", "unstable")]
     finals = {}
     for run in members:
         tail = gap_series(run)[1][-rules["window"] :]
-        finals[run.run_name] = (tail.mean(), tail.std(ddof=1) / math.sqrt(len(tail)))
+        finals[run.run_name] = (tail.mean(), tail.std(ddof=1) / math.sqrt(len(tail)), len(tail))
     order = sorted(finals, key=lambda name: -finals[name][0])
+    pairs = len(order) * (len(order) - 1) // 2
 
     def ties(a: str, b: str) -> bool:
-        (ga, sa), (gb, sb) = finals[a], finals[b]
-        return abs(ga - gb) < 1.96 * math.sqrt(sa**2 + sb**2)
+        (ga, sa, na), (gb, sb, nb) = finals[a], finals[b]
+        if not (sa > 0 and sb > 0):
+            return True
+        welch_df = (sa**2 + sb**2) ** 2 / (sa**4 / (na - 1) + sb**4 / (nb - 1))
+        # the documented rule: 5 % family-wise over all pairs, df rounded down
+        t = stats.t.ppf(1 - 0.025 / pairs, max(1, math.floor(welch_df)))
+        return abs(ga - gb) < t * math.sqrt(sa**2 + sb**2)
 
-    expected_tied = {
-        name: [other for other in (order[i - 1] if i else None, order[i + 1] if i + 1 < len(order) else None)
-               if other and ties(name, other)]
-        for i, name in enumerate(order)
-    }
+    expected_tied = {name: [other for other in order if other != name and ties(name, other)] for name in order}
 
     got = query(wh, "select * from fct_sweep_rankings where sweep_key = 'lr-sweep' order by rank")
 
     assert [r["run_name"] for r in got] == order
     assert [r["rank"] for r in got] == [1, 2, 3, 4]
-    assert {r["run_name"]: sorted(r["tied_with"]) for r in got} == {k: sorted(v) for k, v in expected_tied.items()}
+    assert {r["run_name"]: r["tied_with"] for r in got} == expected_tied  # every tie, in rank order
     assert {r["run_name"]: r["is_tie"] for r in got} == {k: bool(v) for k, v in expected_tied.items()}
     # the twin differs from learn-1 by exactly 3 Elo in every checkpoint: a tie by construction
     assert "learn-2" in expected_tied["learn-1"]
