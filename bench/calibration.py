@@ -4,6 +4,7 @@
     uv run python bench/calibration.py --out calibration.json           # the full grid, 200 runs a cell
     uv run python bench/calibration.py --runs 400 --out calibration.json
     uv run python bench/calibration.py --textbook      # the textbook interval, for comparison
+    uv run python bench/calibration.py --sweeps --out sweep_ties.json   # the sweep tie rule
 
 Every simulated run is a league's Elo log as a trainer writes it (`elo/base_model`,
 `elo/chaos_bot`, `elo/ckpt_<step>` at each evaluation), stored as raw history rows
@@ -25,6 +26,12 @@ Shares come with Wilson 95 % intervals. Targets (issue #9 of this project): fals
 `learning` <= 5 % with the interval's upper bound <= 8 % for phi <= 0.8; power >= 80 %
 for base_model falling 150 Elo over 16 evaluations at phi 0.8, sd 25; equally strong
 checkpoints `growing` <= 5 %.
+
+`--sweeps` calibrates the sweep ranking's tie rule instead: sweeps of 3, 6 or 10
+runs of exactly equal strength (flat leagues as above, 5 checkpoints each),
+built up to `fct_sweep_rankings`; a sweep in which any pair of runs is *not* a
+tie has a false separation. Target: at most 5 % of sweeps (family-wise), upper
+bound of the interval at most 8 %, for phi <= 0.8.
 """
 
 from __future__ import annotations
@@ -43,6 +50,7 @@ from typing import Any
 
 import numpy as np
 import pyarrow as pa
+import pyarrow.compute  # noqa: F401  (pa.compute)
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 if str(PROJECT_ROOT) not in sys.path:
@@ -143,7 +151,9 @@ def raw_rows(cells: list[Cell], runs: int, seed: int) -> tuple[list[dict], pa.Ta
     return metas, pa.table(cols, schema=schema), cell_of
 
 
-def build(root: Path, metas: list[dict], history: pa.Table, dbt_vars: dict[str, Any] | None = None) -> float:
+def build(
+    root: Path, metas: list[dict], history: pa.Table, dbt_vars: dict[str, Any] | None = None, select: str = "+fct_learning_verdicts"
+) -> float:
     """Store the rows as one raw batch and run the real dbt build of the learning marts; returns seconds."""
     wh = Warehouse(root).ensure()
     batch = wh.batch()
@@ -157,7 +167,7 @@ def build(root: Path, metas: list[dict], history: pa.Table, dbt_vars: dict[str, 
     proc = subprocess.run(
         [dbt, "build", "--project-dir", str(PROJECT_ROOT), "--profiles-dir", str(PROJECT_ROOT),
          "--target-path", str(target), "--log-path", str(target / "logs"),
-         "--select", "+fct_learning_verdicts", "--exclude", "test_type:unit",
+         "--select", select, "--exclude", "test_type:unit",
          *(["--vars", json.dumps(dbt_vars)] if dbt_vars else [])],
         env=env, cwd=PROJECT_ROOT, capture_output=True, text=True,
     )  # fmt: skip
@@ -171,6 +181,107 @@ def wilson(successes: int, n: int) -> list[float]:
     from scipy import stats
 
     return [float(x) for x in stats.binomtest(successes, n).proportion_ci(0.95, method="wilson")]
+
+
+SWEEP_SIZES = (3, 6, 10)
+
+
+@dataclass(frozen=True)
+class SweepCell:
+    phi: float
+    sd: float
+    n_evals: int
+    size: int
+    winner: bool = False  # one run learns (its final gap ~300 Elo above the others'), the rest are flat
+
+    @property
+    def name(self) -> str:
+        return f"sweep-{'winner' if self.winner else 'equal'}-phi{self.phi:g}-sd{self.sd:g}-n{self.n_evals}-runs{self.size}"
+
+
+def sweep_grid(phis=(0.0, 0.5, 0.8, 0.95), sds=(25.0,), n_evals=(16,), sizes=SWEEP_SIZES) -> list[SweepCell]:
+    return [SweepCell(phi, sd, n, k, w) for w in (False, True) for phi in phis for sd in sds for n in n_evals for k in sizes]
+
+
+def sweep_rows(cells: list[SweepCell], sweeps: int, seed: int) -> tuple[list[dict], pa.Table, dict[str, SweepCell]]:
+    """`sweeps` sweeps of every cell, each of `size` equally strong flat runs (one run group per sweep)."""
+    metas, history, _ = [], [], None
+    sweep_cell: dict[str, SweepCell] = {}
+    rng_seed = seed
+    for c, cell in enumerate(cells):
+        flat = Cell("flat", cell.phi, cell.sd, cell.n_evals, LEARNING_CHECKPOINTS)
+        learning = Cell("learning", cell.phi, cell.sd, cell.n_evals, LEARNING_CHECKPOINTS)
+        for w in range(sweeps):
+            group = f"s{c:02d}w{w:04d}"
+            sweep_cell[group] = cell
+            if cell.winner:  # run 0 learns, the others are flat
+                m1, h1, _ = raw_rows([learning], 1, rng_seed)
+                m2, h2, _ = raw_rows([flat], cell.size - 1, rng_seed + 10_000_000)
+                m2 = [{**meta, "run_id": meta["run_id"] + "f"} for meta in m2]
+                h2 = h2.set_column(0, "run_id", pa.compute.binary_join_element_wise(h2["run_id"], pa.scalar("f"), ""))
+                m, h = m1 + m2, pa.concat_tables([h1, h2])
+            else:
+                m, h, _ = raw_rows([flat], cell.size, rng_seed)
+            rng_seed += 1
+            for k, meta in enumerate(m):
+                old = meta["run_id"]
+                meta.update(run_id=f"{group}r{k:02d}", run_name=f"{group}-{k}", run_group=group, fingerprint=f"{group}r{k:02d}",
+                            config_json=json.dumps({"run": k}))  # fmt: skip
+                history.append(h.filter(pa.compute.equal(h["run_id"], old)).set_column(
+                    0, "run_id", pa.array([meta["run_id"]] * h.filter(pa.compute.equal(h["run_id"], old)).num_rows)))
+            metas += m
+    return metas, pa.concat_tables(history), sweep_cell
+
+
+def read_sweep_outcomes(root: Path, sweep_cell: dict[str, SweepCell]) -> list[dict[str, Any]]:
+    import duckdb
+
+    con = duckdb.connect(str(Warehouse(root).build_db), read_only=True)
+    try:
+        apart = dict(con.execute(
+            "select sweep_key, bool_or(len(tied_with) < count_with_gap - 1) from ("
+            " select sweep_key, tied_with, count(gap_final) over (partition by sweep_key) as count_with_gap"
+            " from fct_sweep_rankings where gap_final is not null) group by sweep_key"
+        ).fetchall())  # fmt: skip
+        # the learning run (the sweep's run 00) ranked first and tied with nobody
+        found = dict(con.execute(
+            "select sweep_key, bool_or(rank = 1 and len(tied_with) = 0 and run_id like '%r00')"
+            " from fct_sweep_rankings group by sweep_key"
+        ).fetchall())  # fmt: skip
+    finally:
+        con.close()
+    by_cell: dict[SweepCell, list[str]] = {}
+    for group, cell in sweep_cell.items():
+        by_cell.setdefault(cell, []).append(group)
+    out = []
+    for cell, groups in by_cell.items():
+        n = len(groups)
+        if cell.winner:
+            hits = sum(bool(found.get(g)) for g in groups)
+            out.append({**asdict(cell), "cell": cell.name, "sweeps": n,
+                        "winner_found_share": hits / n, "winner_found_ci95": wilson(hits, n)})  # fmt: skip
+            continue
+        separated = sum(bool(apart.get(g)) for g in groups)
+        out.append({**asdict(cell), "cell": cell.name, "sweeps": n,
+                    "false_separation_share": separated / n, "false_separation_ci95": wilson(separated, n)})  # fmt: skip
+    return sorted(out, key=lambda c: (c["winner"], c["phi"], c["sd"], c["n_evals"], c["size"]))
+
+
+def calibrate_sweeps(cells: list[SweepCell], sweeps: int, seed: int, workdir: Path) -> dict[str, Any]:
+    """Simulate `sweeps` sweeps of equally strong runs per cell, build to fct_sweep_rankings, count false separations."""
+    t0 = time.perf_counter()
+    metas, history, sweep_cell = sweep_rows(cells, sweeps, seed)
+    seconds_build = build(workdir, metas, history, select="+fct_sweep_rankings")
+    outcomes = read_sweep_outcomes(workdir, sweep_cell)
+    breaks = [c["cell"] for c in outcomes if not c["winner"] and c["phi"] <= 0.8 and (
+        c["false_separation_share"] > TARGETS["false_learning_max"] or c["false_separation_ci95"][1] > TARGETS["false_learning_upper_max"])]
+    return {
+        "sweeps_per_cell": sweeps, "seed": seed, "runs": len(metas), "history_rows": history.num_rows,
+        "dbt_build_s": round(seconds_build, 1), "total_s": round(time.perf_counter() - t0, 1),
+        "verdict": {"false_separation_max": TARGETS["false_learning_max"], "upper_max": TARGETS["false_learning_upper_max"],
+                    "false_separation_ok": not breaks, "false_separation_breaks": breaks},
+        "cells": outcomes,
+    }  # fmt: skip
 
 
 def read_outcomes(root: Path, cell_of: dict[str, Cell]) -> list[dict[str, Any]]:
@@ -246,7 +357,19 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--out", type=Path, help="write the result as JSON here")
     ap.add_argument("--textbook", action="store_true",
                     help="the textbook interval (independent noise, trend_autocorrelation false), for comparison")
+    ap.add_argument("--sweeps", action="store_true", help="calibrate the sweep ranking's tie rule instead")
     args = ap.parse_args(argv)
+    if args.sweeps:
+        with tempfile.TemporaryDirectory(prefix="grpo-calibration-") as tmp:
+            result = calibrate_sweeps(sweep_grid(), args.runs, args.seed, Path(tmp))
+        for c in result["cells"]:
+            what = "winner_found" if c["winner"] else "false_separation"
+            lo, hi = c[what + "_ci95"]
+            print(f"{c['cell']:44} {c['sweeps']:>5}  {what:16} {c[what + '_share']:6.1%} [{lo:5.1%}, {hi:5.1%}]")
+        print(json.dumps(result["verdict"], indent=2))
+        if args.out:
+            args.out.write_text(json.dumps(result, indent=1) + "\n", encoding="utf-8")
+        return 0 if result["verdict"]["false_separation_ok"] else 1
     overrides = {"trend_autocorrelation": False, "elo_noise_phi_floor": 0} if args.textbook else None
     with tempfile.TemporaryDirectory(prefix="grpo-calibration-") as tmp:
         result = calibrate(grid(), args.runs, args.seed, Path(tmp), overrides)

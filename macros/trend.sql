@@ -38,7 +38,8 @@
 
     Columns: the group columns, n_points, first_step, last_step, first_value,
     last_value, slope_per_100_steps, slope_se_per_100_steps, slope_ci95_lo,
-    slope_ci95_hi, fitted_change, noise_phi (the phi used), trend_df.
+    slope_ci95_hi, fitted_change, noise_phi (the phi used), noise_sd (the noise's
+    standard deviation, SSE / tr(MR) under it), trend_df.
 
     t comes from the seed t_critical_95, taking the largest df listed that is
     not above the needed one (never narrower than exact). The CI is null when
@@ -169,7 +170,13 @@
                                   when ols_factors.syy - ols_factors.sxy * ols_factors.sxy / ols_factors.sxx <= 1e-12 * ols_factors.syy then 0
                                   else ols_factors.syy - ols_factors.sxy * ols_factors.sxy / ols_factors.sxx
                               end / ols_factors.residual_trace * ols_factors.variance_factor / ols_factors.sxx)
-            end as slope_se
+            end as slope_se,
+            -- the noise's standard deviation: SSE / tr(MR) is unbiased for AR(1) noise of that phi
+            case
+                when ols_factors.residual_df >= 1 and ols_factors.sxx > 0
+                    then sqrt(greatest(ols_factors.syy - ols_factors.sxy * ols_factors.sxy / ols_factors.sxx, 0)
+                              / ols_factors.residual_trace)
+            end as noise_sd
 
         from ols_factors
         -- Satterthwaite's df is fractional: the largest listed df not above it (a wider interval)
@@ -193,6 +200,7 @@
             {{ round_significant('100 * (slope + t_critical * slope_se)') }} as slope_ci95_hi,
             {{ round_significant('slope * (last_step - first_step)') }} as fitted_change,
             cast(noise_phi as double) as noise_phi,
+            {{ round_significant('noise_sd') }} as noise_sd,
             {{ round_significant('trend_df') }} as trend_df
 
         from ols_with_t

@@ -39,4 +39,12 @@ def ar1_trend_fit(x: np.ndarray, y: np.ndarray, phi_floor: float) -> dict[str, f
         "hi": 100 * (res.slope + t * se),
         "fitted": res.slope * (x.max() - x.min()),
         "phi": phi,
+        "noise_sd": math.sqrt(float(np.sum(resid**2)) / trace),
+        "df": df,
     }
+
+
+def ar1_mean_variance_factor(phi: float, n: int) -> float:
+    """Var(mean of n consecutive AR(1) points) / sigma^2, summed term by term from the correlations phi^|i-j|."""
+    i = np.arange(n)
+    return float(np.sum(phi ** np.abs(i[:, None] - i[None, :]))) / n**2

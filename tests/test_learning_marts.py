@@ -20,7 +20,7 @@ from scipy import stats
 from pipelines.settings import dbt_vars
 from pipelines.warehouse import HISTORY, RUNS, Warehouse
 from tests.dbt_harness import dbt_build, query, write_raw
-from tests.independent_stats import ar1_trend_fit
+from tests.independent_stats import ar1_mean_variance_factor, ar1_trend_fit
 
 T0 = dt.datetime(2026, 1, 5, 9, 0, tzinfo=dt.UTC)
 EVAL_STEPS = np.arange(0, 1000, 50)  # 20 evaluation steps
@@ -285,7 +285,10 @@ def test_gap_trend_and_final_gap_match_numpy(wh, runs, rules):
         assert got["n_points"] == len(x)
         assert got["gap_first"] == pytest.approx(gaps[0]) and got["gap_last"] == pytest.approx(gaps[-1])
         assert got["gap_final"] == pytest.approx(tail.mean(), rel=1e-9)
-        assert got["gap_final_se"] == pytest.approx(tail.std(ddof=1) / math.sqrt(len(tail)), rel=1e-9)
+        # the mean of autocorrelated points: the fit's noise sd and phi, Var = sigma^2 * sum(phi^|i-j|) / n^2
+        factor = ar1_mean_variance_factor(expected["phi"], len(tail))
+        assert got["gap_final_variance_factor"] == pytest.approx(factor, rel=1e-9)
+        assert got["gap_final_se"] == pytest.approx(expected["noise_sd"] * math.sqrt(factor), rel=1e-7)
         assert got["slope_per_100_steps"] == pytest.approx(expected["slope"], rel=1e-9)
         assert got["slope_ci95_lo"] == pytest.approx(expected["lo"], rel=1e-7)
         assert got["trend"] == label(
@@ -402,23 +405,24 @@ def test_sweep_membership_falls_back_from_sweep_id_to_group_to_name_prefix(wh, r
     assert got[runs["short"].run_id] == ("short", "name_prefix")
 
 
-def test_sweep_ranking_orders_by_final_gap_and_ties_every_pair_a_bonferroni_welch_test_cannot_separate(wh, runs, rules):
+def test_sweep_ranking_orders_by_final_gap_and_ties_every_pair_a_bonferroni_test_on_pooled_noise_cannot_separate(wh, runs, rules):
     members = [runs[k] for k in ("learn", "twin", "flat", "unstable")]
-    finals = {}
+    finals, fits = {}, {}
     for run in members:
-        tail = gap_series(run)[1][-rules["window"] :]
-        finals[run.run_name] = (tail.mean(), tail.std(ddof=1) / math.sqrt(len(tail)), len(tail))
+        x, gaps = gap_series(run)
+        fits[run.run_name] = ar1_trend_fit(x, gaps, rules["elo_phi_floor"])
+        tail = gaps[-rules["window"] :]
+        finals[run.run_name] = (tail.mean(), ar1_mean_variance_factor(fits[run.run_name]["phi"], len(tail)))
     order = sorted(finals, key=lambda name: -finals[name][0])
     pairs = len(order) * (len(order) - 1) // 2
+    # the league's noise, pooled over the sweep's runs by their degrees of freedom
+    pooled_df = sum(f["df"] for f in fits.values())
+    pooled_sd = math.sqrt(sum(f["df"] * f["noise_sd"] ** 2 for f in fits.values()) / pooled_df)
+    t = stats.t.ppf(1 - 0.025 / pairs, math.floor(pooled_df))  # 5 % family-wise over all pairs
 
     def ties(a: str, b: str) -> bool:
-        (ga, sa, na), (gb, sb, nb) = finals[a], finals[b]
-        if not (sa > 0 and sb > 0):
-            return True
-        welch_df = (sa**2 + sb**2) ** 2 / (sa**4 / (na - 1) + sb**4 / (nb - 1))
-        # the documented rule: 5 % family-wise over all pairs, df rounded down
-        t = stats.t.ppf(1 - 0.025 / pairs, max(1, math.floor(welch_df)))
-        return abs(ga - gb) < t * math.sqrt(sa**2 + sb**2)
+        (ga, va), (gb, vb) = finals[a], finals[b]
+        return abs(ga - gb) < t * pooled_sd * math.sqrt(va + vb)
 
     expected_tied = {name: [other for other in order if other != name and ties(name, other)] for name in order}
 

@@ -3,8 +3,8 @@ interquartile mean of their final gaps, with a 95 % interval; checked against sc
 
 Raw history rows (as the ingest stores them) go through the real dbt build. Each run's gap (its only
 checkpoint's Elo minus base_model's) is designed: g plus the deviations +d, -d, +d, -d, 0 over its five
-evaluations, so its final gap (the mean over the final window of 5) is exactly g and its standard error
-is the deviations' sample standard deviation over sqrt(5).
+evaluations, so its final gap (the mean over the final window of 5) is exactly g; its standard error
+allows for autocorrelated noise (the AR(1) fit of tests/independent_stats.py).
 """
 
 from __future__ import annotations
@@ -20,6 +20,7 @@ from scipy import stats
 from pipelines.settings import dbt_vars
 from pipelines.warehouse import HISTORY, RUNS, Warehouse
 from tests.dbt_harness import dbt_build, query, write_raw
+from tests.independent_stats import ar1_mean_variance_factor, ar1_trend_fit
 
 T0 = dt.datetime(2026, 1, 5, tzinfo=dt.UTC)
 DEV = np.array([1.0, -1.0, 1.0, -1.0, 0.0])
@@ -80,8 +81,10 @@ def test_cells_rank_by_the_interquartile_mean_as_scipy_trims_it(cells):
 
 def test_a_single_seed_cell_has_the_t_interval_of_its_final_gap(cells):
     _, _, gap, d = RUNS_OF_SWEEP[-1]
-    se = np.std(d * DEV, ddof=1) / math.sqrt(len(DEV))
-    t = stats.t.ppf(0.975, len(DEV) - 1)
+    x = np.arange(0, 500, 100, dtype=float)
+    fit = ar1_trend_fit(x, gap + d * DEV, float(dbt_vars()["elo_noise_phi_floor"]))
+    se = fit["noise_sd"] * math.sqrt(ar1_mean_variance_factor(fit["phi"], len(DEV)))
+    t = stats.t.ppf(0.975, max(1, math.floor(fit["df"] + 1e-9)))
     assert cells["c"]["gap_final_ci95_lo"] == pytest.approx(gap - t * se, rel=1e-6)
     assert cells["c"]["gap_final_ci95_hi"] == pytest.approx(gap + t * se, rel=1e-6)
 

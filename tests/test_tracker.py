@@ -456,12 +456,12 @@ def test_the_retrospective_names_each_sweeps_best_run_and_what_changed_between_s
             assert b["best run"] == "no final gap yet"
             continue
         ranked = sorted(with_gap, key=lambda r: (-gaps[r["run_id"]]["gap_final"], r["run_name"]))
-        top, runner_up = ranked[0], (ranked[1] if len(ranked) > 1 else None)
+        top = ranked[0]
         name = top["run_name"]
-        if runner_up is not None:
-            g1, g2 = gaps[top["run_id"]], gaps[runner_up["run_id"]]
-            if abs(g1["gap_final"] - g2["gap_final"]) < 1.96 * math.hypot(g1["gap_final_se"] or 0, g2["gap_final_se"] or 0):
-                name += f" (tie with {runner_up['run_name']})"
+        # the tie rule is fct_sweep_rankings' (tested in test_learning_marts); the page names every tied run
+        (tied,) = con.execute("select tied_with from fct_sweep_rankings where run_id = ?", [top["run_id"]]).fetchone()
+        if tied:
+            name += " (tie with " + ", ".join(tied) + ")"
         assert b["best run"] == name
     assert [b["best run"] for b in best if b["sweep"] == "kl-sweep"] == ["kl-sweep-1 (tie with kl-sweep-2)"]
 

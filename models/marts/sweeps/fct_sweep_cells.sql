@@ -51,6 +51,7 @@ cell_runs as (
         gap_trends.gap_final,
         gap_trends.gap_final_se,
         gap_trends.gap_final_n_points,
+        gap_trends.gap_final_df,
         verdicts.verdict
 
     from runs
@@ -177,7 +178,7 @@ single_seed as (
 
     from cell_members
     asof left join t_critical_95
-        on greatest(cell_members.gap_final_n_points - 1, 1) >= t_critical_95.df
+        on greatest(floor(cell_members.gap_final_df), 1) >= t_critical_95.df
     where cell_members.n_seeds = 1
         and cell_members.gap_final is not null
         and cell_members.gap_final_se > 0

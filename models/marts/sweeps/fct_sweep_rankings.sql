@@ -1,10 +1,15 @@
 -- Runs of a sweep ranked by their final checkpoint gap. Every pair of runs
 -- whose final gaps a test cannot separate is marked as a tie, so nobody picks
--- a "winner" that is indistinguishable from another run: a two-sided Welch
--- t test of the two means at 5 % family-wise over all the sweep's pairs
--- (Bonferroni: each pair at 5 % / m). A missing or zero standard error (one
--- final gap point, or identical ones) means "cannot separate", never
--- "different".
+-- a "winner" that is indistinguishable from another run: a two-sided t test
+-- of the two means at 5 % family-wise over all the sweep's pairs (Bonferroni:
+-- each pair at 5 % / m). The runs of a sweep are rated by one league, so
+-- their rating noise is one noise: its variance is pooled over the sweep's
+-- runs (each run's AR(1)-aware residual variance, weighted by its degrees of
+-- freedom), and each final gap's variance is that times the run's own AR(1)
+-- factor for a mean of its final window. Five autocorrelated points alone
+-- give too few degrees of freedom to separate anything in a large sweep.
+-- A run without a trend fit of its own (fewer than 3 gap points) cannot be
+-- separated from anything: "cannot separate", never "different".
 with
 
 verdicts as (
@@ -32,6 +37,9 @@ ranked as (
         gap_trends.gap_final,
         gap_trends.gap_final_se,
         gap_trends.gap_final_n_points,
+        gap_trends.gap_final_df,
+        gap_trends.gap_final_variance_factor,
+        gap_trends.noise_sd,
         verdicts.gap_last,
         verdicts.base_model_delta,
         verdicts.verdict
@@ -72,6 +80,20 @@ sweep_levels as (
 
 ),
 
+-- the sweep's pooled noise: sum(df_i * sd_i^2) / sum(df_i), with sum(df_i) degrees of freedom
+sweep_noise as (
+
+    select
+        sweep_key,
+        sqrt(sum(gap_final_df * noise_sd ^ 2) / sum(gap_final_df)) as pooled_sd,
+        floor(sum(gap_final_df)) as pooled_df
+
+    from compared
+    where noise_sd is not null and gap_final_df > 0
+    group by sweep_key
+
+),
+
 pairs as (
 
     select
@@ -81,20 +103,33 @@ pairs as (
         b.run_name as other_run_name,
         b.rank as other_rank,
         abs(a.gap_final - b.gap_final) as difference,
-        sqrt(a.gap_final_se ^ 2 + b.gap_final_se ^ 2) as difference_se,
+        sweep_noise.pooled_sd * sqrt(a.gap_final_variance_factor + b.gap_final_variance_factor) as difference_se,
         case
-            when coalesce(a.gap_final_se, 0) > 0 and coalesce(b.gap_final_se, 0) > 0
-                then greatest(1, floor(
-                    (a.gap_final_se ^ 2 + b.gap_final_se ^ 2) ^ 2
-                    / (a.gap_final_se ^ 4 / greatest(a.gap_final_n_points - 1, 1)
-                        + b.gap_final_se ^ 4 / greatest(b.gap_final_n_points - 1, 1))
-                ))
-        end as welch_df
+            when sweep_noise.pooled_sd > 0
+                and a.gap_final_variance_factor is not null
+                and b.gap_final_variance_factor is not null
+                then greatest(1, sweep_noise.pooled_df)
+        end as test_df
 
     from compared as a
     inner join compared as b
         on a.sweep_key = b.sweep_key
         and a.run_id <> b.run_id
+    left join sweep_noise
+        on a.sweep_key = sweep_noise.sweep_key
+
+),
+
+-- each listed df covers the dfs up to the next listed one (a lower df, a larger t)
+t_critical_ranges as (
+
+    select
+        comparisons,
+        df,
+        lead(df) over (partition by comparisons order by df) as next_df,
+        t_critical
+
+    from t_critical_bonferroni
 
 ),
 
@@ -102,18 +137,15 @@ pair_tests as (
 
     select
         pairs.*,
-        t_critical_bonferroni.t_critical
+        t_critical_ranges.t_critical
 
     from pairs
     inner join sweep_levels
         on pairs.sweep_key = sweep_levels.sweep_key
-    left join t_critical_bonferroni
-        on t_critical_bonferroni.comparisons = sweep_levels.comparisons
-        and t_critical_bonferroni.df <= pairs.welch_df
-    qualify row_number() over (
-        partition by pairs.run_id, pairs.other_run_id
-        order by t_critical_bonferroni.df desc nulls last
-    ) = 1
+    left join t_critical_ranges
+        on t_critical_ranges.comparisons = sweep_levels.comparisons
+        and pairs.test_df >= t_critical_ranges.df
+        and (pairs.test_df < t_critical_ranges.next_df or t_critical_ranges.next_df is null)
 
 ),
 
@@ -124,7 +156,7 @@ ties as (
         list(other_run_name order by other_rank) as tied_with
 
     from pair_tests
-    where welch_df is null  -- a missing or zero standard error cannot separate
+    where test_df is null  -- a missing or zero standard error cannot separate
         or difference < t_critical * difference_se
     group by run_id
 
