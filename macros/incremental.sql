@@ -50,7 +50,7 @@
         'target_actions', 'heartbeat_down_after_s', 'heartbeat_ok_statuses', 'health_lookback_s',
         'elo_noise_phi_floor', 'reward_noise_phi_floor', 'trend_autocorrelation', 'non_finite_is_unstable',
         'non_finite_values_allowed', 'min_rollouts_for_rate', 'min_orders_for_rate', 'min_rollouts_for_p95',
-        'seed_config_keys', 'sweep_bootstrap_rounds'
+        'seed_config_keys', 'sweep_bootstrap_rounds', 'entropy_collapse_fraction', 'entropy_window'
     ]) }}
 {%- endmacro %}
 

@@ -9,14 +9,16 @@
 -- depends_on: {{ ref('stg_wandb__history') }}
 -- Incremental (macros/incremental.sql): a build reclassifies only the runs
 -- with Elo points in new raw batches; a changed setting (vars:), every run.
--- League Elo ratings arrive as history metrics `elo/<player>`; each player is
--- a fixed reference, a checkpoint (with its training step) or other.
+-- League Elo ratings arrive as history metrics `elo/<player>` (or `elo.<player>`
+-- when logged as a nested dict: the prefix is matched as a path,
+-- macros/elo_players.sql); each player is a fixed reference, a checkpoint (with
+-- its training step) or unclassified.
 with
 
 {% if is_incremental() %}
 affected_runs as (
 
-    {{ incremental_affected_runs(ref('stg_wandb__history'), where="starts_with(metric_key, " ~ wb_text_literal(var('elo_metric_prefix')) ~ ")", renamed_runs=false) }}
+    {{ incremental_affected_runs(ref('stg_wandb__history'), where=is_elo_metric('metric_key'), renamed_runs=false) }}
 
 ),
 {% endif %}
@@ -36,12 +38,12 @@ elo_metrics as (
         run_id,
         step,
         wall_time,
-        substr(metric_key, length({{ wb_text_literal(var('elo_metric_prefix')) }}) + 1) as player,
+        {{ elo_player('metric_key') }} as player,
         value as elo,
         batch_id
 
     from history
-    where starts_with(metric_key, {{ wb_text_literal(var('elo_metric_prefix')) }})
+    where {{ is_elo_metric('metric_key') }}
         -- a NaN/±Inf rating is no rating; fct_metric_summaries counts them
         and is_finite
 
