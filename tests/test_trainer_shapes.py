@@ -345,3 +345,33 @@ def test_events_join_their_run_by_id_else_by_a_unique_name_and_the_rest_are_name
     grpo(wh, "tracker", "--path", str(tracker))
     page = " ".join(tracker.read_text(encoding="utf-8").split())
     assert "Unjoined events: 11 events" in page and "`exp-orphan-7` (7)" in page and "`twin-run` (4)" in page
+
+
+def test_events_that_arrive_before_their_run_join_it_once_it_arrives(tmp_path: Path) -> None:
+    """An incremental build moves a label's rows to its run when the run arrives: no row stays under the label."""
+    folder = tmp_path / "wandb"
+    folder.mkdir()
+    write_runs([_spec(folder, "late0001", "late-run", [(s, {"train/kl": 0.01 * s}) for s in range(1, 6)])], tmp_path / "work")
+    lines = [_event(m, "late-run", "error" if m % 10 == 0 else "ok") for m in range(40)]
+    events = tmp_path / "events.ndjson"
+    events.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    window = ["--since", (T0 - dt.timedelta(hours=1)).isoformat(), "--until", (T0 + dt.timedelta(hours=2)).isoformat()]
+
+    staged = tmp_path / "staged"
+    grpo(staged, "ingest", "--events", str(events))
+    before = grpo_json(staged, "errors", *window)
+    assert before["unjoined_events"]["run_labels"] == [{"run_label": "late-run", "events": 40}]
+    grpo(staged, "ingest", "--wandb-dir", str(folder), "--events", str(events))
+    after = grpo_json(staged, "errors", *window)
+    assert after["unjoined_events"]["count"] == 0 and after["unjoined_events"]["note"] is None
+    assert [(r["run"], r["run_id"], r["rollouts"], r["failed_rollouts"]) for r in after["by_run"]] == [
+        ("late-run", "late0001", 40, sum(m % 10 == 0 for m in range(40)))
+    ]
+
+    fresh = tmp_path / "fresh"
+    grpo(fresh, "ingest", "--wandb-dir", str(folder), "--events", str(events))
+    for table in ("fct_rollout_timing_by_run", "fct_rollout_errors_by_run", "fct_rollout_errors_hourly"):
+        query = f"select run_id, n_rollouts, n_failed from {table} order by all"
+        staged_rows = grpo_json(staged, "sql", query)
+        assert staged_rows == grpo_json(fresh, "sql", query), table
+        assert all(r["run_id"] == "late0001" for r in staged_rows), (table, staged_rows)
