@@ -46,9 +46,10 @@ INCREMENTAL = {
     "fct_checkpoint_gaps": ["run_id", "step"],
     "fct_superseded_checkpoints": ["run_id", "player"],
     "fct_component_health": ["component", "host"],
+    "int_event_label_counts": ["run_label"],
 }
 # Tables built from them, which must follow.
-DOWNSTREAM = ["fct_reference_trends", "fct_gap_trends", "fct_learning_verdicts", "fct_run_retrospective", "fct_check_outcomes"]
+DOWNSTREAM = ["fct_event_run_labels", "fct_reference_trends", "fct_gap_trends", "fct_learning_verdicts", "fct_run_retrospective", "fct_check_outcomes"]
 
 
 def _parsed(lines: list[bytes]) -> list[dict]:
