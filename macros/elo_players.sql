@@ -15,14 +15,48 @@
 
 
 {#-
+    A metric key as a path: nested `run.log({"train": {"kl": ...}})` is stored as
+    `train.kl`, so `.` and `/` are one separator when names are matched
+    (aliases, the Elo prefix). Keys themselves are never rewritten: answers show
+    the key as logged.
+-#}
+{% macro metric_path(expression) -%}
+    replace({{ expression }}, '.', '/')
+{%- endmacro %}
+
+
+{#- The Elo prefix (var elo_metric_prefix) as a path (`.` read as `/`, like the keys). -#}
+{% macro elo_prefix_path() -%}
+    {%- set prefix = var('elo_metric_prefix') | string -%}
+    {%- if prefix | trim == '' -%}
+        {{ exceptions.raise_compiler_error("var elo_metric_prefix must name a prefix such as 'elo/'") }}
+    {%- endif -%}
+    {{- wb_text_literal(prefix | replace('.', '/')) -}}
+{%- endmacro %}
+
+
+{#- True when metric key `expression` is an Elo rating: its path starts with the Elo prefix. -#}
+{% macro is_elo_metric(expression) -%}
+    starts_with({{ metric_path(expression) }}, {{ elo_prefix_path() }})
+{%- endmacro %}
+
+
+{#- The player of an Elo metric key: what follows the prefix and its separator, as logged. -#}
+{% macro elo_player(expression) -%}
+    substr({{ expression }}, length({{ elo_prefix_path() }}) + 1)
+{%- endmacro %}
+
+
+{#-
     The kind of an Elo player: 'fixed_reference' (var fixed_reference_patterns),
-    else 'checkpoint' (var checkpoint_patterns), else 'other'.
+    else 'checkpoint' (var checkpoint_patterns), else 'unclassified' (named by
+    `grpo elo` with the vars to set).
 -#}
 {% macro elo_player_kind(player) -%}
     case
         when {{ wb_matches_any(player, var('fixed_reference_patterns')) }} then 'fixed_reference'
         when {{ wb_matches_any(player, var('checkpoint_patterns')) }} then 'checkpoint'
-        else 'other'
+        else 'unclassified'
     end
 {%- endmacro %}
 

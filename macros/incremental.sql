@@ -50,8 +50,24 @@
         'target_actions', 'heartbeat_down_after_s', 'heartbeat_ok_statuses', 'health_lookback_s',
         'elo_noise_phi_floor', 'reward_noise_phi_floor', 'trend_autocorrelation', 'non_finite_is_unstable',
         'non_finite_values_allowed', 'min_rollouts_for_rate', 'min_orders_for_rate', 'min_rollouts_for_p95',
-        'seed_config_keys', 'sweep_bootstrap_rounds', 'elo_step_metric'
+        'seed_config_keys', 'sweep_bootstrap_rounds', 'elo_step_metric', 'entropy_collapse_fraction',
+        'entropy_window'
     ]) }}
+{%- endmacro %}
+
+
+{#-
+    Pre-hook of an incremental model whose keys can move (events_with_run_key: a
+    label's rows move to its run once the run arrives): when the stored rows were
+    built with other settings, they are deleted before the full recompute, so no
+    row is left under a key that no longer exists.
+-#}
+{% macro incremental_reset_if_settings_changed() -%}
+    {%- if execute and is_incremental() and table_comment().get('settings') != incremental_settings_hash() -%}
+        delete from {{ this }}
+    {%- else -%}
+        select 1
+    {%- endif -%}
 {%- endmacro %}
 
 
@@ -61,6 +77,12 @@
     {%- for name in incremental_settings_vars() -%}
         {%- do values.update({name: var(name, none)}) -%}
     {%- endfor -%}
+    {#- Models keying events by run (macros/events.sql, events_with_run_key) are valid for one
+        label->run mapping too: a run that arrives or is renamed recomputes them whole. -#}
+    {%- if model is defined and model.depends_on is defined
+          and (model.depends_on.nodes | select('equalto', 'model.grpo_warehouse.fct_event_run_labels') | list) -%}
+        {%- do values.update({'_event_run_map': event_run_map_fingerprint()}) -%}
+    {%- endif -%}
     {{- local_md5(tojson(values, sort_keys=True)) -}}
 {%- endmacro %}
 

@@ -16,7 +16,7 @@ from typing import Any
 class CheckDef:
     name: str  # Dagster check name
     check_name: str  # fct_check_outcomes.check_name
-    subject_type: str  # run | hour | component
+    subject_type: str  # run | hour | component | run_label
     asset: str  # the mart the check is attached to in Dagster
     severity: str  # error | warn
     description: str
@@ -34,6 +34,8 @@ CHECKS: tuple[CheckDef, ...] = (
     CheckDef("kl_stable", "kl_p95", "run", "fct_training_stability", "error", "Each run's KL p95 stays below the stable threshold.", "kl"),
     CheckDef("kl_no_spikes", "kl_spike_steps", "run", "fct_training_stability", "error", "No run has more KL spike steps than allowed.", "kl"),
     CheckDef("training_values_finite", "non_finite_training_values", "run", "fct_training_stability", "warn", "No run logged NaN or infinite KL or grad norm values (they are counted, never dropped).", "grad_norm"),
+    CheckDef("entropy_not_collapsed", "entropy_late_to_early", "run", "fct_training_stability", "warn", "No run's late policy entropy falls below var entropy_collapse_fraction of its early entropy (entropy collapse).", "entropy"),
+    CheckDef("events_joined", "events_joined", "run_label", "fct_event_run_labels", "warn", "Every run label that events carry joins a W&B run (by run id, else by a unique run name); unjoined labels are listed.", "event_run"),
     CheckDef("base_model_elo_declining", "base_model_declining", "run", "fct_learning_verdicts", "warn", "base_model's Elo declines in each run (the policy beats a fixed reference more often)."),
     CheckDef("checkpoint_gap_growing", "gap_growing", "run", "fct_learning_verdicts", "warn", "The newest checkpoint's lead over base_model grows in each run."),
     CheckDef("heartbeats_fresh", "heartbeat_fresh", "component", "fct_component_health", "warn", "Every component sent a heartbeat recently.", "heartbeat"),

@@ -435,6 +435,14 @@ def elo(con, run: str, plot: str | None, as_json: bool) -> None:
         )
     )
     g = ans["gap"]
+    if g.get("missing_reason"):
+        c.print(f"  [yellow]No checkpoint gap:[/] {esc(g['missing_reason'])}")
+    if ans.get("unclassified_players"):
+        c.print(
+            "  [yellow]Unclassified Elo players:[/] "
+            + esc(", ".join(f"{u['player']} ({u['n_points']} points)" for u in ans["unclassified_players"]))
+            + f" — {esc(ans['unclassified_note'])}"
+        )
     c.print(
         _table(
             "Newest checkpoint − base_model",
@@ -555,6 +563,12 @@ def metrics(con, run_text: str, all_metrics: bool, as_json: bool) -> None:
                     ["KL spike steps", s.get("kl_spike_steps"), f"≤ {t.kl_spike_steps_allowed} above {t.kl_spike_min}", _mark(spikes_ok)],
                     ["grad norm max", s.get("grad_norm_max"), f"< {t.grad_norm_max:g}", _mark(None if s.get("grad_norm_max") is None else s["grad_norm_max"] < t.grad_norm_max)],
                     ["non-finite values", s.get("non_finite_values"), "0", _mark(None if s.get("non_finite_values") is None else s["non_finite_values"] == 0)],
+                    ["entropy late / early", s.get("entropy_late_to_early"),
+                     f"≥ {t.entropy_collapse_fraction:g} (means of the first and last {t.entropy_window} values)",
+                     _mark(None if s.get("has_entropy_collapse") is None else not s["has_entropy_collapse"])],
+                    ["entropy early → late", _arrow(s.get("entropy_early"), s.get("entropy_late")), "", ""],
+                    ["clip ratio mean / max", _arrow(s.get("clip_ratio_mean"), s.get("clip_ratio_max"), " / "), "", ""],
+                    ["response length early → late", _arrow(s.get("response_length_early"), s.get("response_length_late")), "", ""],
                 ],
             )
         )
@@ -582,6 +596,17 @@ def _exit_if_no_data(count: int) -> None:
     """The answer is printed either way; with nothing to answer with, the exit code says so (2)."""
     if not count:
         click.get_current_context().exit(EXIT_NO_DATA)
+
+
+def _arrow(a: Any, b: Any, sep: str = " → ") -> str | None:
+    """Two figures as `a → b` (None when neither is known)."""
+    return None if a is None and b is None else f"{_fmt(a)}{sep}{_fmt(b)}"
+
+
+def _unjoined_line(c, unjoined: dict | None) -> None:
+    """Events whose run label joins no W&B run: how many and which labels (they count in no run's row)."""
+    if unjoined and unjoined.get("note"):
+        c.print(f"[yellow]Unjoined events:[/] {esc(unjoined['note'])}")
 
 
 def _action_line(c, action: dict | None, what: str = "") -> None:
@@ -614,6 +639,7 @@ def rollout_timing(con, last, since, until, as_json) -> None:
     c.print(f"Rollouts in [{ans['since']}, {ans['until']}): {ans['count']:,}   p95 {_fmt(ans['p95_s'])} s vs target < {ans['target_p95_s']:g} s  {_outcome_mark(ans['outcome'])}")
     _action_line(c, ans.get("action"))
     _no_data_note(c, ans["count"], "rollouts", ans)
+    _unjoined_line(c, ans.get("unjoined_events"))
     if ans["count"]:
         c.print(_table("", ["p50 s", "p95 s", "p99 s", "max s"], [[ans["p50_s"], ans["p95_s"], ans["p99_s"], ans["max_s"]]]))
         c.print(_table("By run", ["run", "rollouts", "p50 s", "p95 s", "max s", ""], [[r["run"], r["count"], r["p50_s"], r["p95_s"], r["max_s"], _outcome_mark(r["outcome"])] for r in ans["by_run"]]))
@@ -651,6 +677,7 @@ def errors(con, last, since, until, as_json) -> None:
     )
     _action_line(c, ans.get("action"))
     _no_data_note(c, ans["rollouts"] + ans["error_events"], "rollouts or error events", ans)
+    _unjoined_line(c, ans.get("unjoined_events"))
     if ans["by_run"]:
         c.print(_table("By run", ["run", "rollouts", "failed", "error rate", ""], [[r["run"], r["rollouts"], r["failed_rollouts"], _pct(r["error_rate"]), _outcome_mark(r["outcome"])] for r in ans["by_run"]]))
     if ans["by_type"]:
@@ -685,6 +712,7 @@ def extraction_stats(con, last, since, until, as_json) -> None:
     )
     _action_line(c, ans.get("action"))
     _no_data_note(c, ans["events"], "extraction events", ans)
+    _unjoined_line(c, ans.get("unjoined_events"))
     if ans["by_run"]:
         c.print(_table("By run", ["run", "expected", "extracted", "rate", ""], [[r["run"], r["orders_expected"], r["orders_extracted"], _pct(r["extraction_rate"]), _outcome_mark(r["outcome"])] for r in ans["by_run"]]))
     c.print(_freshness_line(ans["freshness"]))

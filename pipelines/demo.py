@@ -72,7 +72,8 @@ FIXED_REFERENCES = (BASE_MODEL, "chaos_bot")
 SMOKE_STEPS = 3 * EVAL_EVERY  # three evaluation points: below var min_eval_points
 MIN_STEPS = 2 * CHECKPOINT_EVERY  # fewer leaves too few checkpoint evals for a learning verdict
 
-TRAIN_KEYS = ("train/kl", "train/grad_norm", "train/reward_mean", "train/loss", "train/learning_rate")
+TRAIN_KEYS = ("train/kl", "train/grad_norm", "train/reward_mean", "train/loss", "train/learning_rate",
+              "train/entropy", "train/clip_ratio", "train/response_length")
 ELO_PREFIX = "elo/"
 
 HOUR = 3600.0
@@ -267,7 +268,9 @@ def _make_run(plan: _Plan, run_id: str, n: int, seed: int, rng: np.random.Genera
         intended_verdict=plan.verdict,
         final_gap=None,
         steps=step,
-        train=_train_series(plan, step, progress, rng),
+        # the policy series draw from their own generator: the other series stay as they were
+        train={**_train_series(plan, step, progress, rng),
+               **_policy_series(plan, step, progress, np.random.default_rng([seed, 1000 + _PLANS.index(plan)]))},
         eval_steps=eval_steps,
         elo=elo,
     )
@@ -342,6 +345,24 @@ def _train_series(plan: _Plan, step: np.ndarray, progress: np.ndarray, rng: np.r
         "train/reward_mean": np.round(np.clip(reward, 0.0, 1.0), 4),
         "train/loss": np.round(loss, 5),
         "train/learning_rate": lr,
+    }
+
+
+def _policy_series(plan: _Plan, step: np.ndarray, progress: np.ndarray, rng: np.random.Generator) -> dict[str, np.ndarray]:
+    """Policy entropy, clip ratio and response length. Entropy drifts down a little as a policy
+    learns; the unstable high-learning-rate run's entropy collapses (to a quarter of its early
+    value: below var entropy_collapse_fraction), with clipping rising and responses shrinking."""
+    n = len(step)
+    learning = plan.verdict in ("learning", "unstable")
+    drop = 0.78 if plan.verdict == "unstable" else (0.25 if learning else 0.0)
+    entropy = 1.1 * (1.0 - drop * progress) * (1.0 + 0.02 * _ar1(rng, n, 0.7))
+    clip = 0.02 + (0.05 if plan.verdict == "unstable" else 0.01) * progress + rng.normal(0.0, 0.003, n)
+    growth = -120.0 if plan.verdict == "unstable" else (150.0 if learning else 0.0)
+    length = 260.0 + growth * progress + rng.normal(0.0, 8.0, n)
+    return {
+        "train/entropy": np.round(entropy, 5),
+        "train/clip_ratio": np.round(np.clip(clip, 0.0, 1.0), 5),
+        "train/response_length": np.round(length, 1),
     }
 
 

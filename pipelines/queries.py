@@ -162,6 +162,19 @@ def resolve_sweep(con: duckdb.DuckDBPyConnection, text: str) -> str:
 # --- learning --------------------------------------------------------------------
 
 
+UNCLASSIFIED_NOTE = (
+    "these Elo players match neither var fixed_reference_patterns nor var checkpoint_patterns "
+    "(dbt_project.yml), so they count in no trend and no gap: add a pattern for them "
+    "(checkpoint_patterns: group 1 = the training step), then rebuild (grpo ingest)"
+)
+
+
+def base_reference_player() -> str:
+    from pipelines.settings import dbt_vars
+
+    return str(dbt_vars().get("base_reference_player", "base_model"))
+
+
 def elo(con: duckdb.DuckDBPyConnection, run_text: str) -> dict[str, Any]:
     run = resolve_run(con, run_text)
     rid = run["run_id"]
@@ -172,6 +185,24 @@ def elo(con: duckdb.DuckDBPyConnection, run_text: str) -> dict[str, Any]:
     superseded = rows(
         con, "select * from fct_superseded_checkpoints where run_id = ? order by checkpoint_step", [rid]
     )
+    unclassified = rows(
+        con,
+        "select player, count(*) as n_points from fct_elo_trajectory "
+        "where run_id = ? and player_kind = 'unclassified' group by player order by player",
+        [rid],
+    )
+    n_checkpoints = one(
+        con,
+        "select count(distinct player) as n from fct_elo_trajectory where run_id = ? and player_kind = 'checkpoint'",
+        [rid],
+    )["n"]
+    gap_missing = None
+    if not gap.get("n_points"):
+        gap_missing = (
+            "no Elo player was classified as a checkpoint" + (" (see unclassified_players)" if unclassified else "")
+            if n_checkpoints == 0
+            else f"no evaluation step rates both a checkpoint and {base_reference_player()}"
+        )
     return clean(
         {
             "run": run["run_name"],
@@ -203,7 +234,11 @@ def elo(con: duckdb.DuckDBPyConnection, run_text: str) -> dict[str, Any]:
                 "ci95": [gap.get("slope_ci95_lo"), gap.get("slope_ci95_hi")],
                 "noise_phi": gap.get("noise_phi"),
                 "trend": gap.get("trend", "insufficient_data"),
+                "missing_reason": gap_missing,
             },
+            "n_checkpoint_players": n_checkpoints,
+            "unclassified_players": [{"player": u["player"], "n_points": u["n_points"]} for u in unclassified],
+            "unclassified_note": UNCLASSIFIED_NOTE if unclassified else None,
             "stability": {
                 "status": verdict.get("stability", "unknown"),
                 "evidence": verdict.get("stability_evidence"),
@@ -331,7 +366,20 @@ def _json_value(text: str | None) -> Any:
         return text
 
 
-CANONICAL_METRICS = ("kl", "grad_norm", "reward", "loss")
+CANONICAL_METRICS = ("kl", "grad_norm", "reward", "loss", "entropy", "clip_ratio", "response_length")
+
+
+def metric_path(key: str) -> str:
+    """A metric key as a path: `train.kl` (a nested `run.log` dict) and `train/kl` are one name (as in dbt)."""
+    return key.replace(".", "/")
+
+
+def _elo_player(key: str) -> str | None:
+    """The player of an Elo metric key (var elo_metric_prefix, matched as a path), else None."""
+    from pipelines.settings import dbt_vars
+
+    prefix = metric_path(str(dbt_vars().get("elo_metric_prefix", "elo/")))
+    return key[len(prefix):] if metric_path(key).startswith(prefix) else None
 
 
 def metrics(con: duckdb.DuckDBPyConnection, run_text: str, all_metrics: bool, aliases: dict[str, list[str]]) -> dict[str, Any]:
@@ -340,16 +388,16 @@ def metrics(con: duckdb.DuckDBPyConnection, run_text: str, all_metrics: bool, al
     summaries = rows(con, "select * from fct_metric_summaries where run_id = ? order by metric_key", [rid])
     if not all_metrics:
         wanted: list[str] = []
-        present = {s["metric_key"] for s in summaries}
+        by_path: dict[str, str] = {}
+        for s in summaries:
+            by_path.setdefault(metric_path(s["metric_key"]), s["metric_key"])
         for name in CANONICAL_METRICS:
-            hit = next((a for a in aliases.get(name, []) if a in present), None)
-            if hit:
+            hit = next((by_path[metric_path(a)] for a in aliases.get(name, []) if metric_path(a) in by_path), None)
+            if hit and hit not in wanted:
                 wanted.append(hit)
-        references = {
-            "elo/" + r["player"]
-            for r in rows(con, "select player from fct_reference_trends where run_id = ?", [rid])
-        }
-        wanted += sorted(present & references)
+        players = {r["player"] for r in rows(con, "select player from fct_reference_trends where run_id = ?", [rid])}
+        references = sorted(k for k in by_path.values() if _elo_player(k) in players)
+        wanted += [k for k in references if k not in wanted]
         summaries = [s for s in summaries if s["metric_key"] in wanted]
         summaries.sort(key=lambda s: wanted.index(s["metric_key"]))
     verdict = one(con, "select verdict, reason, stability as status, stability_evidence from fct_learning_verdicts where run_id = ?", [rid]) or {}
@@ -359,6 +407,8 @@ def metrics(con: duckdb.DuckDBPyConnection, run_text: str, all_metrics: bool, al
         actions.append({"target": "grad_norm", **(_action("grad_norm") or {})})
     if stability.get("has_kl_spikes") or stability.get("is_kl_stable") is False:
         actions.append({"target": "kl", **(_action("kl") or {})})
+    if stability.get("has_entropy_collapse"):
+        actions.append({"target": "entropy", **(_action("entropy") or {})})
     for a in actions:
         a["next"] = a.get("next", "").replace("RUN", run["run_name"] or rid)
     return clean(
@@ -416,6 +466,55 @@ def _window_params(w: Window) -> list[Any]:
     return [w.since, w.until]
 
 
+# Events join their run by run id, else by a unique run display name (fct_event_run_labels);
+# a label that joins no run keeps its own row (joined = false) and is named in `unjoined_events`.
+_RUN_KEY = "coalesce(l.run_key, e.run_id)"
+_JOINED = "coalesce(bool_and(l.is_joined), false)"
+
+
+def _has_table(con: duckdb.DuckDBPyConnection, name: str) -> bool:
+    return bool(one(con, "select count(*) as n from duckdb_tables() where table_name = ?", [name])["n"])
+
+
+def _event_runs(con: duckdb.DuckDBPyConnection) -> str:
+    """Joins from events `e` to their label's run `l` and that run `r` (a snapshot published before
+    fct_event_run_labels existed joins by run id alone until its next build)."""
+    if _has_table(con, "fct_event_run_labels"):
+        return (
+            "left join fct_event_run_labels l on l.run_label = e.run_id "
+            "left join dim_runs r on r.run_id = coalesce(l.run_key, e.run_id)"
+        )
+    return (
+        "left join (select run_id as run_label, run_id as run_key, true as is_joined from dim_runs) l "
+        "on l.run_label = e.run_id left join dim_runs r on r.run_id = e.run_id"
+    )
+
+
+def unjoined_events(con: duckdb.DuckDBPyConnection, w: Window, *kinds: str) -> dict[str, Any]:
+    """Events of `kinds` in the window whose run label joins no W&B run: how many, and which labels."""
+    found = rows(
+        con,
+        f"""select e.run_id as run_label, count(*) as events
+            from stg_axiom__events e {_event_runs(con)}
+            where e.run_id is not null and not coalesce(l.is_joined, false)
+              and list_contains(?, e.event_kind) and {_WINDOW.replace('event_at', 'e.event_at')}
+            group by 1 order by events desc, run_label""",
+        [list(kinds), *_window_params(w)],
+    )
+    total = sum(r["events"] for r in found)
+    return {
+        "count": total,
+        "run_labels": found,
+        "note": (
+            f"{total} event(s) name a run that no W&B run has as id or (unique) display name: "
+            + ", ".join(f"{r['run_label']} ({r['events']})" for r in found)
+            + "; they count in the totals but in no run's row"
+        )
+        if found
+        else None,
+    }
+
+
 def rollout_timing(con: duckdb.DuckDBPyConnection, w: Window, t: Thresholds) -> dict[str, Any]:
     overall = one(
         con,
@@ -427,12 +526,12 @@ def rollout_timing(con: duckdb.DuckDBPyConnection, w: Window, t: Thresholds) -> 
     )
     by_run = rows(
         con,
-        f"""select e.run_id, coalesce(any_value(r.run_name), e.run_id) as run, count(*) as count,
+        f"""select {_RUN_KEY} as run_id, any_value(coalesce(r.run_name, {_RUN_KEY})) as run, {_JOINED} as joined, count(*) as count,
                    quantile_cont(e.duration_s, 0.5) as p50_s, quantile_cont(e.duration_s, 0.95) as p95_s,
                    max(e.duration_s) as max_s
-            from stg_axiom__events e left join dim_runs r on r.run_id = e.run_id
+            from stg_axiom__events e {_event_runs(con)}
             where e.event_kind = 'rollout' and e.duration_s is not null and {_WINDOW.replace('event_at', 'e.event_at')}
-            group by e.run_id order by p95_s desc nulls last, run, e.run_id""",
+            group by 1 order by p95_s desc nulls last, run, 1""",
         _window_params(w),
     )
     by_hour = rows(
@@ -459,6 +558,7 @@ def rollout_timing(con: duckdb.DuckDBPyConnection, w: Window, t: Thresholds) -> 
             "by_run": [{**r, **_judged(judge_p95(r["p95_s"], r["count"], t.rollout_p95_max_s, t.min_rollouts_for_p95))} for r in by_run],
             "by_hour": [{**h, **_judged(judge_p95(h["p95_s"], h["count"], t.rollout_p95_max_s, t.min_rollouts_for_p95))} for h in by_hour],
             "action": _action("rollout_p95") if outcome == "fail" else None,
+            "unjoined_events": unjoined_events(con, w, "rollout"),
             "freshness": freshness(con),
         }
     )
@@ -493,12 +593,12 @@ def errors(con: duckdb.DuckDBPyConnection, w: Window, t: Thresholds) -> dict[str
     )
     by_run = rows(
         con,
-        f"""select e.run_id, coalesce(any_value(r.run_name), e.run_id) as run,
+        f"""select {_RUN_KEY} as run_id, any_value(coalesce(r.run_name, {_RUN_KEY})) as run, {_JOINED} as joined,
                    count(*) as rollouts, count(*) filter (where e.is_failed) as failed_rollouts,
                    count(*) filter (where e.is_failed) / count(*) as error_rate
-            from stg_axiom__events e left join dim_runs r on r.run_id = e.run_id
+            from stg_axiom__events e {_event_runs(con)}
             where e.event_kind = 'rollout' and {_WINDOW.replace('event_at', 'e.event_at')}
-            group by e.run_id order by error_rate desc, run, e.run_id""",
+            group by 1 order by error_rate desc, run, 1""",
         _window_params(w),
     )
     return clean(
@@ -516,6 +616,7 @@ def errors(con: duckdb.DuckDBPyConnection, w: Window, t: Thresholds) -> dict[str
             "by_component": by_component,
             "by_type": by_type,
             "action": _action("error_rate") if outcome == "fail" else None,
+            "unjoined_events": unjoined_events(con, w, "rollout", "error"),
             "freshness": freshness(con),
         }
     )
@@ -534,12 +635,12 @@ def extraction(con: duckdb.DuckDBPyConnection, w: Window, t: Thresholds) -> dict
     outcome, ci = judge_rate(extracted, expected, t.extraction_rate_min, False, t.min_orders_for_rate)
     by_run = rows(
         con,
-        f"""select e.run_id, coalesce(any_value(r.run_name), e.run_id) as run,
+        f"""select {_RUN_KEY} as run_id, any_value(coalesce(r.run_name, {_RUN_KEY})) as run, {_JOINED} as joined,
                    sum(e.orders_expected) as orders_expected, sum(e.orders_extracted) as orders_extracted,
                    sum(e.orders_extracted) / nullif(sum(e.orders_expected), 0) as extraction_rate
-            from stg_axiom__events e left join dim_runs r on r.run_id = e.run_id
+            from stg_axiom__events e {_event_runs(con)}
             where e.event_kind = 'extraction' and {_WINDOW.replace('event_at', 'e.event_at')}
-            group by e.run_id order by extraction_rate asc nulls last, run, e.run_id""",
+            group by 1 order by extraction_rate asc nulls last, run, 1""",
         _window_params(w),
     )
     return clean(
@@ -558,6 +659,7 @@ def extraction(con: duckdb.DuckDBPyConnection, w: Window, t: Thresholds) -> dict
                 for r in by_run
             ],
             "action": _action("extraction_rate") if outcome == "fail" else None,
+            "unjoined_events": unjoined_events(con, w, "extraction"),
             "freshness": freshness(con),
         }
     )

@@ -61,6 +61,8 @@ class Thresholds:
     min_rollouts_for_rate: float = 50.0
     min_orders_for_rate: float = 100.0
     min_rollouts_for_p95: float = 20.0
+    entropy_collapse_fraction: float = 0.5
+    entropy_window: int = 10
 
 
 def component_status(silent_s: float, last_status: str | None, t: Thresholds) -> str:
@@ -83,7 +85,7 @@ class Action:
 
 
 def target_actions() -> dict[str, Action]:
-    """Target name (rollout_p95, extraction_rate, error_rate, grad_norm, kl, heartbeat) -> its action."""
+    """Target name (rollout_p95, extraction_rate, error_rate, grad_norm, kl, entropy, event_run, heartbeat) -> its action."""
     return {name: Action(str(a["action"]), str(a["next"])) for name, a in (dbt_vars().get("target_actions") or {}).items()}
 
 
@@ -106,6 +108,8 @@ def thresholds() -> Thresholds:
         min_rollouts_for_rate=float(v["min_rollouts_for_rate"]),
         min_orders_for_rate=float(v["min_orders_for_rate"]),
         min_rollouts_for_p95=float(v["min_rollouts_for_p95"]),
+        entropy_collapse_fraction=float(v["entropy_collapse_fraction"]),
+        entropy_window=int(v["entropy_window"]),
     )
 
 

@@ -77,8 +77,9 @@ def tracker_extras(con: Any) -> dict[str, Any]:
     run_id, kl_spike_steps, has_kl_spikes, grad_norm_over_steps,
     has_grad_norm_over_target, grad_norm_max), `varying_config_keys`
     (fct_sweep_config_variation: sweep_key, config_key) and `run_config`
-    (dim_run_config joined to dim_runs: run_id, sweep_key, config_key, value_text).
-    No query takes user input.
+    (dim_run_config joined to dim_runs: run_id, sweep_key, config_key, value_text)
+    and `unjoined_event_labels` (fct_event_run_labels: run labels events carry that join
+    no W&B run, with their event counts). No query takes user input.
     """
     from pipelines.queries import clean, rows
 
@@ -103,8 +104,19 @@ def tracker_extras(con: Any) -> dict[str, Any]:
                 "from dim_run_config c inner join dim_runs r on c.run_id = r.run_id "
                 "order by r.sweep_key, c.run_id, c.config_key",
             ),
+            "unjoined_event_labels": rows(
+                con,
+                "select run_label, n_events, n_rollouts, n_extractions, n_error_events from fct_event_run_labels "
+                "where not is_joined order by n_events desc, run_label",
+            )
+            if _has_table(con, "fct_event_run_labels")
+            else [],
         }
     )
+
+
+def _has_table(con: Any, name: str) -> bool:
+    return bool(con.execute("select count(*) from duckdb_tables() where table_name = ?", [name]).fetchone()[0])
 
 
 # --- formatting ------------------------------------------------------------------------
@@ -350,6 +362,17 @@ def render_section(
             best[s] = top[0] if top and top[0] in with_gap else None
         else:
             best[s] = max(with_gap, key=lambda r: (_finite(r["gap_final"]), str(r.get("run_name")))) if with_gap else None
+
+    unjoined = extras.get("unjoined_event_labels") or []
+    if unjoined:
+        total = sum(int(u.get("n_events") or 0) for u in unjoined)
+        lines.append(
+            f"Unjoined events: {total} event{'s' if total != 1 else ''} carry a run label that no W&B run has as id or "
+            "(unique) display name, so they count in no run's rollout p95, error and extraction columns: "
+            + ", ".join(f"`{_text(u.get('run_label'))}` ({int(u.get('n_events') or 0)})" for u in unjoined)
+            + ". Log the W&B run id (or a unique run name) in the events' run field (var event_fields.run_id)."
+        )
+        lines.append("")
 
     lines += ["## Across sweeps", ""]
     body = []

@@ -200,6 +200,9 @@ def test_check_exits_1_and_names_the_targets_the_demo_breaks(demo):
     assert ("extraction_rate_per_run", f["extraction_problem"]["run_name"]) in failing
     assert ("kl_no_spikes", "lr-sweep-3") in failing
     assert ("grad_norm_below_target", "lr-sweep-3") in failing
+    # the demo's high-learning-rate run collapses its entropy (a warning); the others keep theirs
+    assert ("entropy_not_collapsed", "lr-sweep-3") in failing
+    assert not {s for n, s in failing if n == "entropy_not_collapsed"} - {"lr-sweep-3"}
     slow = f["slow_hour"].replace("+00:00", "Z")
     assert any(n == "rollout_p95_per_hour" and s.startswith(slow[:13]) for n, s in failing)
     assert all(c["passed"] for c in ans["checks"] if c["subject"] == "lr-sweep-2" and c["severity"] == "error")
@@ -394,7 +397,7 @@ def test_a_missed_target_says_what_to_do_and_what_to_run_next(demo):
     fine = grpo_json(wh, "rollout-timing", "--since", f["window_start"], "--until", f["window_end"])
     assert fine["passed"] is True and fine["action"] is None
     metrics = grpo_json(wh, "metrics", "-r", "lr-sweep-3")
-    assert {a["target"] for a in metrics["actions"]} == {"grad_norm", "kl"}
+    assert {a["target"] for a in metrics["actions"]} == {"grad_norm", "kl", "entropy"}
     assert all(a["next"] == "grpo metrics -r lr-sweep-3" for a in metrics["actions"])
     check = grpo_json(wh, "check", expect_code=1)
     failing = [c for c in check["checks"] if not c["passed"]]

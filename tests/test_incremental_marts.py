@@ -46,9 +46,10 @@ INCREMENTAL = {
     "fct_checkpoint_gaps": ["run_id", "step"],
     "fct_superseded_checkpoints": ["run_id", "player"],
     "fct_component_health": ["component", "host"],
+    "int_event_label_counts": ["run_label"],
 }
 # Tables built from them, which must follow.
-DOWNSTREAM = ["fct_reference_trends", "fct_gap_trends", "fct_learning_verdicts", "fct_run_retrospective", "fct_check_outcomes"]
+DOWNSTREAM = ["fct_event_run_labels", "fct_reference_trends", "fct_gap_trends", "fct_learning_verdicts", "fct_run_retrospective", "fct_check_outcomes"]
 
 
 def _parsed(lines: list[bytes]) -> list[dict]:
@@ -262,7 +263,7 @@ def test_after_a_var_change_an_incremental_run_recomputes_every_stored_row(stage
     con = duckdb.connect(str(full_db), read_only=True)
     kinds = dict(con.execute("select player, any_value(player_kind) from int_elo_ratings_classified group by all").fetchall())
     con.close()
-    assert kinds.get("chaos_bot") == "other"  # the new patterns did change the full rebuild
+    assert kinds.get("chaos_bot") == "unclassified"  # the new patterns did change the full rebuild
     for table in VAR_DEPENDENT:
         key = INCREMENTAL[table]
         assert _rows(full_db, table, key)[1], table

@@ -11,8 +11,10 @@
 -- Incremental (macros/incremental.sql): a build reclassifies only the runs
 -- with Elo points in new raw batches or a new run version (its define_metric
 -- axes may have changed); a changed setting (vars:), every run.
--- League Elo ratings arrive as history metrics `elo/<player>`; each player is
--- a fixed reference, a checkpoint (with its training step) or other.
+-- League Elo ratings arrive as history metrics `elo/<player>` (or `elo.<player>`
+-- when logged as a nested dict: the prefix is matched as a path,
+-- macros/elo_players.sql); each player is a fixed reference, a checkpoint (with
+-- its training step) or unclassified.
 --
 -- The step of a rating is the run's own Elo axis. A trainer that calls
 -- `wandb.define_metric("elo/*", step_metric="train/global_step")` (TRL logs
@@ -29,7 +31,7 @@ with
 {% if is_incremental() %}
 affected_runs as (
 
-    {{ incremental_affected_runs(ref('stg_wandb__history'), where="starts_with(metric_key, " ~ wb_text_literal(var('elo_metric_prefix')) ~ ")") }}
+    {{ incremental_affected_runs(ref('stg_wandb__history'), where=is_elo_metric('metric_key')) }}
 
 ),
 {% endif %}
@@ -59,15 +61,15 @@ elo_metrics as (
         step as history_step,
         metric_key,
         wall_time,
-        substr(metric_key, length({{ wb_text_literal(var('elo_metric_prefix')) }}) + 1) as player,
+        {{ elo_player('metric_key') }} as player,
         value as elo,
         batch_id
 
     from history
-    where starts_with(metric_key, {{ wb_text_literal(var('elo_metric_prefix')) }})
+    where {{ is_elo_metric('metric_key') }}
         -- a NaN/±Inf rating is no rating; fct_metric_summaries counts them
         and is_finite
-        and length(metric_key) > length({{ wb_text_literal(var('elo_metric_prefix')) }})
+        and {{ elo_player('metric_key') }} <> ''
 
 ),
 
@@ -223,7 +225,7 @@ mixed_steps as (
 
     select distinct history.run_id, history.step as history_step
     from history
-    where not starts_with(history.metric_key, {{ wb_text_literal(var('elo_metric_prefix')) }})
+    where not {{ is_elo_metric('history.metric_key') }}
         and not starts_with(history.metric_key, '_')
         and (history.run_id, history.step) in (select run_id, history_step from rating_steps)
 

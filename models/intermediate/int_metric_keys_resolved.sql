@@ -11,7 +11,9 @@
 -- history in new raw batches; a changed setting (vars:) resolves every run.
 -- Trainers name the same metric differently (TRL, verl, OpenRLHF); var
 -- metric_aliases lists the names per canonical metric, and per run the first
--- alias in list order that the run actually logged wins.
+-- alias in list order that the run actually logged wins. Names match as paths
+-- (macros/elo_players.sql: `train/kl` = `train.kl`, a nested dict), and the
+-- key is kept as logged.
 with
 
 {% if is_incremental() %}
@@ -61,15 +63,15 @@ final as (
     select
         logged_keys.run_id,
         aliases.canonical_name,
-        aliases.metric_key,
+        logged_keys.metric_key,
         aliases.alias_rank
 
     from logged_keys
     inner join aliases
-        on logged_keys.metric_key = aliases.metric_key
+        on {{ metric_path('logged_keys.metric_key') }} = {{ metric_path('aliases.metric_key') }}
     qualify row_number() over (
         partition by logged_keys.run_id, aliases.canonical_name
-        order by aliases.alias_rank
+        order by aliases.alias_rank, logged_keys.metric_key
     ) = 1
 
 )

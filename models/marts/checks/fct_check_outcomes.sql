@@ -4,7 +4,7 @@
 -- missing metric never reads as a pass or a failure.
 --
 -- comparison says how value relates to threshold when the check passes
--- ('<', '>', '<='); trend checks compare labels instead ('is':
+-- ('<', '>', '<=', '>='); trend checks compare labels instead ('is':
 -- observed_label must equal expected_label) and carry no threshold.
 with
 
@@ -53,6 +53,12 @@ training_stability as (
 learning_verdicts as (
 
     select * from {{ ref('fct_learning_verdicts') }}
+
+),
+
+event_run_labels as (
+
+    select * from {{ ref('fct_event_run_labels') }}
 
 ),
 
@@ -112,6 +118,22 @@ non_finite_by_run as (
                    not_null='coalesce(kl_key, grad_norm_key)') }}
 ),
 
+-- Entropy collapse: late entropy at least var entropy_collapse_fraction of the early
+-- entropy; runs without two windows of entropy values are not judged.
+entropy_by_run as (
+    {{ checks_rows('entropy_late_to_early', 'run', 'training_stability', 'run_id', 'entropy_late_to_early',
+                   'entropy_collapse_fraction', '>=', severity='warn',
+                   not_null='has_entropy_collapse') }}
+),
+
+-- Every run label events carry joins a W&B run (fct_event_run_labels); value = its events.
+events_joined_by_label as (
+    {{ checks_rows('events_joined', 'run_label', 'event_run_labels', 'run_label', 'n_events',
+                   comparison='is', severity='warn', subject_label=none,
+                   observed_label="case when is_joined then 'joined' when ambiguous_run_ids is not null then 'unjoined: several runs have this name' else 'unjoined: no run has this id or name' end",
+                   expected_label='joined', not_null='run_label') }}
+),
+
 -- A trend with too few points is not judged: it is no evidence either way.
 base_model_declining_by_run as (
     {{ checks_rows('base_model_declining', 'run', 'learning_verdicts', 'run_id', 'base_model_delta',
@@ -157,6 +179,10 @@ unioned as (
     union all
     select * from non_finite_by_run
     union all
+    select * from entropy_by_run
+    union all
+    select * from events_joined_by_label
+    union all
     select * from base_model_declining_by_run
     union all
     select * from gap_growing_by_run
@@ -186,6 +212,7 @@ judged as (
                     when '<' then value < threshold
                     when '<=' then value <= threshold
                     when '>' then value > threshold
+                    when '>=' then value >= threshold
                     when 'is' then observed_label = expected_label
                 end,
                 false
@@ -223,6 +250,8 @@ final as (
                 then check_name || ' = ' || printf('%.6g', value) || ', 95 % CI [' || printf('%.4g', ci95_lo) || ', '
                     || printf('%.4g', ci95_hi) || '] straddles the target ' || comparison || ' ' || printf('%.6g', threshold)
                     || ' (inconclusive)'
+            when check_name = 'events_joined'
+                then coalesce(printf('%.0f', value), '0') || ' events carry this run label: ' || coalesce(observed_label, 'unknown')
             when comparison = 'is'
                 then check_name || ': ' || coalesce(observed_label, 'unknown')
                     || ' (wants ' || expected_label || ')'

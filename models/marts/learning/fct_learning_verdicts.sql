@@ -63,6 +63,20 @@ reference_counts as (
 
 ),
 
+-- Players by kind: a run whose league names its checkpoints in a way no
+-- checkpoint pattern matches has no gap; the reason says so and names them.
+player_kinds as (
+
+    select
+        run_id,
+        count(distinct player) filter (where player_kind = 'checkpoint') as n_checkpoint_players,
+        list(distinct player order by player) filter (where player_kind = 'unclassified') as unclassified_players
+
+    from elo_ratings
+    group by run_id
+
+),
+
 base_model as (
 
     select
@@ -105,6 +119,8 @@ evidence as (
         gap_trends.gap_final,
         gap_trends.fitted_change as gap_fitted_change,
         gap_trends.trend as gap_trend,
+        coalesce(player_kinds.n_checkpoint_players, 0) as n_checkpoint_players,
+        coalesce(player_kinds.unclassified_players, []::varchar[]) as unclassified_players,
         stability.kl_spike_steps,
         stability.kl_p95,
         stability.grad_norm_max,
@@ -119,6 +135,8 @@ evidence as (
         on runs.run_id = eval_points.run_id
     left join reference_counts
         on runs.run_id = reference_counts.run_id
+    left join player_kinds
+        on runs.run_id = player_kinds.run_id
     left join base_model
         on runs.run_id = base_model.run_id
     left join gap_trends
@@ -160,6 +178,15 @@ signals as (
             coalesce(format('{:+.0f}', gap_fitted_change), 'n/a'),
             coalesce(gap_trend, 'n/a')
         ) as gap_evidence,
+        case
+            when n_checkpoint_players = 0 and len(unclassified_players) > 0 then format(
+                '; no Elo player was classified as a checkpoint, so there is no checkpoint gap and the references alone decide (unclassified players: {}; set var checkpoint_patterns or fixed_reference_patterns)',
+                array_to_string(unclassified_players, ', ')
+            )
+            when n_checkpoint_players = 0
+                then '; no Elo player was classified as a checkpoint, so there is no checkpoint gap and the references alone decide'
+            else '; there is too little checkpoint gap data for a gap trend, so the references alone decide'
+        end as gap_undecided_evidence,
         concat_ws(
             ' and ',
             case
@@ -222,7 +249,7 @@ final as (
                 declining_evidence,
                 base_model_evidence,
                 case
-                    when gap_undecided then '; there is too little checkpoint gap data for a gap trend, so the references alone decide'
+                    when gap_undecided then gap_undecided_evidence
                     else '; ' || gap_evidence
                 end
             )
@@ -264,6 +291,8 @@ final as (
         gap_delta,
         gap_final,
         gap_trend,
+        n_checkpoint_players,
+        unclassified_players,
         kl_spike_steps,
         kl_p95,
         grad_norm_max,

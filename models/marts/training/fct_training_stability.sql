@@ -11,8 +11,11 @@
 -- Incremental (macros/incremental.sql): a build recomputes, from all their
 -- history, only the runs with history in new raw batches or a new W&B run
 -- version; a changed setting (vars:) recomputes every run.
--- KL, gradient norm and reward per run, each under whichever alias the run
--- logged (var metric_aliases), compared with the targets in dbt_project.yml.
+-- KL, gradient norm, reward, policy entropy, clip ratio and response length per
+-- run, each under whichever alias the run logged (var metric_aliases), compared
+-- with the targets in dbt_project.yml. Entropy collapse: the mean of the last
+-- var entropy_window entropy values below var entropy_collapse_fraction of the
+-- mean of the first ones (judged only with at least twice that many values).
 with
 
 {% if is_incremental() %}
@@ -53,7 +56,10 @@ metric_keys as (
         run_id,
         any_value(metric_key) filter (where canonical_name = 'kl') as kl_key,
         any_value(metric_key) filter (where canonical_name = 'grad_norm') as grad_norm_key,
-        any_value(metric_key) filter (where canonical_name = 'reward') as reward_key
+        any_value(metric_key) filter (where canonical_name = 'reward') as reward_key,
+        any_value(metric_key) filter (where canonical_name = 'entropy') as entropy_key,
+        any_value(metric_key) filter (where canonical_name = 'clip_ratio') as clip_ratio_key,
+        any_value(metric_key) filter (where canonical_name = 'response_length') as response_length_key
 
     from resolved_keys
     group by run_id
@@ -74,7 +80,7 @@ canonical_values as (
     inner join resolved_keys
         on history.run_id = resolved_keys.run_id
         and history.metric_key = resolved_keys.metric_key
-    where resolved_keys.canonical_name in ('kl', 'grad_norm', 'reward')
+    where resolved_keys.canonical_name in ('kl', 'grad_norm', 'reward', 'entropy', 'clip_ratio', 'response_length')
 
 ),
 
@@ -149,6 +155,87 @@ reward as (
 
 ),
 
+-- Finite values of the series read early vs late, numbered from both ends.
+windowed as (
+
+    select
+        canonical_name,
+        run_id,
+        value,
+        row_number() over (partition by run_id, canonical_name order by step) as from_start,
+        row_number() over (partition by run_id, canonical_name order by step desc) as from_end
+
+    from canonical_values
+    where canonical_name in ('entropy', 'response_length')
+        and is_finite
+
+),
+
+early_late as (
+
+    select
+        run_id,
+        canonical_name,
+        count(*) as n_values,
+        avg(value) filter (where from_start <= {{ var('entropy_window') }}) as early_mean,
+        avg(value) filter (where from_end <= {{ var('entropy_window') }}) as late_mean
+
+    from windowed
+    group by run_id, canonical_name
+
+),
+
+entropy as (
+
+    select
+        run_id,
+        n_values as entropy_n_values,
+        early_mean as entropy_early,
+        late_mean as entropy_late,
+        case when early_mean > 0 then late_mean / early_mean end as entropy_late_to_early,
+        -- too few values for two separate windows: no judgement (unknown, not fine)
+        case
+            when n_values >= 2 * {{ var('entropy_window') }} and early_mean > 0
+                then late_mean < {{ var('entropy_collapse_fraction') }} * early_mean
+        end as has_entropy_collapse
+
+    from early_late
+    where canonical_name = 'entropy'
+
+),
+
+clip_ratio as (
+
+    select
+        run_id,
+        avg(value) filter (where is_finite) as clip_ratio_mean,
+        quantile_cont(value, 0.95) filter (where is_finite) as clip_ratio_p95,
+        max(value) filter (where is_finite) as clip_ratio_max
+
+    from canonical_values
+    where canonical_name = 'clip_ratio'
+    group by run_id
+
+),
+
+response_length as (
+
+    select
+        canonical_values.run_id,
+        avg(canonical_values.value) filter (where canonical_values.is_finite) as response_length_mean,
+        max(canonical_values.value) filter (where canonical_values.is_finite) as response_length_max,
+        any_value(early_late.early_mean) as response_length_early,
+        any_value(early_late.late_mean) as response_length_late
+
+    from canonical_values
+    left join early_late
+        on canonical_values.run_id = early_late.run_id
+        and early_late.canonical_name = 'response_length'
+    where canonical_values.canonical_name = 'response_length'
+    group by canonical_values.run_id
+
+),
+
 non_finite as (
 
     select
@@ -189,6 +276,21 @@ final as (
             when reward.reward_trend is not null then reward.reward_trend
             else 'insufficient_data'
         end as reward_trend,
+        metric_keys.entropy_key,
+        entropy.entropy_n_values,
+        entropy.entropy_early,
+        entropy.entropy_late,
+        entropy.entropy_late_to_early,
+        entropy.has_entropy_collapse,
+        metric_keys.clip_ratio_key,
+        clip_ratio.clip_ratio_mean,
+        clip_ratio.clip_ratio_p95,
+        clip_ratio.clip_ratio_max,
+        metric_keys.response_length_key,
+        response_length.response_length_mean,
+        response_length.response_length_max,
+        response_length.response_length_early,
+        response_length.response_length_late,
         -- null when the run logged no KL / grad norm: unknown, not fine
         kl.kl_p95 < {{ var('kl_stable_max') }} as is_kl_stable,
         kl.kl_spike_steps > {{ var('kl_spike_steps_allowed') }} as has_kl_spikes,
@@ -205,6 +307,12 @@ final as (
         on runs.run_id = reward.run_id
     left join non_finite
         on runs.run_id = non_finite.run_id
+    left join entropy
+        on runs.run_id = entropy.run_id
+    left join clip_ratio
+        on runs.run_id = clip_ratio.run_id
+    left join response_length
+        on runs.run_id = response_length.run_id
 
 )
 
