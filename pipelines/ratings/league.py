@@ -110,8 +110,7 @@ def ratings_rows(results: pd.DataFrame, s: Settings) -> pd.DataFrame:
             fs = _fit(at, s)
             if fs is not None:
                 rows += _player_rows(run_id, "step", int(step), fs, at, s)
-    out = pd.DataFrame(rows, columns=RATING_COLUMNS)
-    return out.astype({"step": "Int64", "checkpoint_step": "Int64", "n_games": "Int64", "bootstrap_rounds": "Int64"})
+    return _typed(pd.DataFrame(rows, columns=RATING_COLUMNS))
 
 
 def _fmt(x: float) -> str:
@@ -194,8 +193,17 @@ def learning_rows(results: pd.DataFrame, per_step: pd.DataFrame, s: Settings) ->
                 row["games_signal"] = "not_learning"
         row["harness_stable"], row["harness_evidence"] = harness(per_step[per_step["run_id"] == run_id], s.anchor)
         rows.append(row)
-    out = pd.DataFrame(rows, columns=LEARNING_COLUMNS)
-    ints = ["best_checkpoint_step", "newest_checkpoint_step", "n_checkpoints", "games_needed", "more_games_needed"]
-    out = out.astype({c: "Int64" for c in ints} | {"harness_stable": "boolean", "is_intransitive": "boolean"})
-    floats = [c for c in LEARNING_COLUMNS if c.endswith(("_vs_anchor", "_ci95_lo", "_ci95_hi", "_superiority"))]
-    return out.astype({c: "float64" for c in [*floats, "trend_per_100_steps", "target_half_width"]})
+    return _typed(pd.DataFrame(rows, columns=LEARNING_COLUMNS))
+
+
+# Every column typed, so an empty table (no games yet) has the same column types as a full one.
+_TEXT = {"run_id", "scope", "player", "player_kind", "anchor", "best_checkpoint", "newest_checkpoint",
+         "checkpoint_trend", "harness_evidence", "intransitive_cycles", "games_signal"}  # fmt: skip
+_INT = {"step", "checkpoint_step", "n_games", "bootstrap_rounds", "n_players", "n_steps", "best_checkpoint_step",
+        "newest_checkpoint_step", "n_checkpoints", "games_needed", "more_games_needed"}  # fmt: skip
+_BOOL = {"has_enough_games", "harness_stable", "is_intransitive"}
+
+
+def _typed(df: pd.DataFrame) -> pd.DataFrame:
+    types = {c: "string" if c in _TEXT else "Int64" if c in _INT else "boolean" if c in _BOOL else "float64" for c in df.columns}
+    return df.astype(types)
