@@ -68,8 +68,23 @@ def built(tmp_path_factory):
     for score in (1, 2):  # one game id, two different game events
         log.add(at, event="game", run_id="run-a", game_id="twice", step=100,
                 players=[{"player": "base_model", "score": score}, {"player": "chaos_bot", "score": 5}])
-    write_raw(wh, {"axiom_events": log.rows, "wandb_runs": runs_rows("run-a", "run-b")})
-    dbt_build(wh, "--select", "+fct_game_learning", "+fct_game_rejects",
+    # run-moved: chaos_bot is 300 Elo above base_model at step 100 and 300 below at step 200 (the
+    # evaluation changed); run-cycle: base_model beats ckpt_100 beats chaos_bot beats base_model
+    rng = np.random.default_rng(3)
+    for step, chaos in ((100, 300.0), (200, -300.0)):
+        for n in range(40):
+            p = 1.0 / (1.0 + 10 ** (-chaos / 400.0))
+            win = rng.random() < p
+            log.add(at, event="game", run_id="run-moved", game_id=f"m{step}-{n}", step=step,
+                    players=[{"player": "chaos_bot", "rank": 1 if win else 2}, {"player": "base_model", "rank": 2 if win else 1}])
+    cycle = [("base_model", "ckpt_100"), ("ckpt_100", "chaos_bot"), ("chaos_bot", "base_model")]
+    for n in range(30):
+        for k, (w, l) in enumerate(cycle):
+            lose = n % 5 == 0  # the favourite wins 4 games in 5
+            log.add(at, event="game", run_id="run-cycle", game_id=f"c{k}-{n}", step=100,
+                    players=[{"player": w, "score": 0 if lose else 1}, {"player": l, "score": 1 if lose else 0}])
+    write_raw(wh, {"axiom_events": log.rows, "wandb_runs": runs_rows("run-a", "run-b", "run-moved", "run-cycle")})
+    dbt_build(wh, "--select", "+fct_game_learning", "+fct_game_rejects", "+fct_check_outcomes",
               "--vars", json.dumps({"game_bootstrap_rounds": 200, "min_games_for_verdict": 100}))
     return wh, games
 
@@ -124,3 +139,28 @@ def test_learning_row_reports_the_gap_trend_and_games_needed(built):
     assert row["games_needed"] > 0 and row["more_games_needed"] == max(0, row["games_needed"] - 180)
     assert row["harness_stable"] is True  # the references do not change strength here
     assert row["games_signal"] in ("learning", "not_learning")
+
+
+def test_harness_and_intransitivity_checks(built):
+    wh, _ = built
+    learning = {r["run_id"]: r for r in query(wh, "select * from fct_game_learning")}
+    assert learning["run-moved"]["harness_stable"] is False
+    assert "chaos_bot - base_model moved" in learning["run-moved"]["harness_evidence"]
+    assert learning["run-cycle"]["is_intransitive"] is True
+    assert learning["run-cycle"]["intransitive_cycles"] == "base_model > ckpt_100 > chaos_bot > base_model"
+    assert learning["run-a"]["is_intransitive"] is False
+    outcomes = {(r["check_name"], r["subject"]): r for r in query(
+        wh, "select * from fct_check_outcomes where check_name in ('game_harness_stable', 'games_transitive')")}
+    assert outcomes[("game_harness_stable", "run-moved")]["outcome"] == "fail"
+    assert outcomes[("game_harness_stable", "run-a")]["outcome"] == "pass"
+    assert outcomes[("games_transitive", "run-cycle")]["outcome"] == "fail"
+    assert outcomes[("games_transitive", "run-a")]["outcome"] == "pass"
+    assert outcomes[("games_transitive", "run-cycle")]["severity"] == "warn"
+
+
+def test_verdict_says_it_used_the_games(built):
+    wh, _ = built
+    v = {r["run_id"]: r for r in query(wh, "select * from fct_learning_verdicts")}
+    assert v["run-a"]["evidence"] == "games" and v["run-a"]["n_games"] == 180
+    assert "from 180 league games" in v["run-a"]["reason"]
+    assert v["run-moved"]["evidence"] == "logged_elo"  # 80 games < min_games_for_verdict 100
