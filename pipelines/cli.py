@@ -443,6 +443,8 @@ def elo(con, run: str, plot: str | None, as_json: bool) -> None:
               f"[{_fmt(g['ci95'][0])}, {_fmt(g['ci95'][1])}]", g["trend"]]],
         )
     )
+    if ans.get("game_ratings"):
+        _print_game_ratings(c, ans["game_ratings"])
     if ans["superseded_checkpoints"]:
         c.print(
             _table(
@@ -469,6 +471,45 @@ def elo(con, run: str, plot: str | None, as_json: bool) -> None:
     if plot:
         c.print(f"plot written to {esc(plot)}")
     c.print(_freshness_line(ans["freshness"]))
+
+
+def _elo_text(x: float | None, signed: bool = False) -> str:
+    """An Elo figure from the games, whole points; n/a where no finite rating exists (a player
+    who never lost, or never won, against the anchor's group)."""
+    return "n/a" if x is None else f"{x:+.0f}" if signed else f"{x:.0f}"
+
+
+def _print_game_ratings(c, g: dict) -> None:
+    """The game-based ratings of `grpo elo` (issue #16), next to the last logged Elo."""
+    anchor = g["anchor"]
+    c.print(
+        _table(
+            f"Ratings from {g['n_games']} league games (Bradley–Terry fit; 95 % CI from {g['bootstrap_rounds']} "
+            f"bootstrap rounds over games; {anchor} fixed at its anchor rating) next to the last logged Elo",
+            ["player", "kind", "games", "game rating", "95 % CI", f"vs {anchor}", "95 % CI", f"P(> {anchor})", "logged Elo"],
+            [[p["player"], p["kind"], p["n_games"], _elo_text(p["rating"]),
+              f"[{_elo_text(p['ci95'][0])}, {_elo_text(p['ci95'][1])}]", _elo_text(p["vs_anchor"], True),
+              f"[{_elo_text(p['vs_anchor_ci95'][0], True)}, {_elo_text(p['vs_anchor_ci95'][1], True)}]",
+              p["superiority_vs_anchor"], p["logged_elo"]]
+             for p in g["players"]],
+        )
+    )
+    n, b, tr = g["newest_checkpoint"], g["best_checkpoint"], g["checkpoint_trend"]
+    if n.get("player"):
+        c.print(f"  games: newest checkpoint {esc(n['player'])} − {esc(anchor)} = {_elo_text(n['vs_anchor'], True)} Elo "
+                f"[{_elo_text(n['ci95'][0], True)}, {_elo_text(n['ci95'][1], True)}], P(stronger) {_fmt(n['superiority'])}")
+        c.print(f"  games: checkpoint ratings over step: {esc(tr['trend'])}"
+                + (f" ({_fmt(tr['slope_per_100_steps'])} Elo per 100 steps [{_fmt(tr['ci95'][0])}, {_fmt(tr['ci95'][1])}])"
+                   if tr.get("slope_per_100_steps") is not None else ""))
+        if b.get("games_needed") is not None:
+            more = b["more_games_needed"]
+            c.print(f"  games: best checkpoint {esc(b['player'])} vs {esc(anchor)} to ±{_fmt(b['target_half_width'])} Elo: "
+                    + ("already there" if not more else f"about {more} more games ({b['games_needed']} in all, same mix)"))
+    if g.get("harness_stable") is False:
+        c.print(f"  [yellow]games: the harness moved — {esc(g['harness_evidence'])}[/]")
+    if g.get("intransitive_cycles"):
+        c.print(f"  [yellow]games: intransitive — {esc(g['intransitive_cycles'])}[/]")
+    c.print(f"  verdict evidence: {'the games' if g.get('evidence') == 'games' else 'the logged Elo'}")
 
 
 @main.command()
