@@ -520,6 +520,9 @@ def _print_game_ratings(c, g: dict) -> None:
 def sweep(con, sweep_text: str, plot: str | None, as_json: bool) -> None:
     """Rank the runs of a sweep by their final checkpoint gap; statistical ties are marked.
 
+    When every run of the sweep logged enough league games (var
+    min_games_for_verdict), the ranking uses the gap measured from the games.
+
     Example:
 
         grpo sweep --sweep lr-sweep --json
@@ -545,11 +548,17 @@ def sweep(con, sweep_text: str, plot: str | None, as_json: bool) -> None:
     keys = ans["varying_config_keys"]
     c.print(
         _table(
-            "Ranking by final checkpoint gap (newest checkpoint Elo − base_model Elo)",
-            ["rank", "run", "verdict", "final gap", "± se", "last gap", "base_model Δ", "tie", *keys],
+            "Ranking by final checkpoint gap (newest checkpoint Elo − base_model Elo)"
+            if ans.get("ranked_by") != "games"
+            else "Ranking by the league games' gap (newest checkpoint − base_model from a Bradley–Terry fit over the games, 95 % bootstrap CI); logged final gap alongside",
+            ["rank", "run", "verdict", "final gap", "± se", "last gap", "base_model Δ", "tie", *keys]
+            + (["game gap", "95 % CI"] if any(r.get("game_gap") is not None for r in runs) else []),
             [
                 [r["rank"], r["run"], _verdict(r["verdict"]), r["gap_final"], r["gap_final_se"],
                  r["gap_last"], r["base_model_delta"], "tie" if r["is_tie"] else "", *[_fmt(r["config"].get(k)) for k in keys]]
+                + ([_elo_text(r.get("game_gap"), True),
+                    f"[{_elo_text(r['game_gap_ci95'][0], True)}, {_elo_text(r['game_gap_ci95'][1], True)}]"]
+                   if any(x.get("game_gap") is not None for x in runs) else [])
                 for r in runs
             ],
         )

@@ -346,6 +346,7 @@ def sweep(con: duckdb.DuckDBPyConnection, text: str) -> dict[str, Any]:
     return clean(
         {
             "sweep": key,
+            "ranked_by": ranking[0].get("ranked_by", "logged_elo") if ranking else None,
             "varying_config_keys": varying_keys,
             "best_note": best_note,
             "cells": [
@@ -377,6 +378,9 @@ def sweep(con: duckdb.DuckDBPyConnection, text: str) -> dict[str, Any]:
                     "gap_final": r["gap_final"],
                     "gap_final_se": r["gap_final_se"],
                     "base_model_delta": r["base_model_delta"],
+                    "ranked_by": r.get("ranked_by", "logged_elo"),
+                    "game_gap": r.get("game_gap"),
+                    "game_gap_ci95": [r.get("game_gap_ci95_lo"), r.get("game_gap_ci95_hi")],
                     "is_tie": r["is_tie"],
                     "tied_with": list(r["tied_with"] or []),
                     "config": config.get(r["run_id"], {}),

@@ -1,6 +1,11 @@
 -- Runs of a sweep ranked by their final checkpoint gap. Adjacent runs whose
 -- final gaps differ by less than their combined noise are marked as ties, so
 -- nobody picks a "winner" that is indistinguishable from the runner-up.
+--
+-- When every run of a sweep has enough league games (fct_game_learning,
+-- var min_games_for_verdict), the sweep is ranked by the games instead: the
+-- newest checkpoint's rating minus the anchor's, its SE from the 95 %
+-- bootstrap interval (width / 3.92); `ranked_by` says which.
 with
 
 verdicts as (
@@ -15,25 +20,57 @@ gap_trends as (
 
 ),
 
-ranked as (
+game_learning as (
+
+    select * from {{ ref('fct_game_learning') }}
+
+),
+
+basis as (
 
     select
         verdicts.sweep_key,
         verdicts.run_id,
         verdicts.run_name,
-        row_number() over (
-            partition by verdicts.sweep_key
-            order by gap_trends.gap_final desc nulls last, verdicts.run_name, verdicts.run_id
-        ) as rank,
         gap_trends.gap_final,
         gap_trends.gap_final_se,
         verdicts.gap_last,
         verdicts.base_model_delta,
-        verdicts.verdict
+        verdicts.verdict,
+        game_learning.newest_vs_anchor as game_gap,
+        game_learning.newest_vs_anchor_ci95_lo as game_gap_ci95_lo,
+        game_learning.newest_vs_anchor_ci95_hi as game_gap_ci95_hi,
+        bool_and(
+            coalesce(game_learning.has_enough_games, false)
+            and isfinite(game_learning.newest_vs_anchor)
+            and isfinite(game_learning.newest_vs_anchor_ci95_lo)
+            and isfinite(game_learning.newest_vs_anchor_ci95_hi)
+        ) over (partition by verdicts.sweep_key) as sweep_uses_games
 
     from verdicts
     left join gap_trends
         on verdicts.run_id = gap_trends.run_id
+    left join game_learning
+        on verdicts.run_id = game_learning.run_id
+
+),
+
+ranked as (
+
+    select
+        *,
+        case when sweep_uses_games then 'games' else 'logged_elo' end as ranked_by,
+        case when sweep_uses_games then game_gap else gap_final end as rank_gap,
+        case
+            when sweep_uses_games then (game_gap_ci95_hi - game_gap_ci95_lo) / (2 * 1.959964)
+            else gap_final_se
+        end as rank_gap_se,
+        row_number() over (
+            partition by sweep_key
+            order by case when sweep_uses_games then game_gap else gap_final end desc nulls last, run_name, run_id
+        ) as rank
+
+    from basis
 
 ),
 
@@ -42,11 +79,11 @@ neighbours as (
     select
         *,
         lag(run_name) over by_rank as previous_run_name,
-        lag(gap_final) over by_rank as previous_gap_final,
-        lag(gap_final_se) over by_rank as previous_gap_final_se,
+        lag(rank_gap) over by_rank as previous_gap,
+        lag(rank_gap_se) over by_rank as previous_gap_se,
         lead(run_name) over by_rank as next_run_name,
-        lead(gap_final) over by_rank as next_gap_final,
-        lead(gap_final_se) over by_rank as next_gap_final_se
+        lead(rank_gap) over by_rank as next_gap,
+        lead(rank_gap_se) over by_rank as next_gap_se
 
     from ranked
     window by_rank as (partition by sweep_key order by rank)
@@ -60,11 +97,11 @@ ties as (
 
     select
         *,
-        abs(gap_final - previous_gap_final)
-            < 1.96 * sqrt(coalesce(gap_final_se, 0) ^ 2 + coalesce(previous_gap_final_se, 0) ^ 2)
+        abs(rank_gap - previous_gap)
+            < 1.96 * sqrt(coalesce(rank_gap_se, 0) ^ 2 + coalesce(previous_gap_se, 0) ^ 2)
             as ties_previous,
-        abs(gap_final - next_gap_final)
-            < 1.96 * sqrt(coalesce(gap_final_se, 0) ^ 2 + coalesce(next_gap_final_se, 0) ^ 2)
+        abs(rank_gap - next_gap)
+            < 1.96 * sqrt(coalesce(rank_gap_se, 0) ^ 2 + coalesce(next_gap_se, 0) ^ 2)
             as ties_next
 
     from neighbours
@@ -84,6 +121,10 @@ final as (
         base_model_delta,
         verdict,
         coalesce(ties_previous, false) or coalesce(ties_next, false) as is_tie,
+        ranked_by,
+        game_gap,
+        game_gap_ci95_lo,
+        game_gap_ci95_hi,
         list_filter(
             [
                 case when ties_previous then previous_run_name end,
