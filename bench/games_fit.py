@@ -58,17 +58,18 @@ def main(argv: list[str] | None = None) -> int:
     games, truth = league(a.games, a.players, a.seats, a.seed)
     t_gen = time.perf_counter() - t0
 
-    t0 = time.perf_counter()
+    load_before = os.getloadavg()[0]
+    t0, c0 = time.perf_counter(), time.process_time()
     stats = bt.game_stats(games)
-    t_stats = time.perf_counter() - t0
+    t_stats, c_stats = time.perf_counter() - t0, time.process_time() - c0
 
-    t0 = time.perf_counter()
+    t0, c0 = time.perf_counter(), time.process_time()
     f = bt.fit_stats(stats, games.players, rounds=0)
-    t_fit = time.perf_counter() - t0
+    t_fit, c_fit = time.perf_counter() - t0, time.process_time() - c0
 
-    t0 = time.perf_counter()
+    t0, c0 = time.perf_counter(), time.process_time()
     boot = bt.bootstrap(stats, 0, 1000.0, a.rounds, seed=a.seed, workers=a.workers, start=f.rating)
-    t_boot = time.perf_counter() - t0
+    t_boot, c_boot = time.perf_counter() - t0, time.process_time() - c0
     f.boot = boot
     lo, hi = f.interval()
     covered = float(np.mean((lo <= truth) & (truth <= hi))) if a.rounds else None
@@ -86,6 +87,16 @@ def main(argv: list[str] | None = None) -> int:
             "bootstrap": round(t_boot, 2),
             "decompose_fit_bootstrap": round(t_stats + t_fit + t_boot, 2),
         },
+        # CPU seconds of this process: the wall clock on a machine shared with other work
+        # overstates the cost; on an idle machine with one worker, wall ≈ CPU
+        "cpu_seconds": {
+            "decompose": round(c_stats, 2),
+            "fit": round(c_fit, 3),
+            "bootstrap": round(c_boot, 2),
+            "decompose_fit_bootstrap": round(c_stats + c_fit + c_boot, 2),
+        },
+        "load_average_1min": {"before": round(load_before, 2), "after": round(os.getloadavg()[0], 2)},
+        "workers": a.workers,
         "max_abs_error_elo": round(float(np.max(np.abs(f.rating - truth))), 2),
         "median_interval_width_elo": round(float(np.median((hi - lo)[1:])), 2) if a.rounds else None,
         "intervals_covering_truth": covered,

@@ -905,7 +905,7 @@ def _game_lines(rng: np.random.Generator, runs: list[DemoRun], tl: _Timeline) ->
                 players = ",".join(
                     f'{{"player":"{pool[i]}","score":{int(s)},"rank":{r}}}' for i, s, r in zip(seats, score, rank)
                 )
-                t = at + 2.0 * g
+                t = at - 2.0 * (GAMES_PER_EVAL - g)  # the evaluation's games end at its point on the timeline
                 times.append(t)
                 lines.append(
                     f'{{"_time":"{_iso_ms(np.array([_ms(np.array([t]))[0]]))[0]}","event":"game",'
