@@ -400,7 +400,9 @@ def demo(ctx, seed: int, end_time: str | None, as_json: bool) -> None:
 def elo(con, run: str, plot: str | None, as_json: bool) -> None:
     """Full Elo analysis of a run: fixed references, checkpoint gap, verdict.
 
-    RUN is a run name or id (a unique prefix works).
+    RUN is a run name or id (a unique prefix works). When the run logged league
+    games (event `game`), their Bradley–Terry ratings with bootstrap intervals
+    are shown next to the logged Elo, and the verdict says which it used.
 
     Example:
 
