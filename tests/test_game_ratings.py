@@ -164,3 +164,25 @@ def test_verdict_says_it_used_the_games(built):
     assert v["run-a"]["evidence"] == "games" and v["run-a"]["n_games"] == 180
     assert "from 180 league games" in v["run-a"]["reason"]
     assert v["run-moved"]["evidence"] == "logged_elo"  # 80 games < min_games_for_verdict 100
+
+
+def test_game_field_names_follow_event_fields(tmp_path):
+    """A logger with other names (`match`, `round`, `seats`: [{`name`, `place`}]) needs a var change only."""
+    from pipelines.settings import event_fields
+
+    names = {"game_id": "match", "step": "round", "players": "seats", "player": "name", "rank": "place"}
+    wh = Warehouse(tmp_path / "wh").ensure()
+    log = EventLog(fields=names)
+    games = simulate(2, 20)
+    for gid, step, seats in games:
+        log.add(T0, event="game", run_id="run-a", game_id=gid, step=step,
+                players=[{"name": p, "place": r} for p, _, r in seats])
+    write_raw(wh, {"axiom_events": log.rows, "wandb_runs": runs_rows("run-a")})
+    dbt_build(wh, "--select", "+fct_game_ratings",
+              "--vars", json.dumps({"event_fields": {**event_fields(), **names}, "game_bootstrap_rounds": 20}))
+    expected = logistic_bt_elo(pairwise_rows([[(p, r) for p, _, r in seats] for _, _, seats in games],
+                                             higher_is_better=False), "base_model")
+    got = {r["player"]: r["rating"] for r in query(wh, "select * from fct_game_ratings where scope = 'run'")}
+    assert got == pytest.approx(expected, abs=1e-6)
+    steps = {r["step"] for r in query(wh, "select distinct step from fct_game_ratings where scope = 'step'")}
+    assert steps == set(STEPS)
