@@ -51,7 +51,9 @@
         'elo_noise_phi_floor', 'reward_noise_phi_floor', 'trend_autocorrelation', 'non_finite_is_unstable',
         'non_finite_values_allowed', 'min_rollouts_for_rate', 'min_orders_for_rate', 'min_rollouts_for_p95',
         'seed_config_keys', 'sweep_bootstrap_rounds', 'elo_step_metric', 'entropy_collapse_fraction',
-        'entropy_window'
+        'entropy_window',
+        'game_rating_anchor', 'game_rating_anchor_elo', 'game_bootstrap_rounds', 'game_bootstrap_seed',
+        'min_games_for_verdict', 'game_target_half_width_elo'
     ]) }}
 {%- endmacro %}
 

@@ -38,6 +38,8 @@ CHECKS: tuple[CheckDef, ...] = (
     CheckDef("events_joined", "events_joined", "run_label", "fct_event_run_labels", "warn", "Every run label that events carry joins a W&B run (by run id, else by a unique run name); unjoined labels are listed.", "event_run"),
     CheckDef("base_model_elo_declining", "base_model_declining", "run", "fct_learning_verdicts", "warn", "base_model's Elo declines in each run (the policy beats a fixed reference more often)."),
     CheckDef("checkpoint_gap_growing", "gap_growing", "run", "fct_learning_verdicts", "warn", "The newest checkpoint's lead over base_model grows in each run."),
+    CheckDef("game_harness_stable", "game_harness_stable", "run", "fct_game_learning", "warn", "The fixed references' game ratings relative to the anchor stay the same across evaluation steps (else the evaluation changed, not the model)."),
+    CheckDef("games_transitive", "games_transitive", "run", "fct_game_learning", "warn", "No cycle among the fixed references and the best checkpoint in the games (a beats b, b beats c, c beats a)."),
     CheckDef("heartbeats_fresh", "heartbeat_fresh", "component", "fct_component_health", "warn", "Every component sent a heartbeat recently.", "heartbeat"),
 )
 

@@ -400,7 +400,9 @@ def demo(ctx, seed: int, end_time: str | None, as_json: bool) -> None:
 def elo(con, run: str, plot: str | None, as_json: bool) -> None:
     """Full Elo analysis of a run: fixed references, checkpoint gap, verdict.
 
-    RUN is a run name or id (a unique prefix works).
+    RUN is a run name or id (a unique prefix works). When the run logged league
+    games (event `game`), their Bradley–Terry ratings with bootstrap intervals
+    are shown next to the logged Elo, and the verdict says which it used.
 
     Example:
 
@@ -451,6 +453,8 @@ def elo(con, run: str, plot: str | None, as_json: bool) -> None:
               f"[{_fmt(g['ci95'][0])}, {_fmt(g['ci95'][1])}]", g["trend"]]],
         )
     )
+    if ans.get("game_ratings"):
+        _print_game_ratings(c, ans["game_ratings"])
     if ans["superseded_checkpoints"]:
         c.print(
             _table(
@@ -479,6 +483,45 @@ def elo(con, run: str, plot: str | None, as_json: bool) -> None:
     c.print(_freshness_line(ans["freshness"]))
 
 
+def _elo_text(x: float | None, signed: bool = False) -> str:
+    """An Elo figure from the games, whole points; n/a where no finite rating exists (a player
+    who never lost, or never won, against the anchor's group)."""
+    return "n/a" if x is None else f"{x:+.0f}" if signed else f"{x:.0f}"
+
+
+def _print_game_ratings(c, g: dict) -> None:
+    """The game-based ratings of `grpo elo` (issue #16), next to the last logged Elo."""
+    anchor = g["anchor"]
+    c.print(
+        _table(
+            f"Ratings from {g['n_games']} league games (Bradley–Terry fit; 95 % CI from {g['bootstrap_rounds']} "
+            f"bootstrap rounds over games; {anchor} fixed at its anchor rating) next to the last logged Elo",
+            ["player", "kind", "games", "game rating", "95 % CI", f"vs {anchor}", "95 % CI", f"P(> {anchor})", "logged Elo"],
+            [[p["player"], p["kind"], p["n_games"], _elo_text(p["rating"]),
+              f"[{_elo_text(p['ci95'][0])}, {_elo_text(p['ci95'][1])}]", _elo_text(p["vs_anchor"], True),
+              f"[{_elo_text(p['vs_anchor_ci95'][0], True)}, {_elo_text(p['vs_anchor_ci95'][1], True)}]",
+              p["superiority_vs_anchor"], p["logged_elo"]]
+             for p in g["players"]],
+        )
+    )
+    n, b, tr = g["newest_checkpoint"], g["best_checkpoint"], g["checkpoint_trend"]
+    if n.get("player"):
+        c.print(f"  games: newest checkpoint {esc(n['player'])} − {esc(anchor)} = {_elo_text(n['vs_anchor'], True)} Elo "
+                f"[{_elo_text(n['ci95'][0], True)}, {_elo_text(n['ci95'][1], True)}], P(stronger) {_fmt(n['superiority'])}")
+        c.print(f"  games: checkpoint ratings over step: {esc(tr['trend'])}"
+                + (f" ({_fmt(tr['slope_per_100_steps'])} Elo per 100 steps [{_fmt(tr['ci95'][0])}, {_fmt(tr['ci95'][1])}])"
+                   if tr.get("slope_per_100_steps") is not None else ""))
+        if b.get("games_needed") is not None:
+            more = b["more_games_needed"]
+            c.print(f"  games: best checkpoint {esc(b['player'])} vs {esc(anchor)} to ±{_fmt(b['target_half_width'])} Elo: "
+                    + ("already there" if not more else f"about {more} more games ({b['games_needed']} in all, same mix)"))
+    if g.get("harness_stable") is False:
+        c.print(f"  [yellow]games: the harness moved — {esc(g['harness_evidence'])}[/]")
+    if g.get("intransitive_cycles"):
+        c.print(f"  [yellow]games: intransitive — {esc(g['intransitive_cycles'])}[/]")
+    c.print(f"  verdict evidence: {'the games' if g.get('evidence') == 'games' else 'the logged Elo'}")
+
+
 @main.command()
 @click.option("--sweep", "sweep_text", required=True, help="Sweep id or name, group, or run-name prefix.")
 @click.option("--plot", type=click.Path(dir_okay=False), help="Write a PNG of the gaps of the sweep's runs.")
@@ -486,6 +529,9 @@ def elo(con, run: str, plot: str | None, as_json: bool) -> None:
 @answers
 def sweep(con, sweep_text: str, plot: str | None, as_json: bool) -> None:
     """Rank the runs of a sweep by their final checkpoint gap; statistical ties are marked.
+
+    When every run of the sweep logged enough league games (var
+    min_games_for_verdict), the ranking uses the gap measured from the games.
 
     Example:
 
@@ -512,11 +558,17 @@ def sweep(con, sweep_text: str, plot: str | None, as_json: bool) -> None:
     keys = ans["varying_config_keys"]
     c.print(
         _table(
-            "Ranking by final checkpoint gap (newest checkpoint Elo − base_model Elo)",
-            ["rank", "run", "verdict", "final gap", "± se", "last gap", "base_model Δ", "tie", *keys],
+            "Ranking by final checkpoint gap (newest checkpoint Elo − base_model Elo)"
+            if ans.get("ranked_by") != "games"
+            else "Ranking by the league games' gap (newest checkpoint − base_model from a Bradley–Terry fit over the games, 95 % bootstrap CI); logged final gap alongside",
+            ["rank", "run", "verdict", "final gap", "± se", "last gap", "base_model Δ", "tie", *keys]
+            + (["game gap", "95 % CI"] if any(r.get("game_gap") is not None for r in runs) else []),
             [
                 [r["rank"], r["run"], _verdict(r["verdict"]), r["gap_final"], r["gap_final_se"],
                  r["gap_last"], r["base_model_delta"], "tie" if r["is_tie"] else "", *[_fmt(r["config"].get(k)) for k in keys]]
+                + ([_elo_text(r.get("game_gap"), True),
+                    f"[{_elo_text(r['game_gap_ci95'][0], True)}, {_elo_text(r['game_gap_ci95'][1], True)}]"]
+                   if any(x.get("game_gap") is not None for x in runs) else [])
                 for r in runs
             ],
         )

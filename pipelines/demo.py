@@ -10,7 +10,11 @@
   its config gains ``resume_from_checkpoint`` at each resume;
 * ``out_dir/events/*.ndjson[.gz]``: Axiom-shaped rollout, inference,
   extraction, error and heartbeat events over the 24 hours ending at `now`,
-  with a few deliberately bad lines;
+  with a few deliberately bad lines, and the league's games (event ``game``:
+  seven seats drawn from base_model, chaos_bot and the checkpoints saved so
+  far, at every checkpoint evaluation; each player's strength is its logged
+  Elo relative to base_model, so the ratings fitted from the games agree with
+  the logged ones);
 * ``out_dir/demo-manifest.json``: what was generated and what the warehouse
   should conclude from it (verdicts, the slow hour, the extraction problem,
   the silent component...).
@@ -69,6 +73,8 @@ CHECKPOINT_EVERY = 100
 FINAL_GAP_WINDOW = 5  # mirrors var final_gap_window: the designed final gap is over these evals
 BASE_MODEL = "base_model"
 FIXED_REFERENCES = (BASE_MODEL, "chaos_bot")
+GAMES_PER_EVAL = 150  # league games at each checkpoint evaluation (4 evaluations x 150 > min_games_for_verdict)
+GAME_SEATS = 7  # Diplomacy has seven
 SMOKE_STEPS = 3 * EVAL_EVERY  # three evaluation points: below var min_eval_points
 MIN_STEPS = 2 * CHECKPOINT_EVERY  # fewer leaves too few checkpoint evals for a learning verdict
 
@@ -887,6 +893,48 @@ def _heartbeat_lines(rng: np.random.Generator, tl: _Timeline) -> tuple[_Lines, i
     return _Lines("heartbeat", np.concatenate(t_parts), lines), silent_last
 
 
+def game_strengths(run: DemoRun) -> dict[str, float]:
+    """Each league member's strength for the demo's games: its logged Elo minus base_model's at the
+    same evaluations, averaged over the evaluations it was rated at (base_model: 0)."""
+    base = run.elo[BASE_MODEL]
+    out = {}
+    for player, values in run.elo.items():
+        d = values - base
+        out[player] = float(np.mean(d[np.isfinite(d)]))
+    return out
+
+
+def _game_lines(rng: np.random.Generator, runs: list[DemoRun], tl: _Timeline) -> _Lines:
+    """League games at every checkpoint evaluation of the runs with checkpoints: GAME_SEATS seats
+    (fewer when fewer players exist yet) drawn from the fixed references and the checkpoints saved
+    so far; a seat's score is its strength plus Gumbel noise (so every pair follows Bradley–Terry
+    with the logged Elo differences), scores rounded to whole points, ranks from them (ties share)."""
+    times, lines = [], []
+    for run in runs:
+        if not run.checkpoints:
+            continue
+        strength = game_strengths(run)
+        n = int(run.steps[-1])
+        for step in run.eval_steps[run.eval_steps % CHECKPOINT_EVERY == 0].tolist():
+            pool = [*FIXED_REFERENCES, *(c for c in run.checkpoints if int(c.removeprefix("ckpt_")) <= step)]
+            at = tl.start + (tl.end - tl.start) * step / (n + 1)
+            for g in range(GAMES_PER_EVAL):
+                seats = rng.choice(len(pool), min(GAME_SEATS, len(pool)), replace=False)
+                perf = np.array([strength[pool[i]] for i in seats]) * math.log(10) / 400 + rng.gumbel(size=len(seats))
+                score = np.round(10 + 4 * perf).astype(int)
+                rank = [1 + int(np.sum(score > s)) for s in score]
+                players = ",".join(
+                    f'{{"player":"{pool[i]}","score":{int(s)},"rank":{r}}}' for i, s, r in zip(seats, score, rank)
+                )
+                t = at - 2.0 * (GAMES_PER_EVAL - g)  # the evaluation's games end at its point on the timeline
+                times.append(t)
+                lines.append(
+                    f'{{"_time":"{_iso_ms(np.array([_ms(np.array([t]))[0]]))[0]}","event":"game",'
+                    f'"game_id":"{run.run_id}-s{step}-g{g:03d}","run_id":"{run.run_id}","step":{step},"players":[{players}]}}'
+                )
+    return _Lines("game", _ms(np.array(times)), lines)
+
+
 def _events(runs: list[DemoRun], now: dt.datetime, rng: np.random.Generator) -> tuple[list[_Lines], dict[str, Any]]:
     """Every event line, and the facts they are meant to show, computed from the generated numbers."""
     tl = _Timeline.ending(now)
@@ -931,7 +979,9 @@ def _events(runs: list[DemoRun], now: dt.datetime, rng: np.random.Generator) -> 
         },
         "components": [c for c, _, _ in HEARTBEAT_COMPONENTS],
     }
-    return [rollouts.lines(), errors, inference, extraction, heartbeats], facts
+    # drawn last: every other event stays exactly as it was before the games existed
+    games = _game_lines(rng, runs, tl)
+    return [rollouts.lines(), errors, inference, extraction, heartbeats, games], facts
 
 
 def _bad_lines(now: dt.datetime) -> list[tuple[str, str]]:

@@ -259,9 +259,84 @@ def elo(con: duckdb.DuckDBPyConnection, run_text: str) -> dict[str, Any]:
                 }
                 for s in superseded
             ],
+            "game_ratings": game_ratings(con, rid, verdict.get("evidence")),
             "freshness": freshness(con, rid),
         }
     )
+
+
+def _has_table(con: duckdb.DuckDBPyConnection, name: str) -> bool:
+    return one(con, "select count(*) as n from duckdb_tables() where table_name = ?", [name])["n"] > 0
+
+
+def game_ratings(con: duckdb.DuckDBPyConnection, rid: str, evidence: str | None = None) -> dict[str, Any] | None:
+    """Ratings from the run's league games (fct_game_ratings / fct_game_learning), next to the
+    last logged Elo of each player; None when the run has no valid games (or the warehouse
+    was published before the game marts existed)."""
+    if not (_has_table(con, "fct_game_ratings") and _has_table(con, "fct_game_learning")):
+        return None
+    learning = one(con, "select * from fct_game_learning where run_id = ?", [rid])
+    if not learning:
+        return None
+    logged = {
+        r["player"]: r["last_elo"]
+        for r in rows(
+            con,
+            "select player, arg_max(elo, step) as last_elo from fct_elo_trajectory "
+            "where run_id = ? and isfinite(elo) group by player",
+            [rid],
+        )
+    }
+    players = rows(
+        con,
+        "select * from fct_game_ratings where run_id = ? and scope = 'run' "
+        "order by rating desc nulls last, player",
+        [rid],
+    )
+    return {
+        "evidence": evidence,
+        "anchor": learning["anchor"],
+        "n_games": learning["n_games"],
+        "bootstrap_rounds": learning["bootstrap_rounds"],
+        "players": [
+            {
+                "player": r["player"],
+                "kind": r["player_kind"],
+                "n_games": r["n_games"],
+                "rating": r["rating"],
+                "ci95": [r["ci95_lo"], r["ci95_hi"]],
+                "vs_anchor": r["vs_anchor"],
+                "vs_anchor_ci95": [r["vs_anchor_ci95_lo"], r["vs_anchor_ci95_hi"]],
+                "superiority_vs_anchor": r["superiority_vs_anchor"],
+                "logged_elo": logged.get(r["player"]),
+            }
+            for r in players
+        ],
+        "best_checkpoint": {
+            "player": learning["best_checkpoint"],
+            "vs_anchor": learning["best_vs_anchor"],
+            "ci95": [learning["best_vs_anchor_ci95_lo"], learning["best_vs_anchor_ci95_hi"]],
+            "superiority": learning["best_superiority"],
+            "games_needed": learning["games_needed"],
+            "more_games_needed": learning["more_games_needed"],
+            "target_half_width": learning["target_half_width"],
+        },
+        "newest_checkpoint": {
+            "player": learning["newest_checkpoint"],
+            "vs_anchor": learning["newest_vs_anchor"],
+            "ci95": [learning["newest_vs_anchor_ci95_lo"], learning["newest_vs_anchor_ci95_hi"]],
+            "superiority": learning["newest_superiority"],
+        },
+        "checkpoint_trend": {
+            "slope_per_100_steps": learning["trend_per_100_steps"],
+            "ci95": [learning["trend_ci95_lo"], learning["trend_ci95_hi"]],
+            "trend": learning["checkpoint_trend"],
+        },
+        "harness_stable": learning["harness_stable"],
+        "harness_evidence": learning["harness_evidence"],
+        "intransitive_cycles": learning["intransitive_cycles"],
+        "signal": learning["games_signal"],
+    }
 
 
 def elo_series(con: duckdb.DuckDBPyConnection, run_id: str) -> dict[str, Any]:
@@ -306,6 +381,7 @@ def sweep(con: duckdb.DuckDBPyConnection, text: str) -> dict[str, Any]:
     return clean(
         {
             "sweep": key,
+            "ranked_by": ranking[0].get("ranked_by", "logged_elo") if ranking else None,
             "varying_config_keys": varying_keys,
             "best_note": best_note,
             "cells": [
@@ -337,6 +413,9 @@ def sweep(con: duckdb.DuckDBPyConnection, text: str) -> dict[str, Any]:
                     "gap_final": r["gap_final"],
                     "gap_final_se": r["gap_final_se"],
                     "base_model_delta": r["base_model_delta"],
+                    "ranked_by": r.get("ranked_by", "logged_elo"),
+                    "game_gap": r.get("game_gap"),
+                    "game_gap_ci95": [r.get("game_gap_ci95_lo"), r.get("game_gap_ci95_hi")],
                     "is_tie": r["is_tie"],
                     "tied_with": list(r["tied_with"] or []),
                     "config": config.get(r["run_id"], {}),

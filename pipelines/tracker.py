@@ -73,7 +73,8 @@ def tracker_extras(con: Any) -> dict[str, Any]:
     """What the tracker shows beyond `queries.retrospective(con)`, as JSON-safe rows.
 
     Keys: `rankings` (fct_sweep_rankings: run_id, sweep_key, rank, gap_final,
-    gap_final_se, is_tie, tied_with), `stability` (fct_training_stability:
+    gap_final_se, is_tie, tied_with, and when built with games ranked_by, game_gap
+    and its interval), `stability` (fct_training_stability:
     run_id, kl_spike_steps, has_kl_spikes, grad_norm_over_steps,
     has_grad_norm_over_target, grad_norm_max), `varying_config_keys`
     (fct_sweep_config_variation: sweep_key, config_key) and `run_config`
@@ -87,8 +88,8 @@ def tracker_extras(con: Any) -> dict[str, Any]:
         {
             "rankings": rows(
                 con,
-                "select run_id, sweep_key, rank, gap_final, gap_final_se, is_tie, tied_with "
-                "from fct_sweep_rankings order by sweep_key, rank",
+                # every column: a snapshot published before the game columns existed still reads
+                "select * from fct_sweep_rankings order by sweep_key, rank",
             ),
             "stability": rows(
                 con,
@@ -150,6 +151,15 @@ def _fixed(v: Any, digits: int = 1) -> str:
 def _percent(v: Any) -> str:
     x = _finite(v)
     return MISSING if x is None else _fixed(100 * x) + " %"
+
+
+def _game_gap_cell(rk: dict[str, Any]) -> str:
+    """`+212 [+180, +245]`: the newest checkpoint's lead over the anchor from the games, with its
+    95 % bootstrap interval; MISSING without games."""
+    g, lo, hi = _finite(rk.get("game_gap")), _finite(rk.get("game_gap_ci95_lo")), _finite(rk.get("game_gap_ci95_hi"))
+    if g is None:
+        return MISSING
+    return f"{g:+.0f}" + (f" [{lo:+.0f}, {hi:+.0f}]" if lo is not None and hi is not None else "")
 
 
 def _gap_cell(gap: Any, se: Any) -> str:
@@ -304,9 +314,12 @@ def render_section(
         ),
         "",
         (
-            "Columns: *rank* by final gap within the sweep; *KL spikes / grad norm over target* counts steps, "
+            "Columns: *rank* by final gap within the sweep (by game gap when every run of the sweep has enough "
+            "league games); *KL spikes / grad norm over target* counts steps, "
             "⚠ where the run exceeds the target; *final gap* is the newest checkpoint's mean lead over base_model "
             f"in the final window, with its 95 % interval (± {Z95} standard errors) when there is one; "
+            "*game gap* is the newest checkpoint's lead measured from the league's games (Bradley–Terry fit, "
+            "95 % bootstrap interval over games), when the run logged games; "
             "*base_model Δ* is base_model's Elo change over the run (falling means learning); the last "
             "columns are the config keys that vary within the sweep."
         ),
@@ -333,7 +346,7 @@ def render_section(
         lines.append(f"{len(group)} run{'s' if len(group) != 1 else ''}; config keys varied within the sweep: {varied}.")
         lines.append("")
         header = ["rank", "run", "state", "verdict", "KL spikes / grad norm over target", "final gap [95 % CI]",
-                  "base_model Δ", "rollout p95 (s)", "extraction rate", *keys]
+                  "game gap [95 % CI]", "base_model Δ", "rollout p95 (s)", "extraction rate", *keys]
         body = []
         for r in group:
             rid = r.get("run_id")
@@ -348,6 +361,7 @@ def render_section(
                     _text(r.get("verdict")),
                     _stability_cell(stab),
                     _gap_cell(r.get("gap_final"), rk.get("gap_final_se")),
+                    _game_gap_cell(rk),
                     _fixed(r.get("base_model_delta")),
                     _fixed(r.get("rollout_p95_s")),
                     _percent(r.get("extraction_rate")),

@@ -457,3 +457,32 @@ def test_a_wide_sql_result_prints_one_record_at_a_time_and_json_is_unchanged(dem
     assert "record" not in narrow and "run_name" in narrow.splitlines()[0]
     rows = grpo_json(wh, "sql", "select * from fct_learning_verdicts")
     assert len(rows) == 7 and list(rows[0]) == names
+
+
+def test_grpo_elo_shows_game_ratings_that_agree_with_an_independent_fit(demo, events):
+    """The demo's league games (read from its NDJSON here) fitted by logistic regression over the
+    pairwise rows (scipy, tests/independent_stats.py) give the ratings `grpo elo --json` shows;
+    with 600 games the verdict says it used them, and the logged Elo sits next to each rating."""
+    from tests.independent_stats import logistic_bt_elo, pairwise_rows
+
+    wh, _ = demo
+    (run,) = [r for r in demo_runs(seed=7, steps=400) if r.name == "lr-sweep-2"]
+    games = [e for e in events if e.get("event") == "game" and e["run_id"] == run.run_id]
+    assert len(games) == 600
+    expected = logistic_bt_elo(
+        pairwise_rows([[(p["player"], p["rank"]) for p in g["players"]] for g in games], higher_is_better=False),
+        "base_model",
+    )
+    ans = grpo_json(wh, "elo", run.name)
+    g = ans["game_ratings"]
+    assert g["n_games"] == 600 and g["evidence"] == "games"
+    got = {p["player"]: p for p in g["players"]}
+    assert set(got) == set(expected)
+    for player, rating in expected.items():
+        assert got[player]["rating"] == pytest.approx(rating, abs=1e-6)
+        lo, hi = got[player]["ci95"]
+        assert lo <= got[player]["rating"] <= hi
+        assert got[player]["logged_elo"] == pytest.approx(run.elo[player][np.isfinite(run.elo[player])][-1])
+    assert "league games" in ans["reason"]
+    text = grpo(wh, "elo", run.name).stdout
+    assert "Ratings from 600 league games" in text and "verdict evidence: the games" in text

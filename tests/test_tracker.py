@@ -402,7 +402,7 @@ def test_each_sweep_table_matches_the_marts(warehouse, tmp_path):
                       if len({config.get(rid, {}).get(k) for rid in members}) > 1)
         table = table_under(text, f"## Sweep {sweep}")
         assert sorted(r["run"] for r in table) == sorted(runs[rid]["run_name"] for rid in members)
-        assert list(table[0])[9:] == keys
+        assert list(table[0])[10:] == keys  # rank … extraction rate, game gap among them: 10 fixed columns
         gap_order = [r["run"] for r in table if r["final gap [95 % CI]"] != "–"]
         assert gap_order == sorted(gap_order, key=lambda n: -verdicts[by_name[n]]["gap_final"])
         for row in table:

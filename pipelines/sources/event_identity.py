@@ -32,7 +32,7 @@ from dataclasses import dataclass
 
 ROW_ID_FIELD = "_rowId"
 # Kinds a key can be configured for: those stg_axiom__events assigns.
-EVENT_KINDS = ("rollout", "inference", "extraction", "error", "heartbeat", "other")
+EVENT_KINDS = ("rollout", "inference", "extraction", "error", "heartbeat", "game", "other")
 
 
 def field_path(field_name: str) -> str:
@@ -112,7 +112,7 @@ class EventIdentity:
                     kind = (
                         f"case when {event} = 'rollout' then 'rollout' "
                         f"when {level} = 'error' or {event} = 'error' then 'error' "
-                        f"when {event} in ('inference', 'extraction', 'heartbeat') then {event} "
+                        f"when {event} in ('inference', 'extraction', 'heartbeat', 'game') then {event} "
                         f"else 'other' end"
                     )
                     is_kind = f"coalesce({kind}, 'other') = {sql_literal(k)}"

@@ -62,6 +62,15 @@ event_run_labels as (
 
 ),
 
+game_learning as (
+
+    select game_learning.*, runs.run_name
+    from {{ ref('fct_game_learning') }} as game_learning
+    left join {{ ref('dim_runs') }} as runs
+        on game_learning.run_id = runs.run_id
+
+),
+
 rollout_p95_by_run as (
     {{ checks_rows('rollout_p95_s', 'run', 'rollout_timing_by_run', 'run_id', 'p95_s', 'rollout_p95_max_s', '<',
                    n='n_timed', min_n_var='min_rollouts_for_p95') }}
@@ -148,6 +157,25 @@ gap_growing_by_run as (
                    expected_label='growing', not_null="nullif(gap_trend, 'insufficient_data')") }}
 ),
 
+-- The league's harness: the fixed references' ratings relative to the anchor
+-- must not move between evaluation steps (when they do, the evaluation
+-- changed, not the model). Null (one evaluation step) is not judged.
+game_harness_by_run as (
+    {{ checks_rows('game_harness_stable', 'run', 'game_learning', 'run_id', 'case when harness_stable then 0 else 1 end',
+                   comparison='is', severity='warn',
+                   observed_label="case when harness_stable then 'stable' else 'moved' end",
+                   expected_label='stable', not_null='harness_stable') }}
+),
+
+-- A cycle among the fixed references and the best checkpoint (a beats b, b
+-- beats c, c beats a in the games): one rating scale cannot describe it.
+games_transitive_by_run as (
+    {{ checks_rows('games_transitive', 'run', 'game_learning', 'run_id', 'case when is_intransitive then 1 else 0 end',
+                   comparison='is', severity='warn',
+                   observed_label="case when is_intransitive then 'intransitive' else 'transitive' end",
+                   expected_label='transitive', not_null='is_intransitive') }}
+),
+
 -- '<=' so the check agrees with fct_component_health.status: a component is
 -- stale only when silent *longer* than the threshold. Components not seen
 -- within the health lookback are no longer checked (nor listed).
@@ -186,6 +214,10 @@ unioned as (
     select * from base_model_declining_by_run
     union all
     select * from gap_growing_by_run
+    union all
+    select * from game_harness_by_run
+    union all
+    select * from games_transitive_by_run
     union all
     select * from heartbeat_fresh_by_component
 

@@ -34,6 +34,15 @@ stability as (
 
 ),
 
+-- The league's games themselves (Bradley-Terry fits, fct_game_learning): with
+-- at least var min_games_for_verdict valid games they decide instead of the
+-- logged Elo, and the reason says so.
+game_learning as (
+
+    select * from {{ ref('fct_game_learning') }}
+
+),
+
 eval_points as (
 
     select
@@ -128,7 +137,21 @@ evidence as (
         coalesce(stability.has_kl_spikes, false) as has_kl_spikes,
         -- NaN/±Inf KL or grad norm: never dropped silently (counted, and unstable per var)
         coalesce(stability.non_finite_kl, 0) + coalesce(stability.non_finite_grad_norm, 0) as non_finite_stability_values,
-        stability.kl_p95 is not null or stability.grad_norm_max is not null as has_stability_data
+        stability.kl_p95 is not null or stability.grad_norm_max is not null as has_stability_data,
+        coalesce(game_learning.n_games, 0) as n_games,
+        coalesce(game_learning.has_enough_games, false)
+            and game_learning.games_signal in ('learning', 'not_learning') as uses_games,
+        game_learning.games_signal,
+        game_learning.checkpoint_trend as game_checkpoint_trend,
+        game_learning.trend_per_100_steps as game_trend_per_100_steps,
+        game_learning.trend_ci95_lo as game_trend_ci95_lo,
+        game_learning.trend_ci95_hi as game_trend_ci95_hi,
+        game_learning.newest_checkpoint as game_newest_checkpoint,
+        game_learning.newest_vs_anchor as game_gap,
+        game_learning.newest_vs_anchor_ci95_lo as game_gap_ci95_lo,
+        game_learning.newest_vs_anchor_ci95_hi as game_gap_ci95_hi,
+        game_learning.newest_superiority as game_gap_superiority,
+        game_learning.anchor as game_anchor
 
     from runs
     left join eval_points
@@ -143,6 +166,8 @@ evidence as (
         on runs.run_id = gap_trends.run_id
     left join stability
         on runs.run_id = stability.run_id
+    left join game_learning
+        on runs.run_id = game_learning.run_id
 
 ),
 
@@ -150,13 +175,16 @@ signals as (
 
     select
         *,
-        n_eval_points < {{ var('min_eval_points') }} as is_insufficient,
+        n_eval_points < {{ var('min_eval_points') }} and not uses_games as is_insufficient,
         -- Without a usable gap trend (no checkpoints, or too few gap points
         -- for a trend) the fixed references alone decide.
         coalesce(gap_trend, 'insufficient_data') = 'insufficient_data' as gap_undecided,
-        n_references_declining >= 1
-            and n_references_rising = 0
-            and coalesce(gap_trend, 'insufficient_data') in ('growing', 'insufficient_data') as has_learning_signal,
+        case
+            when uses_games then games_signal = 'learning'
+            else n_references_declining >= 1
+                and n_references_rising = 0
+                and coalesce(gap_trend, 'insufficient_data') in ('growing', 'insufficient_data')
+        end as has_learning_signal,
         has_kl_spikes
             or coalesce(grad_norm_over_steps, 0) > 0
             or ({{ var('non_finite_is_unstable') }} and non_finite_stability_values > 0) as is_unstable,
@@ -170,6 +198,20 @@ signals as (
             coalesce(format('{:+.1f}', base_model_ci95_lo), 'n/a'),
             coalesce(format('{:+.1f}', base_model_ci95_hi), 'n/a')
         ) as base_model_evidence,
+        format(
+            'from {} league games (Bradley-Terry fit, 95 % bootstrap intervals): checkpoint ratings {} over checkpoint step ({} Elo per 100 steps, CI {} to {}); the newest checkpoint {} is {} Elo vs {} (CI {} to {}, P(stronger) {})',
+            n_games,
+            coalesce(game_checkpoint_trend, 'insufficient_data'),
+            coalesce(format('{:+.1f}', game_trend_per_100_steps), 'n/a'),
+            coalesce(format('{:+.1f}', game_trend_ci95_lo), 'n/a'),
+            coalesce(format('{:+.1f}', game_trend_ci95_hi), 'n/a'),
+            coalesce(game_newest_checkpoint, 'n/a'),
+            coalesce(format('{:+.0f}', game_gap), 'n/a'),
+            coalesce(game_anchor, 'n/a'),
+            coalesce(format('{:+.0f}', game_gap_ci95_lo), 'n/a'),
+            coalesce(format('{:+.0f}', game_gap_ci95_hi), 'n/a'),
+            coalesce(format('{:.2f}', game_gap_superiority), 'n/a')
+        ) as game_evidence,
         format(
             'the newest checkpoint''s lead over {} went {} → {} Elo (fitted {}, trend {})',
             {{ wb_text_literal(var('base_reference_player')) }},
@@ -235,6 +277,15 @@ final as (
         sweep_key,
         verdict,
         case
+            when uses_games then format(
+                '{}: {}.',
+                case verdict
+                    when 'learning' then 'Learning'
+                    when 'unstable' then 'Unstable learning (' || instability_evidence || ')'
+                    else 'Not learning'
+                end,
+                game_evidence
+            )
             when verdict = 'insufficient_data' and n_eval_points = 0 then format(
                 'No evaluation step has a {} Elo yet; a verdict needs at least {}.',
                 {{ wb_text_literal(var('base_reference_player')) }}, {{ var('min_eval_points') }}
@@ -271,6 +322,9 @@ final as (
             when verdict = 'not_learning' and is_unstable then ' Training is also unstable: ' || instability_evidence || '.'
             else ''
         end as reason,
+        -- which evidence decided: the league's games, or the Elo the trainer logged
+        case when uses_games then 'games' else 'logged_elo' end as evidence,
+        n_games,
         case
             when is_unstable then 'unstable'
             when has_stability_data then 'stable'
@@ -296,7 +350,12 @@ final as (
         kl_spike_steps,
         kl_p95,
         grad_norm_max,
-        grad_norm_over_steps
+        grad_norm_over_steps,
+        game_gap,
+        game_gap_ci95_lo,
+        game_gap_ci95_hi,
+        game_gap_superiority,
+        game_checkpoint_trend
 
     from verdicts
 

@@ -10,6 +10,13 @@
 -- give too few degrees of freedom to separate anything in a large sweep.
 -- A run without a trend fit of its own (fewer than 3 gap points) cannot be
 -- separated from anything: "cannot separate", never "different".
+--
+-- When every run of a sweep has enough league games (fct_game_learning,
+-- var min_games_for_verdict), the sweep is ranked by the games instead: the
+-- newest checkpoint's rating minus the anchor's, its SE from the 95 %
+-- bootstrap interval (width / 3.92), pairs tested as normal (the games of two
+-- runs are independent, and the bootstrap already carries the fit's
+-- uncertainty); `ranked_by` says which.
 with
 
 verdicts as (
@@ -24,16 +31,18 @@ gap_trends as (
 
 ),
 
-ranked as (
+game_learning as (
+
+    select * from {{ ref('fct_game_learning') }}
+
+),
+
+basis as (
 
     select
         verdicts.sweep_key,
         verdicts.run_id,
         verdicts.run_name,
-        row_number() over (
-            partition by verdicts.sweep_key
-            order by gap_trends.gap_final desc nulls last, verdicts.run_name, verdicts.run_id
-        ) as rank,
         gap_trends.gap_final,
         gap_trends.gap_final_se,
         gap_trends.gap_final_n_points,
@@ -42,11 +51,37 @@ ranked as (
         gap_trends.noise_sd,
         verdicts.gap_last,
         verdicts.base_model_delta,
-        verdicts.verdict
+        verdicts.verdict,
+        game_learning.newest_vs_anchor as game_gap,
+        game_learning.newest_vs_anchor_ci95_lo as game_gap_ci95_lo,
+        game_learning.newest_vs_anchor_ci95_hi as game_gap_ci95_hi,
+        bool_and(
+            coalesce(game_learning.has_enough_games, false)
+            and isfinite(game_learning.newest_vs_anchor)
+            and isfinite(game_learning.newest_vs_anchor_ci95_lo)
+            and isfinite(game_learning.newest_vs_anchor_ci95_hi)
+        ) over (partition by verdicts.sweep_key) as sweep_uses_games
 
     from verdicts
     left join gap_trends
         on verdicts.run_id = gap_trends.run_id
+    left join game_learning
+        on verdicts.run_id = game_learning.run_id
+
+),
+
+ranked as (
+
+    select
+        *,
+        case when sweep_uses_games then 'games' else 'logged_elo' end as ranked_by,
+        case when sweep_uses_games then game_gap else gap_final end as rank_gap,
+        row_number() over (
+            partition by sweep_key
+            order by case when sweep_uses_games then game_gap else gap_final end desc nulls last, run_name, run_id
+        ) as rank
+
+    from basis
 
 ),
 
@@ -58,7 +93,7 @@ t_critical_bonferroni as (
 
 compared as (
 
-    select * from ranked where gap_final is not null
+    select * from ranked where rank_gap is not null
 
 ),
 
@@ -102,9 +137,15 @@ pairs as (
         b.run_id as other_run_id,
         b.run_name as other_run_name,
         b.rank as other_rank,
-        abs(a.gap_final - b.gap_final) as difference,
-        sweep_noise.pooled_sd * sqrt(a.gap_final_variance_factor + b.gap_final_variance_factor) as difference_se,
+        abs(a.rank_gap - b.rank_gap) as difference,
         case
+            when a.sweep_uses_games
+                then sqrt(((a.game_gap_ci95_hi - a.game_gap_ci95_lo) / 3.919928) ^ 2
+                          + ((b.game_gap_ci95_hi - b.game_gap_ci95_lo) / 3.919928) ^ 2)
+            else sweep_noise.pooled_sd * sqrt(a.gap_final_variance_factor + b.gap_final_variance_factor)
+        end as difference_se,
+        case
+            when a.sweep_uses_games then 1000000  -- the normal quantile (the seed's largest df)
             when sweep_noise.pooled_sd > 0
                 and a.gap_final_variance_factor is not null
                 and b.gap_final_variance_factor is not null
@@ -156,7 +197,7 @@ ties as (
         list(other_run_name order by other_rank) as tied_with
 
     from pair_tests
-    where test_df is null  -- a missing or zero standard error cannot separate
+    where test_df is null or not difference_se > 0  -- a missing or zero standard error cannot separate
         or difference < t_critical * difference_se
     group by run_id
 
@@ -176,6 +217,10 @@ final as (
         ranked.base_model_delta,
         ranked.verdict,
         ties.tied_with is not null as is_tie,
+        ranked.ranked_by,
+        ranked.game_gap,
+        ranked.game_gap_ci95_lo,
+        ranked.game_gap_ci95_hi,
         coalesce(ties.tied_with, []) as tied_with
 
     from ranked

@@ -160,7 +160,7 @@ classified as (
         case
             when event_name = 'rollout' then 'rollout'
             when level = 'error' or event_name = 'error' then 'error'
-            when event_name in ('inference', 'extraction', 'heartbeat') then event_name
+            when event_name in ('inference', 'extraction', 'heartbeat', 'game') then event_name
             else 'other'
         end as event_kind,
         -- Durations are seconds: a NaN, infinite, negative or non-numeric value
@@ -212,6 +212,9 @@ final as (
         gpu_util,
         gpu_mem_gb,
         rejected_values,
+        -- a league game's record, parsed into its player results by
+        -- stg_axiom__game_results (null for every other kind)
+        case when event_kind = 'game' then record end as game_record,
         source,
         line,
         batch_id
