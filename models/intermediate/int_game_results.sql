@@ -9,7 +9,7 @@ with
 
 results as (
 
-    select * from {{ ref('stg_axiom__game_results') }}
+    select * from {{ ref('int_game_seats_unnested') }}
 
 ),
 

@@ -213,7 +213,7 @@ final as (
         gpu_mem_gb,
         rejected_values,
         -- a league game's record, parsed into its player results by
-        -- stg_axiom__game_results (null for every other kind)
+        -- int_game_seats_unnested (null for every other kind)
         case when event_kind = 'game' then record end as game_record,
         source,
         line,
