@@ -656,9 +656,10 @@ def errors(con: duckdb.DuckDBPyConnection, w: Window, t: Thresholds) -> dict[str
     outcome, ci = judge_rate(tot["failed_rollouts"], tot["rollouts"], t.error_rate_max, True, t.min_rollouts_for_rate)
     by_component = rows(
         con,
-        f"""select coalesce(component, '(none)') as component, count(*) as events,
-                   count(distinct run_id) as runs, max(event_at) as last_at
-            from stg_axiom__events where event_kind = 'error' and {_WINDOW}
+        f"""select coalesce(e.component, '(none)') as component, count(*) as events,
+                   count(distinct {_RUN_KEY}) as runs, max(e.event_at) as last_at
+            from stg_axiom__events e {_event_runs(con)}
+            where e.event_kind = 'error' and {_WINDOW.replace('event_at', 'e.event_at')}
             group by 1 order by events desc, component""",
         _window_params(w),
     )

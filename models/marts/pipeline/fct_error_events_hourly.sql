@@ -3,20 +3,26 @@
         materialized='incremental',
         incremental_strategy='delete+insert',
         unique_key='hour_at',
+        pre_hook="{{ incremental_reset_if_settings_changed() }}",
         post_hook="{{ incremental_mark([ref('stg_axiom__events')]) }}"
     )
 }}
 -- depends_on: {{ ref('stg_axiom__events') }}
+-- depends_on: {{ ref('fct_event_run_labels') }}
+-- Events join their run by run id, else by a unique run name (fct_event_run_labels);
+-- a change of that mapping recomputes every row (the pre-hook clears the table).
 -- Incremental (macros/incremental.sql): a build recomputes, from all their
 -- events, only the hours that error events of new raw batches fall in
--- (late events included).
+-- (late events included); a renamed run changes the mapping, which
+-- recomputes every hour.
 -- Missing component or error type is grouped under '(unknown)' rather than
 -- dropped: an unlabelled error is still an error someone should see.
 with
 
 events as not materialized (
 
-    select * from {{ ref('stg_axiom__events') }}
+    -- run_id: the run the event's label joins (by id, else unique name), else the label
+    {{ events_with_run_key(ref('stg_axiom__events')) }}
 
 ),
 
