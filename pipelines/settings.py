@@ -7,6 +7,7 @@ module only loads them; nothing is read at import time.
 
 from __future__ import annotations
 
+import copy
 import functools
 import os
 from dataclasses import dataclass
@@ -36,7 +37,12 @@ def warehouse_root(explicit: str | os.PathLike | None = None) -> Path:
 
 @functools.lru_cache(maxsize=1)
 def dbt_vars() -> dict[str, Any]:
-    """The ``vars:`` block of dbt_project.yml, parsed once per process."""
+    """The ``vars:`` block of dbt_project.yml, parsed once per process (a copy: callers may change it)."""
+    return copy.deepcopy(_parsed_dbt_vars())
+
+
+@functools.cache
+def _parsed_dbt_vars() -> dict[str, Any]:
     import yaml  # local import: only callers that need settings pay for it
 
     with DBT_PROJECT_FILE.open(encoding="utf-8") as fh:
