@@ -205,7 +205,8 @@ def sweep_grid(phis=(0.0, 0.5, 0.8, 0.95), sds=(25.0,), n_evals=(16,), sizes=SWE
 
 def sweep_rows(cells: list[SweepCell], sweeps: int, seed: int) -> tuple[list[dict], pa.Table, dict[str, SweepCell]]:
     """`sweeps` sweeps of every cell, each of `size` equally strong flat runs (one run group per sweep)."""
-    metas, history, _ = [], [], None
+    metas: list[dict] = []
+    history: list[pa.Table] = []
     sweep_cell: dict[str, SweepCell] = {}
     rng_seed = seed
     for c, cell in enumerate(cells):
@@ -223,12 +224,12 @@ def sweep_rows(cells: list[SweepCell], sweeps: int, seed: int) -> tuple[list[dic
             else:
                 m, h, _ = raw_rows([flat], cell.size, rng_seed)
             rng_seed += 1
+            renamed = {}
             for k, meta in enumerate(m):
-                old = meta["run_id"]
+                renamed[meta["run_id"]] = f"{group}r{k:02d}"
                 meta.update(run_id=f"{group}r{k:02d}", run_name=f"{group}-{k}", run_group=group, fingerprint=f"{group}r{k:02d}",
                             config_json=json.dumps({"run": k}))  # fmt: skip
-                history.append(h.filter(pa.compute.equal(h["run_id"], old)).set_column(
-                    0, "run_id", pa.array([meta["run_id"]] * h.filter(pa.compute.equal(h["run_id"], old)).num_rows)))
+            history.append(h.set_column(0, "run_id", pa.array([renamed[r] for r in h["run_id"].to_pylist()])))
             metas += m
     return metas, pa.concat_tables(history), sweep_cell
 
