@@ -1,0 +1,154 @@
+"""Which engine builds the dbt project: DuckDB (the default) or Apache Spark.
+
+`GRPO_ENGINE=duckdb|spark` selects it for `grpo ingest`, `grpo demo` and the
+Dagster job; profiles.yml picks the matching dbt target from the same
+variable. Readers never see the difference: both builds are published into
+the same DuckDB snapshot (pipelines/snapshot.py; Spark's marts through
+pipelines/spark_publish.py).
+
+On Spark, dbt runs through `main()` below (the `grpo-dbt-spark` executable)
+rather than the plain `dbt`, for two things dbt-spark's `session` method does
+not do by itself:
+
+1. dbt Python models (fct_game_ratings, fct_game_learning): dbt-spark submits
+   them only to Databricks clusters. Here they run in the dbt process on its
+   own local SparkSession (`SessionPythonJobHelper`), like dbt-duckdb runs
+   them on its DuckDB connection.
+2. After the build, the list of built relations (parquet folder, table
+   comment) is written to `build/spark/relations.json`, so publishing reads
+   the parquet files with DuckDB and needs no JVM of its own.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import sys
+from pathlib import Path
+
+ENGINE_ENV = "GRPO_ENGINE"
+ENGINES = ("duckdb", "spark")
+DEFAULT_ENGINE = "duckdb"
+# The dbt schema of the Spark build (profiles.yml, target `spark`).
+SPARK_SCHEMA = "grpo"
+# Relations that publishing copies from the build although dbt makes them views
+# on Spark: their rows are written next to the tables after each build.
+RELATIONS_FILE = "relations.json"
+
+
+def engine() -> str:
+    """The engine in `$GRPO_ENGINE` (default duckdb); anything else is an error, not a silent default."""
+    chosen = (os.environ.get(ENGINE_ENV) or DEFAULT_ENGINE).strip().lower()
+    if chosen not in ENGINES:
+        raise ValueError(f"{ENGINE_ENV}={chosen!r}: expected one of {', '.join(ENGINES)}")
+    return chosen
+
+
+def is_spark() -> bool:
+    return engine() == "spark"
+
+
+def spark_build_dir(warehouse_root: Path) -> Path:
+    """Where a Spark build keeps its tables, metastore and relation list."""
+    return Path(warehouse_root) / "build" / "spark"
+
+
+def spark_unavailable_reason() -> str | None:
+    """Why a local Spark build cannot run here (None when it can)."""
+    try:
+        import pyspark  # noqa: F401
+        import dbt.adapters.spark  # noqa: F401
+    except ImportError as exc:
+        return f"the Spark engine needs the `spark` dependency group (uv sync --group spark): {exc}"
+    java_home = os.environ.get("JAVA_HOME")
+    if not (java_home and Path(java_home, "bin", "java").exists()) and shutil.which("java") is None:
+        return "the Spark engine needs Java 17 or 21 (Debian: apt-get install openjdk-17-jre-headless)"
+    return None
+
+
+def dbt_executable() -> str:
+    """The dbt of this environment for the selected engine (the wrapper below on Spark)."""
+    name = "grpo-dbt-spark" if is_spark() else "dbt"
+    candidate = Path(sys.executable).with_name(name)
+    return str(candidate) if candidate.exists() else name
+
+
+# --- the dbt wrapper for Spark ----------------------------------------------------
+
+
+def _install_session_python_models() -> None:
+    """Let dbt-spark run dbt Python models on the in-process SparkSession."""
+    from dbt.adapters.base import PythonJobHelper
+    from dbt.adapters.spark.impl import SparkAdapter
+
+    class SessionPythonJobHelper(PythonJobHelper):
+        def __init__(self, parsed_model: dict, credentials) -> None:
+            self.name = parsed_model.get("alias") or parsed_model.get("name") or "python_model"
+
+        def submit(self, compiled_code: str):
+            from pyspark.sql import SparkSession
+
+            spark = SparkSession.builder.getOrCreate()  # the session dbt-spark's `session` method made
+            exec(compile(compiled_code, f"<dbt python model {self.name}>", "exec"), {"spark": spark, "__name__": "__dbt__"})
+            return None
+
+    helpers = dict(SparkAdapter.python_submission_helpers.fget(None))  # type: ignore[union-attr]
+    helpers["session"] = SessionPythonJobHelper
+    SparkAdapter.python_submission_helpers = property(lambda self: helpers)  # type: ignore[assignment]
+    SparkAdapter.default_python_submission_method = property(lambda self: "session")  # type: ignore[assignment]
+
+
+def _describe_relations(spark, schema: str) -> dict[str, dict]:
+    """Every table and view of `schema`: its parquet folder (tables) and table comment."""
+    out: dict[str, dict] = {}
+    for row in spark.sql(f"show tables in {schema}").collect():
+        if row.isTemporary:
+            continue
+        name = row.tableName
+        info = {r.col_name: r.data_type for r in spark.sql(f"describe table extended {schema}.{name}").collect()}
+        out[name] = {
+            "type": "view" if (info.get("Type") or "").upper() == "VIEW" else "table",
+            "location": info.get("Location"),
+            "comment": info.get("Comment"),
+        }
+    return out
+
+
+def _write_relations(spark, warehouse_root: Path) -> None:
+    """Record the built relations for publishing; views that are published get their rows written."""
+    from pipelines.snapshot import SKIPPED_RELATIONS
+
+    build = spark_build_dir(warehouse_root)
+    relations = _describe_relations(spark, SPARK_SCHEMA)
+    views_dir = build / "views"
+    for name, rel in relations.items():
+        if rel["type"] != "view" or name in SKIPPED_RELATIONS:
+            continue
+        folder = views_dir / name
+        spark.table(f"{SPARK_SCHEMA}.{name}").write.mode("overwrite").parquet(str(folder))
+        rel["location"] = str(folder)
+    tmp = build / f".{RELATIONS_FILE}.{os.getpid()}.tmp"
+    tmp.write_text(json.dumps(relations, indent=1, sort_keys=True), encoding="utf-8")
+    os.replace(tmp, build / RELATIONS_FILE)
+
+
+def main() -> None:
+    """`dbt` on the Spark engine (see the module docstring)."""
+    from dbt.cli.main import dbtRunner
+
+    _install_session_python_models()
+    args = sys.argv[1:]
+    result = dbtRunner().invoke(args)
+    # also after a failed test or model: publishing then reads what did build
+    if args and args[0] in ("build", "run"):
+        from pyspark.sql import SparkSession
+
+        spark = SparkSession.getActiveSession()
+        if spark is not None:
+            from pipelines.settings import warehouse_root
+
+            _write_relations(spark, warehouse_root())
+    if result.exception is not None and not isinstance(result.exception, SystemExit):
+        print(result.exception, file=sys.stderr)
+    sys.exit(0 if result.success else (1 if result.exception is None else 2))
