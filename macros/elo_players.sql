@@ -9,7 +9,7 @@
     {%- if patterns | length == 0 -%}
         false
     {%- else -%}
-        ({% for pattern in patterns %}regexp_matches({{ expression }}, {{ wb_text_literal(pattern) }}){% if not loop.last %} or {% endif %}{% endfor %})
+        ({% for pattern in patterns %}{{ regex_matches(expression, wb_text_literal(pattern)) }}{% if not loop.last %} or {% endif %}{% endfor %})
     {%- endif -%}
 {%- endmacro %}
 
@@ -37,7 +37,7 @@
 
 {#- True when metric key `expression` is an Elo rating: its path starts with the Elo prefix. -#}
 {% macro is_elo_metric(expression) -%}
-    starts_with({{ metric_path(expression) }}, {{ elo_prefix_path() }})
+    {{ text_starts_with(metric_path(expression), elo_prefix_path()) }}
 {%- endmacro %}
 
 
@@ -69,7 +69,7 @@
     {%- else -%}
         case
             {% for pattern in patterns -%}
-            when regexp_matches({{ player }}, {{ wb_text_literal(pattern) }})
+            when {{ regex_matches(player, wb_text_literal(pattern)) }}
                 then try_cast(nullif(regexp_extract({{ player }}, {{ wb_text_literal(pattern) }}, 1), '') as bigint)
             {% endfor -%}
         end

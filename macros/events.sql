@@ -28,7 +28,7 @@
 
 
 {% macro event_field(name, column='record') -%}
-    json_extract_string({{ column }}, '{{ events_field_path(name) | replace("'", "''") }}')
+    {{ json_text(column, events_field_path(name)) }}
 {%- endmacro %}
 
 
@@ -51,13 +51,13 @@
 
 {#- An hour as the ISO text used as a check subject, e.g. 2024-05-01T13:00:00Z. -#}
 {% macro events_hour_text(column) -%}
-    strftime({{ column }} at time zone 'UTC', '%Y-%m-%dT%H:%M:%SZ')
+    {{ iso_utc_text(column) }}
 {%- endmacro %}
 
 
 {#- Seconds between two timestamps, as a double. -#}
 {% macro events_seconds_between(start_at, end_at) -%}
-    (epoch({{ end_at }}) - epoch({{ start_at }}))
+    ({{ epoch_seconds(end_at) }} - {{ epoch_seconds(start_at) }})
 {%- endmacro %}
 
 
@@ -70,23 +70,37 @@
 -#}
 
 
+{% macro events_fields_names() -%}
+    {{- return(['time', 'event', 'level', 'run_id', 'rollout_id', 'duration_s', 'status', 'engine',
+                'worker', 'latency_s', 'tokens_per_s', 'batch_size', 'queue_s', 'orders_expected',
+                'orders_extracted', 'component', 'error_type', 'message', 'host', 'gpu_util',
+                'gpu_mem_gb']) -}}
+{%- endmacro %}
+
 {% macro events_fields_list(column='record') -%}
+    {{- return(adapter.dispatch('events_fields_list')(column)) -}}
+{%- endmacro %}
+
+{% macro default__events_fields_list(column='record') -%}
     json_extract_string({{ column }}, [
-        {%- for name in ['time', 'event', 'level', 'run_id', 'rollout_id', 'duration_s', 'status', 'engine',
-                         'worker', 'latency_s', 'tokens_per_s', 'batch_size', 'queue_s', 'orders_expected',
-                         'orders_extracted', 'component', 'error_type', 'message', 'host', 'gpu_util',
-                         'gpu_mem_gb'] -%}
-        '{{ events_field_path(name) | replace("'", "''") }}'{{ ", " if not loop.last }}
+        {%- for name in events_fields_names() -%}
+        {{ sql_string_literal(events_field_path(name)) }}{{ ", " if not loop.last }}
         {%- endfor -%}
     ])
 {%- endmacro %}
 
+{#- Spark: json_tuple parses once but takes top-level names only; get_json_object per field
+    keeps nested `$...` paths working. -#}
+{% macro spark__events_fields_list(column='record') -%}
+    array(
+        {%- for name in events_fields_names() -%}
+        {{ json_text(column, events_field_path(name)) }}{{ ", " if not loop.last }}
+        {%- endfor -%}
+    )
+{%- endmacro %}
+
 {% macro events_parsed(name, column='fields') -%}
-    {%- set names = ['time', 'event', 'level', 'run_id', 'rollout_id', 'duration_s', 'status', 'engine',
-                     'worker', 'latency_s', 'tokens_per_s', 'batch_size', 'queue_s', 'orders_expected',
-                     'orders_extracted', 'component', 'error_type', 'message', 'host', 'gpu_util',
-                     'gpu_mem_gb'] -%}
-    {{ column }}[{{ names.index(name) + 1 }}]
+    {{ list_at(column, events_fields_names().index(name) + 1) }}
 {%- endmacro %}
 
 {% macro events_parsed_double(name) -%}
@@ -111,14 +125,14 @@
     (trimmed text) columns of stg_axiom__events' `extracted` CTE.
 -#}
 {% macro events_duration(name) -%}
-    case when isfinite({{ name }}_value) and {{ name }}_value >= 0 then {{ name }}_value end
+    case when {{ is_finite(name ~ '_value') }} and {{ name }}_value >= 0 then {{ name }}_value end
 {%- endmacro %}
 
 {% macro events_duration_problem(name) -%}
     case
         when {{ name }}_value is null and {{ name }}_text is not null then '{{ name }} is not a number'
-        when isnan({{ name }}_value) then '{{ name }} is NaN'
-        when isinf({{ name }}_value) then '{{ name }} is infinite'
+        when {{ is_nan(name ~ '_value') }} then '{{ name }} is NaN'
+        when {{ is_inf(name ~ '_value') }} then '{{ name }} is infinite'
         when {{ name }}_value < 0 then '{{ name }} is negative'
     end
 {%- endmacro %}
@@ -145,8 +159,11 @@
     changes (incremental_settings_hash includes it).
 -#}
 {% macro events_with_run_key(relation) -%}
+    {%- set columns = adapter.get_columns_in_relation(relation) | map(attribute='name') | list if execute else ['run_id'] -%}
     select
-        keyed_events.* replace (coalesce(event_run_labels.run_key, keyed_events.run_id) as run_id),
+        {%- for c in columns %}
+        {% if c | lower == 'run_id' %}coalesce(event_run_labels.run_key, keyed_events.run_id) as run_id{% else %}keyed_events.{{ c }}{% endif %},
+        {%- endfor %}
         keyed_events.run_id as run_label
     from {{ relation }} as keyed_events
     left join {{ ref('fct_event_run_labels') }} as event_run_labels
@@ -170,7 +187,7 @@
         {{- return('') -}}
     {%- endif -%}
     {%- set query -%}
-        select coalesce(md5(string_agg(run_label || chr(31) || run_key, chr(30) order by run_label)), '')
+        select coalesce(md5({{ string_agg_ordered("run_label || chr(31) || run_key", 'chr(30)', 'run_label') }}), '')
         from {{ relation }}
     {%- endset -%}
     {{- return(run_query(query).columns[0].values()[0]) -}}

@@ -64,7 +64,7 @@ with
 
 repeated_hashes as (
 
-    select hash({{ columns | join(', ') }}) as key_hash
+    select {{ hash64(columns) }} as key_hash
     from {{ model }}
     group by key_hash
     having count(*) > 1
@@ -73,7 +73,7 @@ repeated_hashes as (
 
 select {{ columns | join(', ') }}, count(*) as n_rows
 from {{ model }}
-where hash({{ columns | join(', ') }}) in (select key_hash from repeated_hashes)
+where {{ hash64(columns) }} in (select key_hash from repeated_hashes)
 group by {{ columns | join(', ') }}
 having count(*) > 1
 
@@ -112,6 +112,23 @@ having count(*) > 1
     same as dbt's own default__get_where_subquery.
 -#}
 {% macro duckdb__get_where_subquery(relation) -%}
+    {%- set where = config.get('where', '') -%}
+    {%- if where -%}
+        {%- if '__tests_since_batch__' in where -%}
+            {%- set where = where | replace('__tests_since_batch__', sql_string_literal(tests_since_batch())) -%}
+        {%- endif -%}
+        {%- set filtered -%}
+            (select * from {{ relation }} where {{ where }}) dbt_subquery
+        {%- endset -%}
+        {%- do return(filtered) -%}
+    {%- else -%}
+        {%- do return(relation) -%}
+    {%- endif -%}
+{%- endmacro %}
+
+
+{#- The same on Spark (dbt resolves this macro before the project's own helpers exist). -#}
+{% macro spark__get_where_subquery(relation) -%}
     {%- set where = config.get('where', '') -%}
     {%- if where -%}
         {%- if '__tests_since_batch__' in where -%}

@@ -66,7 +66,7 @@
 -#}
 {% macro incremental_reset_if_settings_changed() -%}
     {%- if execute and is_incremental() and table_comment().get('settings') != incremental_settings_hash() -%}
-        delete from {{ this }}
+        {{ delete_all_rows(this) }}
     {%- else -%}
         select 1
     {%- endif -%}
@@ -111,17 +111,9 @@
 
 {#- The JSON object stored as this model's table comment ({} if none, or not JSON). -#}
 {% macro table_comment() -%}
-    {%- set query -%}
-        select comment
-        from duckdb_tables()
-        where database_name = '{{ this.database }}'
-            and schema_name = '{{ this.schema }}'
-            and table_name = '{{ this.identifier }}'
-            and json_valid(comment)
-            and json_type(comment) = 'OBJECT'
-    {%- endset -%}
-    {%- set found = run_query(query).columns[0].values() -%}
-    {{- return(fromjson(found[0]) if found else {}) -}}
+    {%- set found = table_comment_text() -%}
+    {%- set record = fromjson(found) if found else none -%}
+    {{- return(record if record is mapping else {}) -}}
 {%- endmacro %}
 
 
@@ -146,7 +138,7 @@
             {%- for relation in inputs %}
                 select max(batch_id) as newest from {{ relation }} where batch_id >= {{ since }}{% if not loop.last %} union all{% endif %}
             {%- endfor %}
-            )
+            ) as marks
         {%- endset -%}
         {%- set newest = run_query(newest_sql).columns[0].values()[0] -%}
         {%- set record = tojson({'through_batch': newest, 'settings': incremental_settings_hash()}, sort_keys=True) -%}

@@ -57,8 +57,8 @@
             count(*) as n_points,
             min({{ x }}) as first_step,
             max({{ x }}) as last_step,
-            arg_min({{ y }}, {{ x }}) as first_value,
-            arg_max({{ y }}, {{ x }}) as last_value,
+            {{ value_at_min(y, x) }} as first_value,
+            {{ value_at_max(y, x) }} as last_value,
             -- one point, or all at one x: no slope (DuckDB would say NaN)
             case when regr_sxx({{ y }}, {{ x }}) > 0 then regr_slope({{ y }}, {{ x }}) end as slope,
             regr_intercept({{ y }}, {{ x }}) as intercept,
@@ -180,8 +180,7 @@
 
         from ols_factors
         -- Satterthwaite's df is fractional: the largest listed df not above it (a wider interval)
-        asof left join {{ ref('t_critical_95') }} as t_critical_95
-            on greatest(ols_factors.trend_df, 1) >= t_critical_95.df
+        {{ asof_left_join_le('greatest(ols_factors.trend_df, 1)', ref('t_critical_95'), 't_critical_95', 'df') }}
 
     ),
 
@@ -234,7 +233,7 @@
 {#- `expression` rounded to `digits` significant digits (0, NaN, ±Inf and null pass through). -#}
 {% macro round_significant(expression, digits=12) -%}
     case
-        when ({{ expression }}) = 0 or not isfinite({{ expression }}) then ({{ expression }})
-        else round(({{ expression }}), cast({{ digits - 1 }} - floor(log10(abs({{ expression }}))) as integer))
+        when ({{ expression }}) = 0 or not {{ is_finite(expression) }} then ({{ expression }})
+        else {{ round_to_places('(' ~ expression ~ ')', 'cast(' ~ (digits - 1) ~ ' - floor(log10(abs(' ~ expression ~ '))) as integer)') }}
     end
 {%- endmacro %}

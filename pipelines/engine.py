@@ -74,6 +74,36 @@ def dbt_executable() -> str:
     return str(candidate) if candidate.exists() else name
 
 
+# --- dbt Python models on Spark ------------------------------------------------------
+
+
+def spark_frame(session, frame):
+    """A typed pandas frame (pipelines/ratings) as a Spark DataFrame with the same column types.
+
+    Spark cannot infer a schema from an empty frame, and would keep NaN where
+    DuckDB reads a pandas float NaN as NULL; an explicit schema and None for
+    missing values give both engines the same table.
+    """
+    import pandas as pd
+    from pyspark.sql import types as T
+
+    def spark_type(dtype) -> T.DataType:
+        if pd.api.types.is_bool_dtype(dtype):
+            return T.BooleanType()
+        if pd.api.types.is_integer_dtype(dtype):
+            return T.LongType()
+        if pd.api.types.is_float_dtype(dtype):
+            return T.DoubleType()
+        return T.StringType()
+
+    schema = T.StructType([T.StructField(str(c), spark_type(t), True) for c, t in frame.dtypes.items()])
+    rows = [
+        tuple(None if pd.isna(v) else (v.item() if hasattr(v, "item") else v) for v in rec)
+        for rec in frame.itertuples(index=False, name=None)
+    ]
+    return session.createDataFrame(rows, schema=schema)
+
+
 # --- the dbt wrapper for Spark ----------------------------------------------------
 
 

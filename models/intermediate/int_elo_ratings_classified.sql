@@ -36,7 +36,7 @@ affected_runs as (
 ),
 {% endif %}
 
-history as not materialized (
+history {{ cte_not_materialized() }} (
 
     select * from {{ ref('stg_wandb__history') }}
     {% if is_incremental() %}
@@ -99,11 +99,11 @@ axis_of_key as (
 
     from elo_keys
     inner join (
-        select run_id, unnest(step_metrics, recursive := true)
+        select run_id, {{ unnest_struct_list('step_metrics') }}
         from runs
     ) as definitions
         on elo_keys.run_id = definitions.run_id
-        and (elo_keys.metric_key = definitions.metric or elo_keys.metric_key glob definitions.metric)
+        and (elo_keys.metric_key = definitions.metric or {{ glob_matches('elo_keys.metric_key', 'definitions.metric') }})
     where definitions.step_metric <> '_step'
     qualify row_number() over (
         partition by elo_keys.run_id, elo_keys.metric_key
@@ -137,10 +137,10 @@ axis_timeline as (
         history_step,
         false as is_rating,
         axis_value,
-        cast(null as varchar) as player,
+        cast(null as {{ type_text() }}) as player,
         cast(null as double) as elo,
-        cast(null as timestamptz) as wall_time,
-        cast(null as varchar) as batch_id
+        cast(null as {{ type_timestamptz() }}) as wall_time,
+        cast(null as {{ type_text() }}) as batch_id
 
     from axis_values
 
@@ -179,7 +179,7 @@ rated_on_axis as (
     from (
         select
             *,
-            cast(round(last_value(axis_value ignore nulls) over (
+            cast(round({{ last_value_ignore_nulls('axis_value') }} over (
                 partition by run_id, step_metric
                 order by history_step, is_rating
                 rows between unbounded preceding and current row
@@ -226,7 +226,7 @@ mixed_steps as (
     select distinct history.run_id, history.step as history_step
     from history
     where not {{ is_elo_metric('history.metric_key') }}
-        and not starts_with(history.metric_key, '_')
+        and not {{ text_starts_with('history.metric_key', "'_'") }}
         and (history.run_id, history.step) in (select run_id, history_step from rating_steps)
 
 ),

@@ -14,7 +14,7 @@
 -- fct_event_run_labels decides which run each label joins.
 with
 
-events as not materialized (
+events {{ cte_not_materialized() }} (
 
     select * from {{ ref('stg_axiom__events') }}
 

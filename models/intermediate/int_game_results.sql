@@ -48,10 +48,10 @@ judged as (
         case
             when games.game_id is null then 'no game_id'
             when games.run_id is null then 'no run_id'
-            when games.run_id not in (select run_id from runs) then format('unknown run {}', games.run_id)
+            when games.run_id not in (select run_id from runs) then {{ format_text('unknown run {}', ['games.run_id']) }}
             -- one game id for two game events (or both shapes): which one is the game is unknown
             when games.n_shapes > 1 or (games.shape = 'players' and games.n_events > 1)
-                then format('duplicate game_id: {} events', games.n_events)
+                then {{ format_text('duplicate game_id: {} events', ['games.n_events']) }}
             when games.n_without_player > 0 then 'a result without a player'
             when games.n_players < games.n_results
                 then 'duplicate game_id: a player has two results'

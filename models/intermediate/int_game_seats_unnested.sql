@@ -5,9 +5,9 @@
 --   * one event per player result: {"event": "game", "game_id", "run_id", "step", "player", "score", "rank"}
 -- Nothing is judged here: int_game_results decides which games count and why
 -- the others do not (fct_game_rejects).
-{%- set player_path = events_field_path('player') | replace("'", "''") -%}
-{%- set score_path = events_field_path('score') | replace("'", "''") -%}
-{%- set rank_path = events_field_path('rank') | replace("'", "''") %}
+{%- set player_path = events_field_path('player') -%}
+{%- set score_path = events_field_path('score') -%}
+{%- set rank_path = events_field_path('rank') %}
 with
 
 games as (
@@ -20,7 +20,7 @@ games as (
         game_record,
         {{ events_field_text('game_id', 'game_record') }} as game_id,
         cast(round({{ events_field_double('step', 'game_record') }}) as bigint) as step,
-        json_extract(game_record, '{{ events_field_path('players') | replace("'", "''") }}') as players_json
+        {{ json_text('game_record', events_field_path('players')) }} as players_json
 
     from {{ ref('stg_axiom__events') }}
     where event_kind = 'game'
@@ -33,16 +33,11 @@ listed as (
     select
         games.*,
         'players' as shape,
-        entry.seat,
+        {{ json_array_entry_seat('entry') }} as seat,
         entry.result
 
-    from games,
-        lateral (
-            select
-                generate_subscripts(json_extract(players_json, '$[*]'), 1) as seat,
-                unnest(json_extract(players_json, '$[*]')) as result
-        ) as entry
-    where json_type(players_json) = 'ARRAY'
+    from {{ json_array_entries('games', 'players_json', 'entry') }}
+    where {{ json_is_array('players_json') }}
 
 ),
 
@@ -50,9 +45,9 @@ results as (
 
     select
         event_id, event_at, run_id, batch_id, game_id, step, shape, seat,
-        nullif(trim(json_extract_string(result, '{{ player_path }}')), '') as player,
-        try_cast(json_extract_string(result, '{{ score_path }}') as double) as score,
-        try_cast(json_extract_string(result, '{{ rank_path }}') as double) as rank
+        nullif(trim({{ json_text('result', player_path) }}), '') as player,
+        try_cast({{ json_text('result', score_path) }} as double) as score,
+        try_cast({{ json_text('result', rank_path) }} as double) as rank
 
     from listed
 
@@ -68,7 +63,7 @@ results as (
         {{ events_field_double('rank', 'game_record') }} as rank
 
     from games
-    where players_json is null or json_type(players_json) <> 'ARRAY'
+    where not {{ json_is_array('players_json') }}
 
 ),
 
@@ -84,8 +79,8 @@ final as (
         seat,
         player,
         -- a NaN or infinite result decides nothing
-        case when isfinite(score) then score end as score,
-        case when isfinite(rank) then rank end as rank,
+        case when {{ is_finite('score') }} then score end as score,
+        case when {{ is_finite('rank') }} then rank end as rank,
         batch_id
 
     from results

@@ -24,7 +24,7 @@ affected_runs as (
 ),
 {% endif %}
 
-history as not materialized (
+history {{ cte_not_materialized() }} (
 
     select * from {{ ref('stg_wandb__history') }}
     {% if is_incremental() %}

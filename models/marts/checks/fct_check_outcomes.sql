@@ -276,22 +276,22 @@ final as (
         ci95_hi,
         case
             when outcome = 'inconclusive' and min_observations is not null and coalesce(n_observations, 0) < min_observations
-                then check_name || ' = ' || coalesce(printf('%.6g', value), 'null') || ' from ' || coalesce(n_observations, 0)
-                    || ' observations, fewer than the ' || printf('%.0f', min_observations) || ' a verdict needs (inconclusive)'
+                then check_name || ' = ' || coalesce({{ printf_number('%.6g', 'value') }}, 'null') || ' from ' || coalesce(n_observations, 0)
+                    || ' observations, fewer than the ' || {{ printf_number('%.0f', 'min_observations') }} || ' a verdict needs (inconclusive)'
             when outcome = 'inconclusive'
-                then check_name || ' = ' || printf('%.6g', value) || ', 95 % CI [' || printf('%.4g', ci95_lo) || ', '
-                    || printf('%.4g', ci95_hi) || '] straddles the target ' || comparison || ' ' || printf('%.6g', threshold)
+                then check_name || ' = ' || {{ printf_number('%.6g', 'value') }} || ', 95 % CI [' || {{ printf_number('%.4g', 'ci95_lo') }} || ', '
+                    || {{ printf_number('%.4g', 'ci95_hi') }} || '] straddles the target ' || comparison || ' ' || {{ printf_number('%.6g', 'threshold') }}
                     || ' (inconclusive)'
             when check_name = 'events_joined'
-                then coalesce(printf('%.0f', value), '0') || ' events carry this run label: ' || coalesce(observed_label, 'unknown')
+                then coalesce({{ printf_number('%.0f', 'value') }}, '0') || ' events carry this run label: ' || coalesce(observed_label, 'unknown')
             when comparison = 'is'
                 then check_name || ': ' || coalesce(observed_label, 'unknown')
                     || ' (wants ' || expected_label || ')'
             when check_name = 'heartbeat_fresh'
-                then 'silent_s = ' || printf('%.6g', value) || ' (target ' || comparison || ' '
-                    || printf('%.6g', threshold) || '), status ' || observed_label
-            else check_name || ' = ' || coalesce(printf('%.6g', value), 'null')
-                || ' (target ' || comparison || ' ' || printf('%.6g', threshold) || ')'
+                then 'silent_s = ' || {{ printf_number('%.6g', 'value') }} || ' (target ' || comparison || ' '
+                    || {{ printf_number('%.6g', 'threshold') }} || '), status ' || observed_label
+            else check_name || ' = ' || coalesce({{ printf_number('%.6g', 'value') }}, 'null')
+                || ' (target ' || comparison || ' ' || {{ printf_number('%.6g', 'threshold') }} || ')'
         end as detail,
         current_timestamp as evaluated_at
 

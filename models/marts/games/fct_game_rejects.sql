@@ -9,7 +9,7 @@ select
     count(*) as n_results,
     count(distinct event_id) as n_events,
     min(game_at) as game_at,
-    string_agg(distinct event_id, ', ' order by event_id) as event_ids,
+    {{ string_agg_distinct_sorted('event_id', "', '") }} as event_ids,
     max(batch_id) as batch_id
 
 from {{ ref('int_game_results') }}

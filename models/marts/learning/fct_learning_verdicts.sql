@@ -62,10 +62,10 @@ reference_counts as (
         count(*) as n_references,
         count(*) filter (where trend = 'declining') as n_references_declining,
         count(*) filter (where trend = 'rising') as n_references_rising,
-        string_agg(format('{} {:+.0f}', player, fitted_change), ', ' order by player)
-            filter (where trend = 'declining') as declining_evidence,
-        string_agg(format('{} {:+.0f}', player, fitted_change), ', ' order by player)
-            filter (where trend = 'rising') as rising_evidence
+        {{ string_agg_ordered(format_text('{} {:+.0f}', ['player', 'fitted_change']), "', '", 'player', where="trend = 'declining'") }}
+            as declining_evidence,
+        {{ string_agg_ordered(format_text('{} {:+.0f}', ['player', 'fitted_change']), "', '", 'player', where="trend = 'rising'") }}
+            as rising_evidence
 
     from reference_trends
     group by run_id
@@ -79,7 +79,7 @@ player_kinds as (
     select
         run_id,
         count(distinct player) filter (where player_kind = 'checkpoint') as n_checkpoint_players,
-        list(distinct player order by player) filter (where player_kind = 'unclassified') as unclassified_players
+        {{ list_agg_distinct_sorted('player', where="player_kind = 'unclassified'") }} as unclassified_players
 
     from elo_ratings
     group by run_id
@@ -129,7 +129,7 @@ evidence as (
         gap_trends.fitted_change as gap_fitted_change,
         gap_trends.trend as gap_trend,
         coalesce(player_kinds.n_checkpoint_players, 0) as n_checkpoint_players,
-        coalesce(player_kinds.unclassified_players, []::varchar[]) as unclassified_players,
+        coalesce(player_kinds.unclassified_players, {{ empty_text_list() }}) as unclassified_players,
         stability.kl_spike_steps,
         stability.kl_p95,
         stability.grad_norm_max,
@@ -189,41 +189,37 @@ signals as (
             or coalesce(grad_norm_over_steps, 0) > 0
             or ({{ var('non_finite_is_unstable') }} and non_finite_stability_values > 0) as is_unstable,
 
-        format(
-            '{} {} → {} Elo (fitted {}, 95 % CI of the slope {} to {} per 100 steps)',
+        {{ format_head("{} {} → {} Elo (fitted {}, 95 % CI of the slope {} to {} per 100 steps)") }}
             {{ wb_text_literal(var('base_reference_player')) }},
-            coalesce(format('{:.0f}', base_model_first), 'n/a'),
-            coalesce(format('{:.0f}', base_model_last), 'n/a'),
-            coalesce(format('{:+.0f}', base_model_fitted_change), 'n/a'),
-            coalesce(format('{:+.1f}', base_model_ci95_lo), 'n/a'),
-            coalesce(format('{:+.1f}', base_model_ci95_hi), 'n/a')
+            coalesce({{ format_head("{:.0f}") }} base_model_first), 'n/a'),
+            coalesce({{ format_head("{:.0f}") }} base_model_last), 'n/a'),
+            coalesce({{ format_head("{:+.0f}") }} base_model_fitted_change), 'n/a'),
+            coalesce({{ format_head("{:+.1f}") }} base_model_ci95_lo), 'n/a'),
+            coalesce({{ format_head("{:+.1f}") }} base_model_ci95_hi), 'n/a')
         ) as base_model_evidence,
-        format(
-            'from {} league games (Bradley-Terry fit, 95 % bootstrap intervals): checkpoint ratings {} over checkpoint step ({} Elo per 100 steps, CI {} to {}); the newest checkpoint {} is {} Elo vs {} (CI {} to {}, P(stronger) {})',
+        {{ format_head("from {} league games (Bradley-Terry fit, 95 % bootstrap intervals): checkpoint ratings {} over checkpoint step ({} Elo per 100 steps, CI {} to {}); the newest checkpoint {} is {} Elo vs {} (CI {} to {}, P(stronger) {})") }}
             n_games,
             coalesce(game_checkpoint_trend, 'insufficient_data'),
-            coalesce(format('{:+.1f}', game_trend_per_100_steps), 'n/a'),
-            coalesce(format('{:+.1f}', game_trend_ci95_lo), 'n/a'),
-            coalesce(format('{:+.1f}', game_trend_ci95_hi), 'n/a'),
+            coalesce({{ format_head("{:+.1f}") }} game_trend_per_100_steps), 'n/a'),
+            coalesce({{ format_head("{:+.1f}") }} game_trend_ci95_lo), 'n/a'),
+            coalesce({{ format_head("{:+.1f}") }} game_trend_ci95_hi), 'n/a'),
             coalesce(game_newest_checkpoint, 'n/a'),
-            coalesce(format('{:+.0f}', game_gap), 'n/a'),
+            coalesce({{ format_head("{:+.0f}") }} game_gap), 'n/a'),
             coalesce(game_anchor, 'n/a'),
-            coalesce(format('{:+.0f}', game_gap_ci95_lo), 'n/a'),
-            coalesce(format('{:+.0f}', game_gap_ci95_hi), 'n/a'),
-            coalesce(format('{:.2f}', game_gap_superiority), 'n/a')
+            coalesce({{ format_head("{:+.0f}") }} game_gap_ci95_lo), 'n/a'),
+            coalesce({{ format_head("{:+.0f}") }} game_gap_ci95_hi), 'n/a'),
+            coalesce({{ format_head("{:.2f}") }} game_gap_superiority), 'n/a')
         ) as game_evidence,
-        format(
-            'the newest checkpoint''s lead over {} went {} → {} Elo (fitted {}, trend {})',
+        {{ format_head("the newest checkpoint's lead over {} went {} → {} Elo (fitted {}, trend {})") }}
             {{ wb_text_literal(var('base_reference_player')) }},
-            coalesce(format('{:.0f}', gap_first), 'n/a'),
-            coalesce(format('{:.0f}', gap_last), 'n/a'),
-            coalesce(format('{:+.0f}', gap_fitted_change), 'n/a'),
+            coalesce({{ format_head("{:.0f}") }} gap_first), 'n/a'),
+            coalesce({{ format_head("{:.0f}") }} gap_last), 'n/a'),
+            coalesce({{ format_head("{:+.0f}") }} gap_fitted_change), 'n/a'),
             coalesce(gap_trend, 'n/a')
         ) as gap_evidence,
         case
-            when n_checkpoint_players = 0 and len(unclassified_players) > 0 then format(
-                '; no Elo player was classified as a checkpoint, so there is no checkpoint gap and the references alone decide (unclassified players: {}; set var checkpoint_patterns or fixed_reference_patterns)',
-                array_to_string(unclassified_players, ', ')
+            when n_checkpoint_players = 0 and {{ list_len('unclassified_players') }} > 0 then {{ format_head("; no Elo player was classified as a checkpoint, so there is no checkpoint gap and the references alone decide (unclassified players: {}; set var checkpoint_patterns or fixed_reference_patterns)") }}
+                {{ list_join('unclassified_players', "', '") }}
             )
             when n_checkpoint_players = 0
                 then '; no Elo player was classified as a checkpoint, so there is no checkpoint gap and the references alone decide'
@@ -232,20 +228,17 @@ signals as (
         concat_ws(
             ' and ',
             case
-                when has_kl_spikes then format(
-                    'KL above {} on {} steps ({} allowed)',
+                when has_kl_spikes then {{ format_head("KL above {} on {} steps ({} allowed)") }}
                     {{ var('kl_spike_min') }}, kl_spike_steps, {{ var('kl_spike_steps_allowed') }}
                 )
             end,
             case
-                when coalesce(grad_norm_over_steps, 0) > 0 then format(
-                    'grad norm at or above {} on {} steps (max {:.1f})',
+                when coalesce(grad_norm_over_steps, 0) > 0 then {{ format_head("grad norm at or above {} on {} steps (max {:.1f})") }}
                     {{ var('grad_norm_max') }}, grad_norm_over_steps, grad_norm_max
                 )
             end,
             case
-                when non_finite_stability_values > 0 then format(
-                    '{} non-finite KL or grad norm values (NaN/Inf)', non_finite_stability_values
+                when non_finite_stability_values > 0 then {{ format_head("{} non-finite KL or grad norm values (NaN/Inf)") }} non_finite_stability_values
                 )
             end
         ) as instability_evidence
@@ -277,8 +270,7 @@ final as (
         sweep_key,
         verdict,
         case
-            when uses_games then format(
-                '{}: {}.',
+            when uses_games then {{ format_head("{}: {}.") }}
                 case verdict
                     when 'learning' then 'Learning'
                     when 'unstable' then 'Unstable learning (' || instability_evidence || ')'
@@ -286,16 +278,13 @@ final as (
                 end,
                 game_evidence
             )
-            when verdict = 'insufficient_data' and n_eval_points = 0 then format(
-                'No evaluation step has a {} Elo yet; a verdict needs at least {}.',
+            when verdict = 'insufficient_data' and n_eval_points = 0 then {{ format_head("No evaluation step has a {} Elo yet; a verdict needs at least {}.") }}
                 {{ wb_text_literal(var('base_reference_player')) }}, {{ var('min_eval_points') }}
             )
-            when verdict = 'insufficient_data' then format(
-                'Only {} evaluation steps have a {} Elo; a verdict needs at least {}.',
+            when verdict = 'insufficient_data' then {{ format_head("Only {} evaluation steps have a {} Elo; a verdict needs at least {}.") }}
                 n_eval_points, {{ wb_text_literal(var('base_reference_player')) }}, {{ var('min_eval_points') }}
             )
-            when verdict in ('learning', 'unstable') then format(
-                '{}ixed references declined ({}) and none rose; {}{}.',
+            when verdict in ('learning', 'unstable') then {{ format_head("{}ixed references declined ({}) and none rose; {}{}.") }}
                 case when verdict = 'unstable' then 'Unstable learning: ' || instability_evidence || '; f' else 'F' end,
                 declining_evidence,
                 base_model_evidence,
@@ -304,16 +293,13 @@ final as (
                     else '; ' || gap_evidence
                 end
             )
-            when n_references_rising > 0 then format(
-                'Fixed references rose in Elo ({}), so the policy is not beating fixed opponents more often: {}.',
+            when n_references_rising > 0 then {{ format_head("Fixed references rose in Elo ({}), so the policy is not beating fixed opponents more often: {}.") }}
                 rising_evidence, base_model_evidence
             )
-            when n_references_declining = 0 then format(
-                'No fixed reference declined clearly (a trend needs a 95 % CI excluding zero and at least {} Elo of fitted change): {}.',
+            when n_references_declining = 0 then {{ format_head("No fixed reference declined clearly (a trend needs a 95 % CI excluding zero and at least {} Elo of fitted change): {}.") }}
                 {{ var('min_elo_change') }}, base_model_evidence
             )
-            else format(
-                'Fixed references declined ({}) but {}, so checkpoints are not pulling ahead of the base model.',
+            else {{ format_head("Fixed references declined ({}) but {}, so checkpoints are not pulling ahead of the base model.") }}
                 declining_evidence, gap_evidence
             )
         end

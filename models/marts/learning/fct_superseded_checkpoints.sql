@@ -52,7 +52,7 @@ checkpoints as (
         run_id,
         player,
         checkpoint_step,
-        arg_max(elo, step) as elo_last
+        {{ value_at_max('elo', 'step') }} as elo_last
 
     from checkpoint_ratings
     group by run_id, player, checkpoint_step
@@ -83,7 +83,7 @@ rating_when_superseded as (
     select
         superseded.run_id,
         superseded.player,
-        arg_max(checkpoint_ratings.elo, checkpoint_ratings.step)
+        {{ value_at_max('checkpoint_ratings.elo', 'checkpoint_ratings.step') }}
             filter (where checkpoint_ratings.step <= superseded.superseded_at_step) as elo_at_superseded,
         count(*) filter (where checkpoint_ratings.step > superseded.superseded_at_step) as n_points_after
 

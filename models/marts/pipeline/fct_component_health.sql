@@ -20,7 +20,7 @@
 -- heartbeat_ok_statuses is `degraded`.
 with
 
-events as not materialized (
+events {{ cte_not_materialized() }} (
 
     select * from {{ ref('stg_axiom__events') }}
 
@@ -32,7 +32,7 @@ as_of as (
 
 ),
 
-heartbeats as not materialized (
+heartbeats {{ cte_not_materialized() }} (
 
     select
         coalesce(component, '(unknown)') as component,
@@ -56,9 +56,9 @@ heartbeats as not materialized (
         max(event_at) as last_seen_at,
         count(*) as heartbeats,
         -- event_id breaks ties between heartbeats logged in the same instant
-        arg_max(status, (event_at, event_id)) as last_status,
-        arg_max(gpu_util, (event_at, event_id)) as gpu_util_last,
-        arg_max(gpu_mem_gb, (event_at, event_id)) as gpu_mem_gb_last
+        {{ value_at_max('status', row_value(['event_at', 'event_id'])) }} as last_status,
+        {{ value_at_max('gpu_util', row_value(['event_at', 'event_id'])) }} as gpu_util_last,
+        {{ value_at_max('gpu_mem_gb', row_value(['event_at', 'event_id'])) }} as gpu_mem_gb_last
 {%- endset %}
 {% if is_incremental() %}
 stored as (

@@ -19,14 +19,14 @@
 -- dropped: an unlabelled error is still an error someone should see.
 with
 
-events as not materialized (
+events {{ cte_not_materialized() }} (
 
     -- run_id: the run the event's label joins (by id, else unique name), else the label
     {{ events_with_run_key(ref('stg_axiom__events')) }}
 
 ),
 
-error_events as not materialized (
+error_events {{ cte_not_materialized() }} (
 
     select
         hour_at,
@@ -53,10 +53,10 @@ final as (
         count(*) as n_events,
         count(distinct run_id) as n_runs,
         coalesce(
-            list(distinct run_id order by run_id) filter (where run_id is not null),
-            []::varchar[]
+            {{ list_agg_distinct_sorted('run_id', where='run_id is not null') }},
+            {{ empty_text_list() }}
         ) as run_ids,
-        arg_max(message, event_at) as last_message,
+        {{ value_at_max('message', 'event_at') }} as last_message,
         max(event_at) as last_at
 
     from error_events

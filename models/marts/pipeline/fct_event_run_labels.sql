@@ -36,7 +36,7 @@ by_name as (
 
     select
         labels.run_label,
-        list(runs.run_id order by runs.run_id) as run_ids
+        {{ list_agg_ordered('runs.run_id', 'runs.run_id') }} as run_ids
 
     from labels
     inner join runs
@@ -49,16 +49,16 @@ final as (
 
     select
         labels.run_label,
-        coalesce(by_id.run_id, case when len(by_name.run_ids) = 1 then by_name.run_ids[1] end) as run_id,
+        coalesce(by_id.run_id, case when {{ list_len('by_name.run_ids') }} = 1 then {{ list_at('by_name.run_ids', 1) }} end) as run_id,
         case
             when by_id.run_id is not null then 'run_id'
-            when len(by_name.run_ids) = 1 then 'run_name'
+            when {{ list_len('by_name.run_ids') }} = 1 then 'run_name'
         end as joined_by,
-        coalesce(by_id.run_id, case when len(by_name.run_ids) = 1 then by_name.run_ids[1] end) is not null as is_joined,
+        coalesce(by_id.run_id, case when {{ list_len('by_name.run_ids') }} = 1 then {{ list_at('by_name.run_ids', 1) }} end) is not null as is_joined,
         -- the key the per-run event marts group by: the run, else the label itself
-        coalesce(by_id.run_id, case when len(by_name.run_ids) = 1 then by_name.run_ids[1] end, labels.run_label) as run_key,
+        coalesce(by_id.run_id, case when {{ list_len('by_name.run_ids') }} = 1 then {{ list_at('by_name.run_ids', 1) }} end, labels.run_label) as run_key,
         case
-            when by_id.run_id is null and len(by_name.run_ids) > 1 then by_name.run_ids
+            when by_id.run_id is null and {{ list_len('by_name.run_ids') }} > 1 then by_name.run_ids
         end as ambiguous_run_ids,
         labels.n_events,
         labels.n_rollouts,

@@ -19,7 +19,7 @@
 -- name no run are left out here (they still count in the hourly mart).
 with
 
-events as not materialized (
+events {{ cte_not_materialized() }} (
 
     -- run_id: the run the event's label joins (by id, else unique name), else the label
     {{ events_with_run_key(ref('stg_axiom__events')) }}

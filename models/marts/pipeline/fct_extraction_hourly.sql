@@ -14,7 +14,7 @@
 -- a mean of per-event rates, so a large batch weighs as much as its orders.
 with
 
-events as not materialized (
+events {{ cte_not_materialized() }} (
 
     select * from {{ ref('stg_axiom__events') }}
 

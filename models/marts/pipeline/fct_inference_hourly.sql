@@ -12,7 +12,7 @@
 -- (late events included).
 with
 
-events as not materialized (
+events {{ cte_not_materialized() }} (
 
     select * from {{ ref('stg_axiom__events') }}
 
@@ -42,11 +42,11 @@ per_hour as (
         hour_at,
         engine,
         count(*) as n_requests,
-        quantile_cont(latency_s, [0.5, 0.95]) as latency_quantiles_s,
+        {{ quantile_exact('latency_s', [0.5, 0.95]) }} as latency_quantiles_s,
         max(latency_s) as latency_max_s,
         avg(tokens_per_s) as tokens_per_s_mean,
-        quantile_cont(tokens_per_s, 0.5) as tokens_per_s_p50,
-        quantile_cont(queue_s, 0.95) as queue_p95_s,
+        {{ quantile_exact('tokens_per_s', 0.5) }} as tokens_per_s_p50,
+        {{ quantile_exact('queue_s', 0.95) }} as queue_p95_s,
         avg(batch_size) as batch_size_mean
 
     from requests
@@ -60,8 +60,8 @@ final as (
         hour_at,
         engine,
         n_requests,
-        latency_quantiles_s[1] as latency_p50_s,
-        latency_quantiles_s[2] as latency_p95_s,
+        {{ list_at('latency_quantiles_s', 1) }} as latency_p50_s,
+        {{ list_at('latency_quantiles_s', 2) }} as latency_p95_s,
         latency_max_s,
         tokens_per_s_mean,
         tokens_per_s_p50,

@@ -19,7 +19,7 @@
 -- a run with error events but no rollouts (nothing to divide by).
 with
 
-events as not materialized (
+events {{ cte_not_materialized() }} (
 
     -- run_id: the run the event's label joins (by id, else unique name), else the label
     {{ events_with_run_key(ref('stg_axiom__events')) }}

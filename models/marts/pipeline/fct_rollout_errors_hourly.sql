@@ -18,7 +18,7 @@
 -- (its name may have changed).
 with
 
-events as not materialized (
+events {{ cte_not_materialized() }} (
 
     -- run_id: the run the event's label joins (by id, else unique name), else the label
     {{ events_with_run_key(ref('stg_axiom__events')) }}
@@ -42,7 +42,7 @@ affected_hours as (
 ),
 {% endif %}
 
-rollouts as not materialized (
+rollouts {{ cte_not_materialized() }} (
 
     select
         hour_at,

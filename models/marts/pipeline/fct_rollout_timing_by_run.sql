@@ -20,7 +20,7 @@
 -- here (they still count in the hourly marts).
 with
 
-events as not materialized (
+events {{ cte_not_materialized() }} (
 
     -- run_id: the run the event's label joins (by id, else unique name), else the label
     {{ events_with_run_key(ref('stg_axiom__events')) }}
@@ -40,7 +40,7 @@ affected_runs as (
 ),
 {% endif %}
 
-rollouts as not materialized (
+rollouts {{ cte_not_materialized() }} (
 
     select
         run_id,
@@ -65,7 +65,7 @@ per_run as (
         count(duration_s) as n_timed,
         -- one aggregate state for the three quantiles (three calls keep three
         -- copies of every duration: twice the memory and time at full scale)
-        quantile_cont(duration_s, [0.5, 0.95, 0.99]) as quantiles_s,
+        {{ quantile_exact('duration_s', [0.5, 0.95, 0.99]) }} as quantiles_s,
         max(duration_s) as max_s,
         min(event_at) as first_at,
         max(event_at) as last_at
@@ -83,9 +83,9 @@ final as (
         per_run.n_rollouts,
         per_run.n_failed,
         per_run.n_timed,
-        per_run.quantiles_s[1] as p50_s,
-        per_run.quantiles_s[2] as p95_s,
-        per_run.quantiles_s[3] as p99_s,
+        {{ list_at('per_run.quantiles_s', 1) }} as p50_s,
+        {{ list_at('per_run.quantiles_s', 2) }} as p95_s,
+        {{ list_at('per_run.quantiles_s', 3) }} as p99_s,
         per_run.max_s,
         per_run.first_at,
         per_run.last_at

@@ -15,13 +15,13 @@
 -- included: a slow failure is still time the trainer waited.
 with
 
-events as not materialized (
+events {{ cte_not_materialized() }} (
 
     select * from {{ ref('stg_axiom__events') }}
 
 ),
 
-rollouts as not materialized (
+rollouts {{ cte_not_materialized() }} (
 
     select
         hour_at,
@@ -46,7 +46,7 @@ per_hour as (
         count(duration_s) as n_timed,
         -- one aggregate state for the three quantiles (three calls keep three
         -- copies of every duration: twice the memory and time at full scale)
-        quantile_cont(duration_s, [0.5, 0.95, 0.99]) as quantiles_s,
+        {{ quantile_exact('duration_s', [0.5, 0.95, 0.99]) }} as quantiles_s,
         max(duration_s) as max_s
 
     from rollouts
@@ -62,9 +62,9 @@ final as (
         n_failed,
         error_rate,
         n_timed,
-        quantiles_s[1] as p50_s,
-        quantiles_s[2] as p95_s,
-        quantiles_s[3] as p99_s,
+        {{ list_at('quantiles_s', 1) }} as p50_s,
+        {{ list_at('quantiles_s', 2) }} as p95_s,
+        {{ list_at('quantiles_s', 3) }} as p99_s,
         max_s
 
     from per_hour

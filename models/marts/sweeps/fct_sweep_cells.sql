@@ -42,10 +42,7 @@ cell_runs as (
     select
         runs.sweep_key,
         -- the config without its seed keys (top level), as canonical JSON: the cell's identity
-        json_merge_patch(
-            coalesce(nullif(runs.config_json, ''), '{}'),
-            '{ {%- for k in var('seed_config_keys') %}{{ tojson(k) }}: null{{ ', ' if not loop.last }}{% endfor -%} }'
-        )::varchar as cell_config,
+        {{ json_without_keys("coalesce(nullif(runs.config_json, ''), '{}')", var('seed_config_keys')) }} as cell_config,
         runs.run_id,
         runs.run_name,
         gap_trends.gap_final,
@@ -120,16 +117,16 @@ draws as (
         cell_id,
         n_seeds,
         boot_round,
-        cast(hash(cell_id, boot_round, draw) % n_seeds as bigint) as member_index
+        cast({{ stable_hash("concat_ws(':', cell_id, cast(boot_round as " ~ type_text() ~ "), cast(draw as " ~ type_text() ~ "))") }} % n_seeds as bigint) as member_index
 
     from (
         select
             cell_keys.cell_id,
             cell_keys.n_seeds,
             rounds.boot_round,
-            unnest(range(cell_keys.n_seeds)) as draw
+            {{ unnest_range('cell_keys.n_seeds') }} as draw
         from cell_keys
-        cross join range({{ var('sweep_bootstrap_rounds') }}) as rounds(boot_round)
+        cross join {{ integers_table(var('sweep_bootstrap_rounds'), 'rounds', 'boot_round') }}
         where cell_keys.n_seeds >= 2
     )
 
@@ -155,7 +152,7 @@ bootstrap as (
 
     select
         cell_id,
-        quantile_cont(iqm, [0.025, 0.975]) as ci
+        {{ quantile_exact('iqm', [0.025, 0.975]) }} as ci
 
     from (
         select
@@ -177,8 +174,7 @@ single_seed as (
         cell_members.gap_final + t_critical_95.t_critical * cell_members.gap_final_se as ci_hi
 
     from cell_members
-    asof left join t_critical_95
-        on greatest(floor(cell_members.gap_final_df), 1) >= t_critical_95.df
+    {{ asof_left_join_le('greatest(floor(cell_members.gap_final_df), 1)', 't_critical_95', 't_critical_95', 'df') }}
     where cell_members.n_seeds = 1
         and cell_members.gap_final is not null
         and cell_members.gap_final_se > 0
@@ -193,11 +189,11 @@ cells as (
         cell_keys.cell_config,
         cell_keys.n_seeds,
         cell_keys.n_seeds = 1 as is_single_seed,
-        list(cell_members.run_name order by cell_members.run_name) as run_names,
+        {{ list_agg_ordered('cell_members.run_name', 'cell_members.run_name') }} as run_names,
         {{ round_significant('observed.gap_final_iqm') }} as gap_final_iqm,
         {{ round_significant('observed.gap_final_mean') }} as gap_final_mean,
-        {{ round_significant('coalesce(bootstrap.ci[1], single_seed.ci_lo)') }} as gap_final_ci95_lo,
-        {{ round_significant('coalesce(bootstrap.ci[2], single_seed.ci_hi)') }} as gap_final_ci95_hi,
+        {{ round_significant('coalesce(' ~ list_at('bootstrap.ci', 1) ~ ', single_seed.ci_lo)') }} as gap_final_ci95_lo,
+        {{ round_significant('coalesce(' ~ list_at('bootstrap.ci', 2) ~ ', single_seed.ci_hi)') }} as gap_final_ci95_hi,
         count(*) filter (where cell_members.verdict = 'learning') as n_learning,
         count(*) filter (where cell_members.verdict = 'unstable') as n_unstable,
         count(*) filter (where cell_members.verdict = 'insufficient_data') as n_insufficient_data
@@ -233,7 +229,7 @@ inseparable as (
 
     select
         a.cell_id,
-        list(b.cell_id order by b.rank) as tied_with
+        {{ list_agg_ordered('b.cell_id', 'b.rank') }} as tied_with
 
     from ranked as a
     inner join ranked as b
@@ -263,8 +259,8 @@ final as (
         ranked.n_learning,
         ranked.n_unstable,
         ranked.n_insufficient_data,
-        coalesce(inseparable.tied_with, []) as tied_with,
-        len(coalesce(inseparable.tied_with, [])) > 0 as is_tie
+        coalesce(inseparable.tied_with, {{ empty_text_list() }}) as tied_with,
+        {{ list_len('coalesce(inseparable.tied_with, ' ~ empty_text_list() ~ ')') }} > 0 as is_tie
 
     from ranked
     left join inseparable

@@ -32,7 +32,7 @@ key_values as (
         run_config.config_key,
         count(distinct run_config.run_id) as n_runs,
         count(distinct run_config.value_json) as n_distinct_values,
-        list(distinct run_config.value_text order by run_config.value_text) as distinct_values
+        {{ list_agg_distinct_sorted('run_config.value_text') }} as distinct_values
 
     from run_config
     inner join runs

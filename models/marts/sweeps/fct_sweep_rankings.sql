@@ -57,9 +57,9 @@ basis as (
         game_learning.newest_vs_anchor_ci95_hi as game_gap_ci95_hi,
         bool_and(
             coalesce(game_learning.has_enough_games, false)
-            and isfinite(game_learning.newest_vs_anchor)
-            and isfinite(game_learning.newest_vs_anchor_ci95_lo)
-            and isfinite(game_learning.newest_vs_anchor_ci95_hi)
+            and {{ is_finite('game_learning.newest_vs_anchor') }}
+            and {{ is_finite('game_learning.newest_vs_anchor_ci95_lo') }}
+            and {{ is_finite('game_learning.newest_vs_anchor_ci95_hi') }}
         ) over (partition by verdicts.sweep_key) as sweep_uses_games
 
     from verdicts
@@ -120,7 +120,7 @@ sweep_noise as (
 
     select
         sweep_key,
-        sqrt(sum(gap_final_df * noise_sd ^ 2) / sum(gap_final_df)) as pooled_sd,
+        sqrt(sum(gap_final_df * power(noise_sd, 2)) / sum(gap_final_df)) as pooled_sd,
         floor(sum(gap_final_df)) as pooled_df
 
     from compared
@@ -140,8 +140,8 @@ pairs as (
         abs(a.rank_gap - b.rank_gap) as difference,
         case
             when a.sweep_uses_games
-                then sqrt(((a.game_gap_ci95_hi - a.game_gap_ci95_lo) / 3.919928) ^ 2
-                          + ((b.game_gap_ci95_hi - b.game_gap_ci95_lo) / 3.919928) ^ 2)
+                then sqrt(power((a.game_gap_ci95_hi - a.game_gap_ci95_lo) / 3.919928, 2)
+                          + power((b.game_gap_ci95_hi - b.game_gap_ci95_lo) / 3.919928, 2))
             else sweep_noise.pooled_sd * sqrt(a.gap_final_variance_factor + b.gap_final_variance_factor)
         end as difference_se,
         case
@@ -194,7 +194,7 @@ ties as (
 
     select
         run_id,
-        list(other_run_name order by other_rank) as tied_with
+        {{ list_agg_ordered('other_run_name', 'other_rank') }} as tied_with
 
     from pair_tests
     where test_df is null or not difference_se > 0  -- a missing or zero standard error cannot separate
@@ -221,7 +221,7 @@ final as (
         ranked.game_gap,
         ranked.game_gap_ci95_lo,
         ranked.game_gap_ci95_hi,
-        coalesce(ties.tied_with, []) as tied_with
+        coalesce(ties.tied_with, {{ empty_text_list() }}) as tied_with
 
     from ranked
     left join ties

@@ -16,10 +16,8 @@ config_nodes (run_id, config_key, value_json, json_type) as (
         entry.value,
         entry.type
 
-    from runs,
-        json_each(runs.config_json) as entry
-    where json_valid(runs.config_json)
-        and json_type(runs.config_json) = 'OBJECT'
+    from {{ json_object_entries('runs', 'runs.config_json', 'entry') }}
+    where {{ json_is_object('runs.config_json') }}
         -- wandb's own bookkeeping (versions, runtime) differs between every run
         and entry.key <> '_wandb'
 
@@ -31,8 +29,7 @@ config_nodes (run_id, config_key, value_json, json_type) as (
         entry.value,
         entry.type
 
-    from config_nodes,
-        json_each(config_nodes.value_json) as entry
+    from {{ json_object_entries('config_nodes', 'config_nodes.value_json', 'entry') }}
     where config_nodes.json_type = 'OBJECT'
 
 ),
@@ -42,16 +39,16 @@ final as (
     select
         run_id,
         config_key,
-        cast(value_json as varchar) as value_json,
+        cast(value_json as {{ type_text() }}) as value_json,
         case
-            when json_type = 'VARCHAR' then value_json ->> '$'
-            else cast(value_json as varchar)
+            when json_type = 'VARCHAR' then {{ json_text('value_json', '$') }}
+            else cast(value_json as {{ type_text() }})
         end as value_text
 
     from config_nodes
     -- an object is represented by its leaves; an empty one is a leaf itself
     where json_type <> 'OBJECT'
-        or cast(value_json as varchar) = '{}'
+        or cast(value_json as {{ type_text() }}) = '{}'
 
 )
 

@@ -21,7 +21,7 @@ affected_runs as (
 ),
 {% endif %}
 
-history as not materialized (
+history {{ cte_not_materialized() }} (
 
     select * from {{ ref('stg_wandb__history') }}
     {% if is_incremental() %}
@@ -46,8 +46,8 @@ summaries as (
         -- statistics over finite values only: DuckDB aggregates propagate NaN
         min(step) filter (where is_finite) as first_step,
         max(step) filter (where is_finite) as last_step,
-        arg_min(value, step) filter (where is_finite) as first_value,
-        arg_max(value, step) filter (where is_finite) as last_value,
+        {{ value_at_min('value', 'step') }} filter (where is_finite) as first_value,
+        {{ value_at_max('value', 'step') }} filter (where is_finite) as last_value,
         min(value) filter (where is_finite) as min_value,
         max(value) filter (where is_finite) as max_value,
         avg(value) filter (where is_finite) as mean_value

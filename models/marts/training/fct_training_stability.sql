@@ -35,7 +35,7 @@ runs as (
 
 ),
 
-history as not materialized (
+history {{ cte_not_materialized() }} (
 
     select * from {{ ref('stg_wandb__history') }}
     {% if is_incremental() %}
@@ -89,10 +89,10 @@ kl as (
     select
         run_id,
         avg(value) filter (where is_finite) as kl_mean,
-        quantile_cont(value, 0.95) filter (where is_finite) as kl_p95,
+        {{ quantile_exact('value', 0.95) }} filter (where is_finite) as kl_p95,
         max(value) filter (where is_finite) as kl_max,
         -- +Inf is the largest spike there is; NaN is no reading at all
-        count(*) filter (where value > {{ var('kl_spike_min') }} and not isnan(value)) as kl_spike_steps,
+        count(*) filter (where value > {{ var('kl_spike_min') }} and not {{ is_nan('value') }}) as kl_spike_steps,
         count(*) filter (where is_finite and value < {{ var('kl_stable_max') }})
             / nullif(count(*) filter (where is_finite), 0) as kl_stable_share,
         count(*) filter (where not is_finite) as non_finite_kl
@@ -107,7 +107,7 @@ grad_norm as (
 
     select
         run_id,
-        quantile_cont(value, 0.95) filter (where is_finite) as grad_norm_p95,
+        {{ quantile_exact('value', 0.95) }} filter (where is_finite) as grad_norm_p95,
         max(value) filter (where is_finite) as grad_norm_max,
         count(*) filter (where is_finite and value >= {{ var('grad_norm_max') }}) as grad_norm_over_steps,
         count(*) filter (where not is_finite) as non_finite_grad_norm
@@ -209,7 +209,7 @@ clip_ratio as (
     select
         run_id,
         avg(value) filter (where is_finite) as clip_ratio_mean,
-        quantile_cont(value, 0.95) filter (where is_finite) as clip_ratio_p95,
+        {{ quantile_exact('value', 0.95) }} filter (where is_finite) as clip_ratio_p95,
         max(value) filter (where is_finite) as clip_ratio_max
 
     from canonical_values

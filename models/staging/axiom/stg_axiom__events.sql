@@ -22,7 +22,7 @@
 with
 
 -- Read three times below; never materialized (that would copy every column).
-source as not materialized (
+source {{ cte_not_materialized() }} (
 
     select * from {{ source('axiom', 'axiom_events') }}
     {% if is_incremental() and execute %}
@@ -55,7 +55,7 @@ stored_keys as (
 -- dedupe), so a full build never sorts 50M wide rows (memory, spill).
 repeated_keys as (
 
-    select hash(event_key) as key_hash
+    select {{ hash64(['event_key']) }} as key_hash
     from source
     group by key_hash
     having count(*) > 1
@@ -66,13 +66,13 @@ deduplicated as (
 
     select *
     from source
-    where hash(event_key) not in (select key_hash from repeated_keys)
+    where {{ hash64(['event_key']) }} not in (select key_hash from repeated_keys)
 
     union all
 
     select *
     from source
-    where hash(event_key) in (select key_hash from repeated_keys)
+    where {{ hash64(['event_key']) }} in (select key_hash from repeated_keys)
     qualify row_number() over (
         partition by event_key
         order by batch_id, time, source, line, record
@@ -97,7 +97,7 @@ extracted as (
         event_key as event_id,
         coalesce(
             time,
-            try_cast({{ events_parsed('time') }} as timestamptz)
+            try_cast({{ events_parsed('time') }} as {{ type_timestamptz() }})
         ) as event_at,
 
         {{ events_parsed_lower('event') }} as event_name,
@@ -147,7 +147,7 @@ extracted as (
                     then 'an extraction needs both orders_expected and orders_extracted'
                 when orders_expected < 0 or orders_extracted < 0 then 'orders counts are negative'
                 when orders_extracted > orders_expected
-                    then format('orders_extracted {} > orders_expected {}', orders_extracted, orders_expected)
+                    then {{ format_text('orders_extracted {} > orders_expected {}', ['orders_extracted', 'orders_expected']) }}
             end
 {%- endset %}
 classified as (

@@ -24,7 +24,7 @@ final as (
         cast(value as double) as value,
         -- NaN, ±Inf and missing values are kept but flagged: DuckDB aggregates
         -- propagate NaN, so every statistic downstream filters on this.
-        coalesce(isfinite(value), false) as is_finite,
+        coalesce({{ is_finite('value') }}, false) as is_finite,
         batch_id
 
     from source
