@@ -1,6 +1,6 @@
 {#- A SQL text literal for a value from dbt_project.yml vars (quotes doubled). -#}
 {% macro wb_text_literal(value) -%}
-    '{{ value | string | replace("'", "''") }}'
+    {{ sql_string_literal(value | string) }}
 {%- endmacro %}
 
 

@@ -119,7 +119,23 @@
 
 {#- A Python/Jinja string as a SQL string literal. -#}
 {% macro sql_string_literal(text) -%}
+    {{- return(adapter.dispatch('sql_string_literal')(text)) -}}
+{%- endmacro %}
+
+{% macro default__sql_string_literal(text) -%}
     {{- return("'" ~ (text | replace("'", "''")) ~ "'") -}}
+{%- endmacro %}
+
+{#- Spark reads literals raw (spark.sql.parser.escapedStringLiterals, profiles.yml): a doubled
+    quote is two quotes there, so text holding a single quote goes between double quotes. -#}
+{% macro spark__sql_string_literal(text) -%}
+    {%- if "'" not in text -%}
+        {{- return("'" ~ text ~ "'") -}}
+    {%- elif '"' not in text -%}
+        {{- return('"' ~ text ~ '"') -}}
+    {%- else -%}
+        {{- exceptions.raise_compiler_error("Spark SQL cannot write this text as a literal (both quote kinds): " ~ text) -}}
+    {%- endif -%}
 {%- endmacro %}
 
 
@@ -142,7 +158,7 @@
         {%- endset -%}
         {%- set newest = run_query(newest_sql).columns[0].values()[0] -%}
         {%- set record = tojson({'through_batch': newest, 'settings': incremental_settings_hash()}, sort_keys=True) -%}
-        comment on table {{ this }} is '{{ record | replace("'", "''") }}'
+        comment on table {{ this }} is {{ sql_string_literal(record) }}
     {%- endif -%}
 {%- endmacro %}
 
@@ -201,6 +217,6 @@
 {% macro table_generation_mark() -%}
     {%- if execute -%}
         {%- set generation = table_comment().get('generation') or invocation_id -%}
-        comment on table {{ this }} is '{{ tojson({"generation": generation}) | replace("'", "''") }}'
+        comment on table {{ this }} is {{ sql_string_literal(tojson({"generation": generation})) }}
     {%- endif -%}
 {%- endmacro %}

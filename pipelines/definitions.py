@@ -6,9 +6,6 @@ Import this only after the dbt manifest exists (`dagster dev` prepares it;
 
 from __future__ import annotations
 
-import sys
-from pathlib import Path
-
 import dagster as dg
 
 from pipelines.defs.axiom.assets import events_raw
@@ -28,9 +25,11 @@ from pipelines.defs.warehouse.resources import WarehouseResource
 
 def dbt_executable() -> str:
     """The dbt installed next to this Python, so a bare `.venv/bin/python` run (or a
-    `dbtf` elsewhere on PATH) cannot change which dbt builds the warehouse."""
-    candidate = Path(sys.executable).with_name("dbt")
-    return str(candidate) if candidate.exists() else "dbt"
+    `dbtf` elsewhere on PATH) cannot change which dbt builds the warehouse; on the
+    Spark engine (GRPO_ENGINE=spark) its wrapper, pipelines/engine.py."""
+    from pipelines.engine import dbt_executable as for_engine
+
+    return for_engine()
 
 
 ALL_ASSETS = [wandb_raw, events_raw, grpo_dbt_models, warehouse_snapshot]

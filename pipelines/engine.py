@@ -54,6 +54,13 @@ def spark_build_dir(warehouse_root: Path) -> Path:
     return Path(warehouse_root) / "build" / "spark"
 
 
+def build_exists(warehouse) -> bool:
+    """Whether the selected engine's build (database or Spark tables) is there to build on."""
+    if is_spark():
+        return (spark_build_dir(warehouse.root) / RELATIONS_FILE).exists()
+    return warehouse.build_db.exists()
+
+
 def spark_unavailable_reason() -> str | None:
     """Why a local Spark build cannot run here (None when it can)."""
     try:
@@ -167,17 +174,19 @@ def main() -> None:
     """`dbt` on the Spark engine (see the module docstring)."""
     from dbt.cli.main import dbtRunner
 
+    from pipelines.settings import warehouse_root
+
     _install_session_python_models()
+    spark_build_dir(warehouse_root()).mkdir(parents=True, exist_ok=True)  # Derby's log and metastore
     args = sys.argv[1:]
     result = dbtRunner().invoke(args)
     # also after a failed test or model: publishing then reads what did build
     if args and args[0] in ("build", "run"):
         from pyspark.sql import SparkSession
 
-        spark = SparkSession.getActiveSession()
+        # the session dbt-spark made in its worker threads (not "active" in this one)
+        spark = SparkSession._instantiatedSession
         if spark is not None:
-            from pipelines.settings import warehouse_root
-
             _write_relations(spark, warehouse_root())
     if result.exception is not None and not isinstance(result.exception, SystemExit):
         print(result.exception, file=sys.stderr)

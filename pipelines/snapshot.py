@@ -136,8 +136,10 @@ GENERATION_FILE = "table.json"  # in an export folder: the generation of the tab
 def _table_generation(con: duckdb.DuckDBPyConnection, table: str) -> str | None:
     """The generation dbt stamped on `build.main.<table>` (None for a table built before stamps)."""
     found = con.execute(
-        "select json_extract_string(comment, '$.generation') from duckdb_tables() "
-        "where database_name = 'build' and schema_name = 'main' and table_name = ? and json_valid(comment)",
+        "select json_extract_string(comment, '$.generation') from ("
+        " select database_name, schema_name, table_name, comment from duckdb_tables()"
+        " union all select database_name, schema_name, view_name, comment from duckdb_views()"  # a Spark build's
+        ") where database_name = 'build' and schema_name = 'main' and table_name = ? and json_valid(comment)",
         [table],
     ).fetchall()
     return found[0][0] if found and found[0][0] else None
@@ -190,6 +192,17 @@ def _remove(db: Path) -> None:
             p.unlink()
 
 
+def _build_database(warehouse: Warehouse) -> Path:
+    """dbt-duckdb's build database, or for a Spark build its parquet tables as DuckDB views."""
+    from pipelines.engine import is_spark
+
+    if is_spark():
+        from pipelines.spark_publish import bridge_db
+
+        return bridge_db(warehouse.root)
+    return warehouse.build_db
+
+
 def _write_snapshot(warehouse: Warehouse, tmp: Path, manifest_path: Path | None) -> dict[str, int]:
     descriptions = model_descriptions(manifest_path)
     rows: dict[str, int] = {}
@@ -198,7 +211,7 @@ def _write_snapshot(warehouse: Warehouse, tmp: Path, manifest_path: Path | None)
     con = duckdb.connect(str(tmp), config={"memory_limit": build_memory_limit()})
     try:
         con.execute("set TimeZone='UTC'")
-        con.execute(f"attach {_sql_literal(str(warehouse.build_db))} as build (read_only)")
+        con.execute(f"attach {_sql_literal(str(_build_database(warehouse)))} as build (read_only)")
         relations = con.execute(
             "select table_name from information_schema.tables "
             "where table_catalog = 'build' and table_schema = 'main' order by table_name"

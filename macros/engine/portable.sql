@@ -332,10 +332,19 @@
     Java's, whose %g keeps trailing zeros ("0.500000", "1.00000e-05"): they are stripped as C does. -#}
 {% macro printf_number(fmt, x) -%}{{ return(adapter.dispatch('printf_number')(fmt, x)) }}{%- endmacro %}
 {% macro default__printf_number(fmt, x) -%}printf('{{ fmt }}', {{ x }}){%- endmacro %}
+{#- Java rounds the shortest decimal of a double half up, C the exact binary value: the value is
+    first rounded to the printed digits in double arithmetic (as DuckDB's round()), so a
+    decimal tie (0.05192185 -> 0.0519218) comes out as C prints it. -#}
 {% macro spark__printf_number(fmt, x) -%}
+    {%- set digits = fmt[2:-1] | int -%}
     {%- if fmt.endswith('g') -%}
-    (case when {{ x }} is not null then regexp_replace(regexp_replace(format_string('{{ fmt }}', {{ x }}), '(\.[0-9]*?)0+($|e)', '$1$2'), '\.($|e)', '$1') end)
+    {%- set places = 'cast(' ~ (digits - 1) ~ ' - floor(log10(abs(' ~ x ~ '))) as integer)' -%}
+    (case
+        when {{ x }} is null then null
+        when {{ x }} = 0 or not {{ is_finite(x) }} then regexp_replace(regexp_replace(format_string('{{ fmt }}', {{ x }}), '(\.[0-9]*?)0+($|e)', '$1$2'), '\.($|e)', '$1')
+        else regexp_replace(regexp_replace(format_string('{{ fmt }}', {{ round_to_places(x, places) }}), '(\.[0-9]*?)0+($|e)', '$1$2'), '\.($|e)', '$1')
+    end)
     {%- else -%}
-    (case when {{ x }} is not null then format_string('{{ fmt }}', {{ x }}) end)
+    (case when {{ x }} is not null then format_string('{{ fmt }}', {{ round_to_places(x, digits) }}) end)
     {%- endif -%}
 {%- endmacro %}

@@ -65,6 +65,11 @@ def grpo_dbt_models(
 
 def set_tests_since(wh: Warehouse, since: str) -> None:
     """Tell the row-level tests where new rows start (see tests_since_batch in macros/grain_tests.sql)."""
+    from pipelines.engine import is_spark
+
+    if is_spark():  # the Spark build's on-run-start writes it (macros/engine/run_start.sql)
+        os.environ["GRPO_TESTS_SINCE"] = since
+        return
     import duckdb
 
     con = duckdb.connect(str(wh.build_db))
@@ -114,7 +119,9 @@ def _marker(wh: Warehouse) -> Path:
 def built_through(wh: Warehouse) -> str:
     """The newest raw batch the last successful build covered ('' if none or the build DB is gone)."""
     marker = _marker(wh)
-    if not (marker.exists() and wh.build_db.exists()):
+    from pipelines.engine import build_exists
+
+    if not (marker.exists() and build_exists(wh)):
         return ""
     return json.loads(marker.read_text(encoding="utf-8")).get("batch_id", "")
 
