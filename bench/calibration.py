@@ -56,7 +56,8 @@ PROJECT_ROOT = Path(__file__).resolve().parent.parent
 if str(PROJECT_ROOT) not in sys.path:
     sys.path.insert(0, str(PROJECT_ROOT))
 
-from pipelines.warehouse import HISTORY, RUNS, SCHEMAS, Warehouse  # noqa: E402
+from pipelines.raw.layer import Warehouse
+from pipelines.raw.schemas import HISTORY, RUNS, SCHEMAS
 
 PHIS = (0.0, 0.5, 0.8, 0.95)
 SDS = (10.0, 25.0)

@@ -16,7 +16,7 @@ What one library trial does (`Campaign`):
 2. A reference warehouse is built without interruption: ingest A, ingest B.
 3. A trial starts from the matching state (empty for A, the reference after A
    for B), ingests the stage in a child process and SIGKILLs it, either at a
-   named point (`GRPO_TEST_KILL_AT`, see `pipelines.warehouse.KILL_POINTS`) or
+   named point (`GRPO_TEST_KILL_AT`, see `pipelines.raw.crash_points.KILL_POINTS`) or
    after a random delay within the measured duration of that ingest.
 4. Right after the kill, what a reader can see is checked: every `*.parquet`
    under raw/ reads whole, the committed files read, `grpo.duckdb` opens.
@@ -24,7 +24,7 @@ What one library trial does (`Campaign`):
    equal the reference's at that stage row for row (sorted multisets, without
    batch_id/ingested_at), with no duplicate keys, no orphan or temp file.
 
-Publish trials do the same to `pipelines.snapshot.publish` on a synthetic build
+Publish trials do the same to `pipelines.publish.publish` on a synthetic build
 database whose marts change between two builds: after a kill `grpo.duckdb` is
 the old snapshot or the new one, whole and self-consistent, and after the
 re-run it is the new one with nothing left behind.
@@ -64,7 +64,9 @@ if str(PROJECT_ROOT) not in sys.path:
 import duckdb  # noqa: E402
 import pyarrow.parquet as pq  # noqa: E402
 
-from pipelines.warehouse import KILL_ENV, SCHEMAS, Warehouse  # noqa: E402
+from pipelines.raw.crash_points import KILL_ENV
+from pipelines.raw.layer import Warehouse
+from pipelines.raw.schemas import SCHEMAS
 
 # Columns that legitimately differ between two builds of the same data.
 VOLATILE_COLUMNS = {"batch_id", "ingested_at", "evaluated_at", "built_at", "published_at"}
@@ -76,7 +78,7 @@ RAW_KEYS = {
     "axiom_events": ("event_key",),
     "axiom_rejects": ("source", "line"),
 }
-# Named kill points with the pass to kill at, per stage (see pipelines.warehouse.KILL_POINTS).
+# Named kill points with the pass to kill at, per stage (see pipelines.raw.crash_points.KILL_POINTS).
 # Stage A starts from nothing: parquet writes 1-5 are the empty schema files of
 # Warehouse.ensure(), then history (6), runs (7), events (8, 9...), rejects.
 # Stage B starts from the state after A: history (1), runs (2), events (3...).
@@ -107,11 +109,12 @@ PUBLISH_HOOKS = ["publish.copying@1", "publish.copying@2", "publish.before_renam
 ZYGOTE = r"""
 import json, os, signal, sys, time, traceback
 import pandas, pyarrow.pandas_compat  # imported lazily by the first parquet write; paid once here
-from pipelines.ingest import ingest
-from pipelines.snapshot import publish
+from pipelines.ingest.run import ingest
+from pipelines.publish import publish
 from pipelines.sources.ndjson import NdjsonEventSource
 from pipelines.sources.wandb_local import LocalRunSource
-from pipelines.warehouse import KILL_ENV, Warehouse
+from pipelines.raw.crash_points import KILL_ENV
+from pipelines.raw.layer import Warehouse
 
 
 def run(cmd):
@@ -334,7 +337,7 @@ class Zygote:
 
 def reader_problems(root: Path) -> list[str]:
     """What a reader could trip over right now: unreadable parquet, a snapshot that does not open."""
-    from pipelines.queries import open_snapshot
+    from pipelines.answers.sql import open_snapshot
 
     wh = Warehouse(root)
     problems: list[str] = []

@@ -16,7 +16,7 @@ same folder, renamed over the old one). Markers that do not pair up (a begin
 without an end, two begins, an end before any begin) raise `TrackerFileError`
 naming the file and line, and nothing is written.
 
-The extra figures the section needs beyond `queries.retrospective` come from
+The extra figures the section needs beyond `learning.retrospective` come from
 `tracker_extras(con)`: ranks, standard errors and ties (fct_sweep_rankings),
 stability flags (fct_training_stability), the config keys that vary within a
 sweep (fct_sweep_config_variation) and every run's flattened config
@@ -70,7 +70,7 @@ class TrackerFileError(ValueError):
 
 
 def tracker_extras(con: Any) -> dict[str, Any]:
-    """What the tracker shows beyond `queries.retrospective(con)`, as JSON-safe rows.
+    """What the tracker shows beyond `learning.retrospective(con)`, as JSON-safe rows.
 
     Keys: `rankings` (fct_sweep_rankings: run_id, sweep_key, rank, gap_final,
     gap_final_se, is_tie, tied_with, and when built with games ranked_by, game_gap
@@ -82,7 +82,7 @@ def tracker_extras(con: Any) -> dict[str, Any]:
     and `unjoined_event_labels` (fct_event_run_labels: run labels events carry that join
     no W&B run, with their event counts). No query takes user input.
     """
-    from pipelines.queries import clean, rows
+    from pipelines.answers.sql import clean, rows
 
     return clean(
         {
@@ -289,7 +289,7 @@ def render_section(
 ) -> str:
     """The generated text between the markers (markers excluded), lines joined by "\\n", no trailing newline.
 
-    `runs` are `queries.retrospective(con)` rows, `freshness` is `queries.freshness(con)`,
+    `runs` are `learning.retrospective(con)` rows, `freshness` is `lookups.freshness(con)`,
     `extras` is `tracker_extras(con)` (without it, config is read from config_json and
     ranks, standard errors and stability flags are not shown). The text depends only
     on these, never on the clock.
@@ -571,7 +571,7 @@ def update_tracker(
 ) -> bool:
     """Regenerate the marked section of the tracker at `path`; True when the file changed.
 
-    `runs` = `queries.retrospective(con)`, `freshness` = `queries.freshness(con)`,
+    `runs` = `learning.retrospective(con)`, `freshness` = `lookups.freshness(con)`,
     `extras` = `tracker_extras(con)`. See `write_section` for what is kept and raised.
     """
     return write_section(path, render_section(runs, freshness, extras))

@@ -1,7 +1,7 @@
 """Build the dbt project into a temporary warehouse from hand-made raw rows.
 
 Used by mart tests: they write raw rows exactly as the ingest layer would
-(through pipelines.warehouse), run the real `dbt build`, and read marts back.
+(through pipelines.raw), run the real `dbt build`, and read marts back.
 """
 
 from __future__ import annotations
@@ -16,7 +16,8 @@ import duckdb
 import pyarrow as pa
 
 from pipelines.settings import PROJECT_ROOT
-from pipelines.warehouse import SCHEMAS, Warehouse
+from pipelines.raw.layer import Warehouse
+from pipelines.raw.schemas import SCHEMAS
 
 DBT = str(Path(sys.executable).with_name("dbt"))
 

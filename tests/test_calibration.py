@@ -74,7 +74,7 @@ def test_wilson_intervals_match_the_closed_form():
 def test_answers_judge_rates_on_the_same_wilson_interval_as_scipy():
     from scipy import stats
 
-    from pipelines.judging import judge_p95, judge_rate, wilson
+    from pipelines.answers.judging import judge_p95, judge_rate, wilson
 
     for k, n in ((0, 50), (0, 1000), (50, 1000), (190, 200), (1, 2000)):
         lo, hi = stats.binomtest(k, n).proportion_ci(0.95, method="wilson")

@@ -7,7 +7,7 @@ import json
 import pytest
 from click.testing import CliRunner
 
-from pipelines.cli import main
+from pipelines.cli.app import main
 
 COMMANDS = sorted(main.commands)
 

@@ -28,13 +28,14 @@ from pathlib import Path
 import duckdb
 import pytest
 
-from pipelines.ingest import ingest
-from pipelines.snapshot import publish
+from pipelines.ingest.run import ingest
+from pipelines.publish import publish
 from pipelines.sources.ndjson import NdjsonEventSource
 from pipelines.sources.wandb_local import LocalRunSource
 from bench import crash
 from tests.clock import DEMO_END
-from pipelines.warehouse import Warehouse, WarehouseBusyError
+from pipelines.raw.layer import Warehouse
+from pipelines.raw.write_lock import WarehouseBusyError
 
 
 EVENT_LINES = 3000
@@ -207,10 +208,11 @@ def test_readers_never_fail_nor_see_a_torn_snapshot_while_publishes_swap_it_over
 
 INGESTER = r"""
 import json, os, sys, time
-from pipelines.ingest import ingest
+from pipelines.ingest.run import ingest
 from pipelines.sources.ndjson import NdjsonEventSource
 from pipelines.sources.wandb_local import LocalRunSource
-from pipelines.warehouse import Warehouse, WarehouseBusyError
+from pipelines.raw.layer import Warehouse
+from pipelines.raw.write_lock import WarehouseBusyError
 
 root, wandb, events, go, timeout = sys.argv[1], sys.argv[2], sys.argv[3], sys.argv[4], float(sys.argv[5])
 wh = Warehouse(root)

@@ -54,7 +54,7 @@ def test_raw_assets_feed_the_staging_models_so_the_lineage_connects(defs):
 
 
 def test_every_target_and_every_dbt_test_is_an_asset_check(defs):
-    from pipelines.checks import CHECKS
+    from pipelines.answers.target_checks import CHECKS
 
     keys = {k.name for k in defs.resolve_asset_graph().asset_check_keys}
     assert {c.name for c in CHECKS} <= keys
@@ -152,7 +152,7 @@ def test_the_dbt_resource_knows_the_dbt_version_without_running_dbt_and_keeps_da
 
     from dagster_dbt import DbtCliResource
 
-    from pipelines.definitions import dbt_executable
+    from pipelines.defs.dbt.area import dbt_executable
     from pipelines.defs.dbt.project import dbt_project
     from pipelines.defs.dbt.resources import GrpoDbtCliResource
 
@@ -171,7 +171,7 @@ def test_a_damaged_run_file_fails_the_readers_warning_check_and_names_the_file(s
 
     from pipelines.defs.axiom.resources import EventSourcesResource
     from pipelines.defs.wandb.resources import WandbSourcesResource
-    from pipelines.defs.warehouse.raw_assets import INGEST_WARNINGS_KEY
+    from pipelines.defs.warehouse.ingest_materializations import INGEST_WARNINGS_KEY
     from pipelines.defs.warehouse.resources import WarehouseResource
     from pipelines.definitions import build_definitions
 

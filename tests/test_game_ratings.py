@@ -12,7 +12,7 @@ import math
 import numpy as np
 import pytest
 
-from pipelines.warehouse import Warehouse
+from pipelines.raw.layer import Warehouse
 from tests.dbt_harness import dbt_build, query, write_raw
 from tests.independent_stats import logistic_bt_elo, pairwise_rows
 from tests.test_pipeline_marts import EventLog

@@ -15,7 +15,7 @@ import subprocess
 import duckdb
 import pytest
 
-from pipelines.warehouse import Warehouse
+from pipelines.raw.layer import Warehouse
 from tests.dbt_harness import DBT, dbt_command, write_raw
 
 T0 = dt.datetime(2026, 1, 1, tzinfo=dt.UTC)

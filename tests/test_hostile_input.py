@@ -31,7 +31,7 @@ from click.testing import CliRunner, Result
 from wandb.proto.wandb_internal_pb2 import Record
 from wandb_fixtures import record_spans, write_log, write_runs
 
-from pipelines.cli import main
+from pipelines.cli.app import main
 from tests.clock import DEMO_END, DEMO_END_ISO
 
 GRPO = str(Path(sys.executable).with_name("grpo"))

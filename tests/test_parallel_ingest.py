@@ -22,9 +22,12 @@ import pyarrow as pa
 import pytest
 
 from pipelines.demo import generate_demo
-from pipelines.ingest import WORKERS_ENV, IngestReport, ingest, ingest_workers
+from pipelines.ingest.report import IngestReport
+from pipelines.ingest.run import ingest
+from pipelines.ingest.worker_pool import WORKERS_ENV, ingest_workers
 from pipelines.sources.wandb_local import LocalRunSource, read_run_file
-from pipelines.warehouse import HISTORY, HISTORY_OTHER, RESTATED, RUNS, SCHEMAS, Warehouse
+from pipelines.raw.layer import Warehouse
+from pipelines.raw.schemas import HISTORY, HISTORY_OTHER, RESTATED, RUNS, SCHEMAS
 from tests.clock import DEMO_END
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
@@ -270,9 +273,9 @@ def test_the_worker_count_comes_from_the_environment_and_nonsense_is_refused(mon
 
 SLOW_INGEST = r"""
 import sys, time
-from pipelines.ingest import ingest
+from pipelines.ingest.run import ingest
 from pipelines.sources.wandb_local import LocalRunSource, read_run_file
-from pipelines.warehouse import Warehouse
+from pipelines.raw.layer import Warehouse
 
 
 def slow_read(path, after_step):

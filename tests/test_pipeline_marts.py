@@ -16,7 +16,7 @@ from scipy import stats
 import pytest
 
 from pipelines.settings import dbt_vars, event_fields, thresholds
-from pipelines.warehouse import Warehouse
+from pipelines.raw.layer import Warehouse
 from tests.dbt_harness import dbt_build, query, write_raw
 
 T0 = dt.datetime(2024, 5, 1, 10, 0, tzinfo=dt.UTC)

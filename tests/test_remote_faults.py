@@ -31,11 +31,13 @@ from fakes.axiom_server import FakeAxiomServer
 from fakes.wandb_server import FakeRun, FakeWandbServer, make_rows, numeric_points
 
 from bench import crash
-from pipelines.ingest import IngestReport, ingest, totals
+from pipelines.ingest.report import IngestReport
+from pipelines.ingest.run import ingest
+from pipelines.raw.readers import totals
 from pipelines.sources.axiom_api import AxiomEventSource
 from pipelines.sources.errors import SourceError
 from pipelines.sources.wandb_api import WandbApiRunSource
-from pipelines.warehouse import Warehouse
+from pipelines.raw.layer import Warehouse
 
 
 

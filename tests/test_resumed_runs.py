@@ -23,9 +23,10 @@ import duckdb
 import numpy as np
 import pytest
 
-from pipelines.ingest import ingest
+from pipelines.ingest.run import ingest
 from pipelines.sources.wandb_local import LocalRunSource
-from pipelines.warehouse import HISTORY, HISTORY_OTHER, RESTATED, Warehouse
+from pipelines.raw.layer import Warehouse
+from pipelines.raw.schemas import HISTORY, HISTORY_OTHER, RESTATED
 from tests.fakes.wandb_server import FakeRun, FakeWandbServer
 from tests.wandb_fixtures import record_spans, write_runs
 

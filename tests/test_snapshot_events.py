@@ -15,8 +15,8 @@ import json
 import duckdb
 
 from pipelines.settings import dbt_vars
-from pipelines.snapshot import publish
-from pipelines.warehouse import Warehouse
+from pipelines.publish import publish
+from pipelines.raw.layer import Warehouse
 from tests.dbt_harness import dbt_command, write_raw
 
 T0 = dt.datetime(2026, 3, 1, tzinfo=dt.UTC)

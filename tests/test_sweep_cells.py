@@ -18,7 +18,8 @@ import pytest
 from scipy import stats
 
 from pipelines.settings import dbt_vars
-from pipelines.warehouse import HISTORY, RUNS, Warehouse
+from pipelines.raw.layer import Warehouse
+from pipelines.raw.schemas import HISTORY, RUNS
 from tests.dbt_harness import dbt_build, query, write_raw
 from tests.independent_stats import ar1_mean_variance_factor, ar1_trend_fit
 

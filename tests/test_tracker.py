@@ -344,17 +344,17 @@ def warehouse(tmp_path_factory):
     proc = subprocess.run([GRPO, "demo", "--end-time", DEMO_END_ISO, "--json"], cwd=root, env=env,
                           capture_output=True, text=True, timeout=900, check=False)
     assert proc.returncode == 0, proc.stdout + proc.stderr
-    from pipelines import queries
+    from pipelines.answers import learning, lookups, sql
 
-    con = queries.open_snapshot(wh)
+    con = sql.open_snapshot(wh)
     yield con
     con.close()
 
 
 def _inputs(con):
-    from pipelines import queries
+    from pipelines.answers import learning, lookups, sql
 
-    return queries.retrospective(con), queries.freshness(con), tracker_extras(con)
+    return learning.retrospective(con), lookups.freshness(con), tracker_extras(con)
 
 
 def _rows(con, sql):

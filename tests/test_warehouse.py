@@ -7,7 +7,9 @@ import duckdb
 import pyarrow as pa
 import pytest
 
-from pipelines.warehouse import EVENTS, HISTORY, SCHEMAS, Warehouse, WarehouseBusyError
+from pipelines.raw.layer import Warehouse
+from pipelines.raw.schemas import EVENTS, HISTORY, SCHEMAS
+from pipelines.raw.write_lock import WarehouseBusyError
 
 
 def _history(n: int, run_id: str = "r1") -> pa.Table:

@@ -48,7 +48,7 @@ from pipelines.sources.wandb_file import (
     raw_views,
     record_type_number,
 )
-from pipelines.warehouse import UTC_TS
+from pipelines.raw.schemas import UTC_TS
 
 __all__ = ["LocalRunSource", "WandbFileError", "read_run_file", "read_run_segments"]
 

@@ -6,9 +6,9 @@ from collections.abc import Iterator
 import dagster as dg
 
 from pipelines.defs.axiom.resources import EventSourcesResource
-from pipelines.defs.warehouse.raw_assets import results, run_ingest, warnings_check_spec
+from pipelines.defs.warehouse.ingest_materializations import results, run_ingest, warnings_check_spec
 from pipelines.defs.warehouse.resources import WarehouseResource
-from pipelines.warehouse import EVENTS, REJECTS
+from pipelines.raw.schemas import EVENTS, REJECTS
 
 
 @dg.multi_asset(

@@ -5,9 +5,10 @@ import datetime as dt
 import dagster as dg
 
 from pipelines.defs.warehouse.resources import WarehouseResource
-from pipelines.ingest import aggregate
+from pipelines.raw.readers import aggregate
 from pipelines.settings import thresholds
-from pipelines.warehouse import EVENTS, RUNS, Warehouse
+from pipelines.raw.layer import Warehouse
+from pipelines.raw.schemas import EVENTS, RUNS
 
 
 def newest(wh: Warehouse, table: str, column: str) -> dt.datetime | None:

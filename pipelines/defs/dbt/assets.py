@@ -12,7 +12,8 @@ from dagster_dbt import DagsterDbtTranslator, DagsterDbtTranslatorSettings, DbtC
 
 from pipelines.defs.dbt.project import dbt_project
 from pipelines.defs.warehouse.resources import WarehouseResource
-from pipelines.warehouse import Warehouse, write_json_atomic
+from pipelines.raw.atomic_files import write_json_atomic
+from pipelines.raw.layer import Warehouse
 
 
 class GrpoDbtTranslator(DagsterDbtTranslator):

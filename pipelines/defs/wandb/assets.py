@@ -6,9 +6,9 @@ from collections.abc import Iterator
 import dagster as dg
 
 from pipelines.defs.wandb.resources import WandbSourcesResource
-from pipelines.defs.warehouse.raw_assets import results, run_ingest, warnings_check_spec
+from pipelines.defs.warehouse.ingest_materializations import results, run_ingest, warnings_check_spec
 from pipelines.defs.warehouse.resources import WarehouseResource
-from pipelines.warehouse import HISTORY, HISTORY_OTHER, RESTATED, RUNS
+from pipelines.raw.schemas import HISTORY, HISTORY_OTHER, RESTATED, RUNS
 
 
 @dg.multi_asset(

@@ -12,7 +12,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from pipelines.warehouse import Warehouse
+from pipelines.raw.layer import Warehouse
 
 
 @dataclass
@@ -93,7 +93,7 @@ def run_build_job(
             err = getattr(data, "error", None)
             if err is not None:
                 errors.append(_first_line(err))
-    from pipelines.defs.warehouse.raw_assets import INGEST_WARNINGS_KEY
+    from pipelines.defs.warehouse.ingest_materializations import INGEST_WARNINGS_KEY
 
     checks, warnings = [], []
     for ev in result.all_events:

@@ -11,6 +11,12 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+import duckdb
+
+from pipelines.answers.lookups import freshness
+from pipelines.answers.sql import clean, rows
+from pipelines.settings import target_actions
+
 
 @dataclass(frozen=True)
 class CheckDef:
@@ -54,3 +60,57 @@ def outcomes_for(con: Any, check: CheckDef) -> list[dict[str, Any]]:
     )
     names = [d[0] for d in cur.description]
     return [dict(zip(names, row)) for row in cur.fetchall()]
+
+
+def action(target: str) -> dict[str, str] | None:
+    """The playbook's action for a missed target (target_actions in dbt_project.yml), as {action, next}."""
+    found = target_actions().get(target)
+    return {"action": found.action, "next": found.next} if found else None
+
+
+def check(con: duckdb.DuckDBPyConnection) -> dict[str, Any]:
+
+    names = {(c.check_name, c.subject_type): c.name for c in CHECKS}
+    targets = {(c.check_name, c.subject_type): c.target for c in CHECKS}
+    actions = target_actions()
+    out = rows(
+        con,
+        "select check_name, subject_type, subject, subject_label, value, threshold, comparison, passed, outcome, severity, "
+        "observed_label, expected_label, n_observations, ci95_lo, ci95_hi "
+        "from fct_check_outcomes order by outcome = 'pass', outcome = 'inconclusive', severity, check_name, subject",
+    )
+    return clean(
+        {
+            "checks": [
+                {
+                    "name": names.get((r["check_name"], r["subject_type"]), r["check_name"]),
+                    "metric": r["check_name"],
+                    "subject_type": r["subject_type"],
+                    "subject": r["subject_label"] or r["subject"],
+                    "subject_id": r["subject"],
+                    "passed": r["passed"],
+                    "outcome": r["outcome"],
+                    "n": r["n_observations"],
+                    "ci95": [r["ci95_lo"], r["ci95_hi"]] if r["ci95_lo"] is not None else None,
+                    "severity": r["severity"],
+                    "value": r["value"],
+                    "threshold": r["threshold"],
+                    "comparison": r["comparison"],
+                    "observed": r["observed_label"],
+                    "expected": r["expected_label"],
+                    "action": _check_action(actions, targets.get((r["check_name"], r["subject_type"])), r),
+                }
+                for r in out
+            ],
+            "freshness": freshness(con),
+        }
+    )
+
+
+def _check_action(actions: dict, target: str | None, r: dict[str, Any]) -> dict[str, str] | None:
+    """The playbook's action for a failing check, its next command naming the run where it needs one."""
+    found = actions.get(target) if target and r["outcome"] == "fail" else None
+    if found is None:
+        return None
+    subject = r["subject_label"] or r["subject"]
+    return {"action": found.action, "next": found.next.replace("RUN", subject) if r["subject_type"] == "run" else found.next}

@@ -6,7 +6,7 @@ from collections.abc import Iterator
 import dagster as dg
 import duckdb
 
-from pipelines.checks import CHECKS, outcomes_for
+from pipelines.answers.target_checks import CHECKS, outcomes_for
 from pipelines.settings import target_actions
 from pipelines.defs.warehouse.assets import SNAPSHOT_KEY
 from pipelines.defs.warehouse.resources import WarehouseResource

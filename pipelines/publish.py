@@ -22,7 +22,11 @@ from pathlib import Path
 import duckdb
 
 from pipelines.settings import build_memory_limit
-from pipelines.warehouse import write_json_atomic, new_batch_id, EVENTS, HISTORY, HISTORY_OTHER, REJECTS, RESTATED, RUNS, Warehouse, _fsync_dir, kill_point
+from pipelines.raw.atomic_files import fsync_dir, write_json_atomic
+from pipelines.raw.batches import new_batch_id
+from pipelines.raw.crash_points import kill_point
+from pipelines.raw.layer import Warehouse
+from pipelines.raw.schemas import EVENTS, HISTORY, HISTORY_OTHER, REJECTS, RESTATED, RUNS
 
 # Big row-level staging relations stay out of the copy: the history is served
 # by the raw parquet views below, the typed events by immutable per-batch
@@ -179,7 +183,7 @@ def publish(warehouse: Warehouse, manifest_path: Path | None = None) -> dict[str
         raise
     kill_point("publish.before_rename")
     os.replace(tmp, warehouse.snapshot_db)
-    _fsync_dir(root)  # the rename itself survives a power cut
+    fsync_dir(root)  # the rename itself survives a power cut
     kill_point("publish.after_rename")
     return rows
 
@@ -208,7 +212,7 @@ def _write_snapshot(warehouse: Warehouse, tmp: Path, manifest_path: Path | None)
                 continue
             con.execute(f"create table {_quote_ident(name)} as select * from build.main.{_quote_ident(name)}")
             rows[name] = int(con.execute(f"select count(*) from {_quote_ident(name)}").fetchall()[0][0])
-            kill_point("publish.copying")  # test hook, see pipelines.warehouse.KILL_ENV
+            kill_point("publish.copying")  # test hook, see pipelines.raw.crash_points
         # A build without the events model (e.g. a partial selection) publishes none.
         has_events = (EVENTS_RELATION,) in relations
         event_files = _export_events(con, warehouse) if has_events else []

@@ -6,9 +6,11 @@ from collections.abc import Iterator, Sequence
 
 import dagster as dg
 
-from pipelines.ingest import IngestReport, aggregate, ingest
+from pipelines.ingest.report import IngestReport
+from pipelines.ingest.run import ingest
+from pipelines.raw.readers import aggregate
 from pipelines.sources.base import EventSource, RunSource
-from pipelines.warehouse import Warehouse
+from pipelines.raw.layer import Warehouse
 
 
 def run_ingest(

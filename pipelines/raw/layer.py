@@ -1,0 +1,172 @@
+"""The raw layer: append-only parquet batches, committed atomically.
+
+Layout under the warehouse root (see warehouse/README.md)::
+
+    raw/<table>/schema.parquet            empty, typed: readers see an empty table, not an error
+    raw/<table>/batch-<batch_id>-<n>.parquet
+    raw/_batches/<batch_id>.json          commit record, written last
+    build/warehouse.duckdb                dbt's private build database
+    grpo.duckdb                           the published read-only snapshot
+
+Every data file is written to a temporary name and renamed into place, so a
+reader never sees half a file. A batch counts only once its commit record
+exists: whoever next takes the write lock (an ingest, a dbt build, a publish)
+deletes data files of uncommitted (crashed) batches first, readers of the
+published snapshot read only committed files (`Warehouse.committed_files`), and
+the incremental state (steps per run, lines per file) is folded from commit
+records only. Together this makes ingest crash-safe and idempotent.
+tests/test_crash_safety.py kills ingests and publishes at every step (through
+the GRPO_TEST_KILL_AT hook of `pipelines.raw.crash_points`, a no-op unless a test sets it) to prove it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from pipelines.raw import write_lock
+from pipelines.raw.atomic_files import write_parquet_atomic
+from pipelines.raw.batches import IngestState, RawBatch, batch_id_of, fold_state
+from pipelines.raw.crash_points import kill_point
+from pipelines.raw.schemas import SCHEMAS
+
+
+class Warehouse:
+    def __init__(self, root: str | os.PathLike) -> None:
+        self.root = Path(root).resolve()
+        self.orphans_removed: list[Path] = []
+
+    # --- paths -------------------------------------------------------------
+    @property
+    def raw(self) -> Path:
+        return self.root / "raw"
+
+    @property
+    def batches_dir(self) -> Path:
+        return self.raw / "_batches"
+
+    @property
+    def build_db(self) -> Path:
+        return self.root / "build" / "warehouse.duckdb"
+
+    @property
+    def snapshot_db(self) -> Path:
+        return self.root / "grpo.duckdb"
+
+    def table_dir(self, table: str) -> Path:
+        return self.raw / table
+
+    def table_glob(self, table: str) -> str:
+        return str(self.table_dir(table) / "*.parquet")
+
+    # --- setup ---------------------------------------------------------------
+    def ensure(self) -> Warehouse:
+        """Create the layout; each raw table gets an empty typed schema file."""
+        for table, schema in SCHEMAS.items():
+            d = self.table_dir(table)
+            d.mkdir(parents=True, exist_ok=True)
+            schema_file = d / "schema.parquet"
+            if not schema_file.exists():
+                write_parquet_atomic(schema.empty_table(), schema_file)
+        self.batches_dir.mkdir(parents=True, exist_ok=True)
+        self.build_db.parent.mkdir(parents=True, exist_ok=True)
+        return self
+
+    def lock(
+        self,
+        timeout_s: float = 0.0,
+        purpose: str = "ingest",
+        *,
+        wait_for_build_db: bool = True,
+        on_wait: Callable[[str], None] | None = None,
+    ) -> contextlib.AbstractContextManager[None]:
+        """Exclusive write lock over the warehouse (one ingest or build at a time).
+
+        Waits up to `timeout_s`, then raises WarehouseBusyError naming the holder;
+        `on_wait` hears once, when waiting starts, who holds it.
+        With `wait_for_build_db` (for dbt builds and publishes; a raw ingest
+        does not touch the build database) it also waits until no other
+        process has the build database open.
+        Once it holds the lock it removes orphans (see clean_orphans); the removed
+        paths are left in `self.orphans_removed`.
+        """
+        self.root.mkdir(parents=True, exist_ok=True)
+        path = self.root / ".lock"
+        fh = open(path, "a+", encoding="utf-8")
+        return write_lock.hold(self, timeout_s, purpose, wait_for_build_db=wait_for_build_db, on_wait=on_wait)
+
+    # --- batches -------------------------------------------------------------
+    def committed_batches(self) -> list[dict[str, Any]]:
+        if not self.batches_dir.exists():
+            return []
+        records = []
+        for p in sorted(self.batches_dir.glob("*.json")):
+            with open(p, encoding="utf-8") as fh:
+                records.append(json.load(fh))
+        return records
+
+    def clean_orphans(self) -> list[Path]:
+        """Delete data files of batches that never committed, and stray temp files.
+
+        Call only while holding the lock.
+        """
+        committed = {p.stem for p in self.batches_dir.glob("*.json")} if self.batches_dir.exists() else set()
+        removed: list[Path] = []
+
+        def remove(p: Path) -> None:
+            p.unlink(missing_ok=True)
+            removed.append(p)
+            kill_point("cleanup.after_first_removal")
+
+        # Temp files are named .<name>.<pid>.tmp: only a dead writer's are removed,
+        # as ensure() (outside the lock) may be writing a schema file right now.
+        for table in SCHEMAS:
+            d = self.table_dir(table)
+            if not d.exists():
+                continue
+            for p in d.iterdir():
+                if p.name.endswith(".tmp"):
+                    if not write_lock.tmp_writer_alive(p.name, ".tmp"):
+                        remove(p)
+                elif p.name.startswith("batch-") and batch_id_of(p) not in committed:
+                    remove(p)
+        if self.batches_dir.exists():
+            for p in self.batches_dir.glob(".*.tmp"):
+                if not write_lock.tmp_writer_alive(p.name, ".tmp"):
+                    remove(p)
+        # A snapshot publish that died leaves its temp database (and WAL) in the
+        # root, .grpo.duckdb.<pid>.tmp[.wal], and maybe a half-written export
+        # under published/ (.<name>.<pid>.tmp).
+        if self.root.exists():
+            for p in self.root.glob(f".{self.snapshot_db.name}.*.tmp*"):
+                if not write_lock.tmp_writer_alive(p.name, ".tmp.wal" if p.name.endswith(".wal") else ".tmp"):
+                    remove(p)
+        published = self.root / "published"
+        if published.exists():
+            for p in published.rglob(".*.tmp"):
+                if not write_lock.tmp_writer_alive(p.name, ".tmp"):
+                    remove(p)
+        return removed
+
+    def committed_files(self, table: str, records: list[dict[str, Any]] | None = None) -> list[Path]:
+        """The files of `table` that belong to committed batches, plus its schema file.
+
+        What a reader should read: unlike the `*.parquet` glob it never includes
+        a batch still being written or one whose writer died before committing.
+        """
+        d = self.table_dir(table)
+        files = [d / "schema.parquet"]
+        for record in self.committed_batches() if records is None else records:
+            files.extend(d / name for name in (record.get("files") or {}).get(table, []))
+        return files
+
+    def state(self) -> IngestState:
+        return fold_state(self.committed_batches())
+
+    def batch(self) -> RawBatch:
+        return RawBatch(self)
+
