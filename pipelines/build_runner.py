@@ -11,6 +11,7 @@ import os
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from pipelines.raw.layer import Warehouse
 
@@ -116,3 +117,29 @@ def _first_line(err) -> str:
     text = re.sub(r"\x1b\[[0-9;]*m", "", node.message or "")
     lines = [ln.strip() for ln in text.splitlines() if ln.strip()]
     return lines[0][:400] if lines else "unknown error"
+
+
+def build_with_summary(warehouse: Warehouse, **kwargs: Any) -> dict[str, Any]:
+    """`run_build_job`, summarised as `grpo ingest --json` / `grpo demo --json` print it: the raw
+    layer's totals, what this build added, its outcome and the check counts."""
+    from pipelines.raw.readers import totals
+
+    before = totals(warehouse)
+    outcome = run_build_job(warehouse, **kwargs)
+    after = totals(warehouse)
+    return {
+        **after,
+        "new_runs": after["runs"] - before["runs"],
+        "new_history_rows": after["history_rows"] - before["history_rows"],
+        "new_events": after["events"] - before["events"],
+        "new_rejected": after["rejected"] - before["rejected"],
+        "warehouse": str(warehouse.root),
+        "success": outcome.success,
+        "errors": outcome.errors,
+        "warnings": outcome.warnings,
+        "build_log": str(outcome.log_path),
+        "checks": {
+            "passed": sum(1 for c in outcome.check_results if c["passed"]),
+            "failed": sum(1 for c in outcome.check_results if not c["passed"]),
+        },
+    }

@@ -114,3 +114,16 @@ def _check_action(actions: dict, target: str | None, r: dict[str, Any]) -> dict[
         return None
     subject = r["subject_label"] or r["subject"]
     return {"action": found.action, "next": found.next.replace("RUN", subject) if r["subject_type"] == "run" else found.next}
+
+
+def tally(checks: list[dict[str, Any]]) -> dict[str, int]:
+    """How many of `check`'s subjects passed, failed (error / warning severity) and were inconclusive;
+    a failed error-severity subject is what makes `grpo check` exit 1."""
+    failed = [x for x in checks if x["outcome"] == "fail"]
+    failed_error = sum(1 for x in failed if x["severity"] == "error")
+    return {
+        "passed": sum(1 for x in checks if x["outcome"] == "pass"),
+        "failed_error": failed_error,
+        "failed_warn": len(failed) - failed_error,
+        "inconclusive": sum(1 for x in checks if x["outcome"] == "inconclusive"),
+    }

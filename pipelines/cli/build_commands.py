@@ -15,13 +15,11 @@ from pipelines.cli.render import esc, table
 def run_job(ctx, as_json: bool, **sources) -> dict[str, Any]:
     from rich.status import Status
 
-    from pipelines.raw.readers import totals
-    from pipelines.build_runner import run_build_job
+    from pipelines.build_runner import build_with_summary
     from pipelines.raw.layer import Warehouse
     from pipelines.raw.write_lock import LOCK_WAIT_MESSAGE
 
     wh = Warehouse(root_of(ctx)).ensure()
-    before = totals(wh)
     console = new_console() if not as_json else None
     status = Status("starting…", console=new_console()) if console else None
     if status:
@@ -34,28 +32,10 @@ def run_job(ctx, as_json: bool, **sources) -> dict[str, Any]:
             status.update(msg)
 
     try:
-        outcome = run_build_job(wh, on_message=on_message, **sources)
+        return build_with_summary(wh, on_message=on_message, **sources)
     finally:
         if status:
             status.stop()
-    after = totals(wh)
-    summary = {
-        **after,
-        "new_runs": after["runs"] - before["runs"],
-        "new_history_rows": after["history_rows"] - before["history_rows"],
-        "new_events": after["events"] - before["events"],
-        "new_rejected": after["rejected"] - before["rejected"],
-        "warehouse": str(wh.root),
-        "success": outcome.success,
-        "errors": outcome.errors,
-        "warnings": outcome.warnings,
-        "build_log": str(outcome.log_path),
-        "checks": {
-            "passed": sum(1 for c in outcome.check_results if c["passed"]),
-            "failed": sum(1 for c in outcome.check_results if not c["passed"]),
-        },
-    }
-    return summary
 
 
 def print_ingest_summary(summary: dict[str, Any]) -> None:

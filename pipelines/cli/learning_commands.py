@@ -218,19 +218,23 @@ def metrics(con, run_text: str, all_metrics: bool, as_json: bool) -> None:
         c.print(f"  {esc(ans['reason'])}")
     s = ans["stability"]
     if s:
-        spikes_ok = None if s.get("kl_spike_steps") is None else s["kl_spike_steps"] <= t.kl_spike_steps_allowed
+        def holds(flag: str, breach: bool = True) -> bool | None:
+            """The mart's judgment (fct_training_stability): a `has_*` flag breaches its target when true."""
+            value = s.get(flag)
+            return None if value is None else (not value if breach else bool(value))
+
         c.print(
             table(
                 "Stability against the targets",
                 ["measure", "value", "target", ""],
                 [
-                    ["KL p95", s.get("kl_p95"), f"< {t.kl_stable_max}", mark(None if s.get("kl_p95") is None else s["kl_p95"] < t.kl_stable_max)],
-                    ["KL spike steps", s.get("kl_spike_steps"), f"≤ {t.kl_spike_steps_allowed} above {t.kl_spike_min}", mark(spikes_ok)],
-                    ["grad norm max", s.get("grad_norm_max"), f"< {t.grad_norm_max:g}", mark(None if s.get("grad_norm_max") is None else s["grad_norm_max"] < t.grad_norm_max)],
+                    ["KL p95", s.get("kl_p95"), f"< {t.kl_stable_max}", mark(holds("is_kl_stable", breach=False))],
+                    ["KL spike steps", s.get("kl_spike_steps"), f"≤ {t.kl_spike_steps_allowed} above {t.kl_spike_min}", mark(holds("has_kl_spikes"))],
+                    ["grad norm max", s.get("grad_norm_max"), f"< {t.grad_norm_max:g}", mark(holds("has_grad_norm_over_target"))],
                     ["non-finite values", s.get("non_finite_values"), "0", mark(None if s.get("non_finite_values") is None else s["non_finite_values"] == 0)],
                     ["entropy late / early", s.get("entropy_late_to_early"),
                      f"≥ {t.entropy_collapse_fraction:g} (means of the first and last {t.entropy_window} values)",
-                     mark(None if s.get("has_entropy_collapse") is None else not s["has_entropy_collapse"])],
+                     mark(holds("has_entropy_collapse"))],
                     ["entropy early → late", arrow(s.get("entropy_early"), s.get("entropy_late")), "", ""],
                     ["clip ratio mean / max", arrow(s.get("clip_ratio_mean"), s.get("clip_ratio_max"), " / "), "", ""],
                     ["response length early → late", arrow(s.get("response_length_early"), s.get("response_length_late")), "", ""],

@@ -31,17 +31,16 @@ def check_cmd(ctx, show_all: bool, as_json: bool) -> None:
         return target_checks.check(con)
 
     ans = run()
-    failing_error = [x for x in ans["checks"] if x["outcome"] == "fail" and x["severity"] == "error"]
+    tally = target_checks.tally(ans["checks"])
     if as_json:
         emit_json(ans)
     else:
         c = new_console()
         failed = [x for x in ans["checks"] if x["outcome"] == "fail"]
-        inconclusive = [x for x in ans["checks"] if x["outcome"] == "inconclusive"]
         c.print(
-            f"{sum(1 for x in ans['checks'] if x['outcome'] == 'pass')} passed, [red]{len(failing_error)} failed (error)[/], "
-            f"[yellow]{len(failed) - len(failing_error)} failed (warning)[/], "
-            f"[dim]{len(inconclusive)} inconclusive (too few observations, or an interval straddling the target)[/]"
+            f"{tally['passed']} passed, [red]{tally['failed_error']} failed (error)[/], "
+            f"[yellow]{tally['failed_warn']} failed (warning)[/], "
+            f"[dim]{tally['inconclusive']} inconclusive (too few observations, or an interval straddling the target)[/]"
         )
         shown = ans["checks"] if show_all else failed
         if shown:
@@ -53,7 +52,7 @@ def check_cmd(ctx, show_all: bool, as_json: bool) -> None:
                 seen.add(x["name"])
                 action_line(c, x["action"], x["name"])
         c.print(freshness_line(ans["freshness"]))
-    ctx.exit(EXIT_FAILED_CHECK if failing_error else EXIT_OK)
+    ctx.exit(EXIT_FAILED_CHECK if tally["failed_error"] else EXIT_OK)
 
 
 @click.command("sql")
