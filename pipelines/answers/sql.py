@@ -62,8 +62,20 @@ def one(con: duckdb.DuckDBPyConnection, sql: str, params: list | None = None) ->
     return r[0] if r else None
 
 
+# Values JSON takes as they are: the bulk of every answer (a full-scale `grpo check` cleans
+# ~500k of them), so they are recognised by one set lookup before any isinstance chain.
+_PLAIN_TYPES = frozenset({str, int, bool, type(None)})
+
+
 def clean(value: Any) -> Any:
     """JSON-safe values: NaN/±Inf become null, timestamps ISO-8601 UTC, decimals floats."""
+    kind = type(value)
+    if kind in _PLAIN_TYPES:
+        return value
+    if kind is dict:
+        return {k: clean(v) for k, v in value.items()}
+    if kind is list:
+        return [clean(v) for v in value]
     if isinstance(value, float):
         return None if not math.isfinite(value) else value
     if isinstance(value, dt.datetime):

@@ -16,7 +16,7 @@ from pipelines.raw.crash_points import kill_point
 from pipelines.raw.schemas import SCHEMAS, UTC_TS
 
 if TYPE_CHECKING:
-    from pipelines.raw.layer import Warehouse
+    from pipelines.raw.paths import WarehousePaths
 
 def new_batch_id(now: dt.datetime | None = None) -> str:
     """A sortable, unique batch id: UTC time to the microsecond plus randomness."""
@@ -57,7 +57,7 @@ def fold_state(records: list[dict[str, Any]]) -> IngestState:
     return state
 
 
-def _next_batch_id(warehouse: Warehouse) -> str:
+def _next_batch_id(warehouse: WarehousePaths) -> str:
     """A new batch id that sorts after every committed one.
 
     State is folded from commit records in batch-id order, so a wall clock that
@@ -83,7 +83,7 @@ def batch_id_of(path: Path) -> str:
 class RawBatch:
     """One ingest's worth of raw files, committed together (or not at all)."""
 
-    def __init__(self, warehouse: Warehouse) -> None:
+    def __init__(self, warehouse: WarehousePaths) -> None:
         self.warehouse = warehouse
         self.batch_id = _next_batch_id(warehouse)
         self.ingested_at = dt.datetime.now(dt.UTC)

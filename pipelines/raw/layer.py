@@ -1,13 +1,5 @@
 """The raw layer: append-only parquet batches, committed atomically.
 
-Layout under the warehouse root (see warehouse/README.md)::
-
-    raw/<table>/schema.parquet            empty, typed: readers see an empty table, not an error
-    raw/<table>/batch-<batch_id>-<n>.parquet
-    raw/_batches/<batch_id>.json          commit record, written last
-    build/warehouse.duckdb                dbt's private build database
-    grpo.duckdb                           the published read-only snapshot
-
 Every data file is written to a temporary name and renamed into place, so a
 reader never sees half a file. A batch counts only once its commit record
 exists: whoever next takes the write lock (an ingest, a dbt build, a publish)
@@ -22,48 +14,31 @@ the GRPO_TEST_KILL_AT hook of `pipelines.raw.crash_points`, a no-op unless a tes
 from __future__ import annotations
 
 import contextlib
-import json
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any
 
 from pipelines.raw import write_lock
 from pipelines.raw.atomic_files import write_parquet_atomic
 from pipelines.raw.batches import IngestState, RawBatch, batch_id_of, fold_state
 from pipelines.raw.crash_points import kill_point
+from pipelines.raw.paths import WarehousePaths
 from pipelines.raw.schemas import SCHEMAS
 
 
-class Warehouse:
+class Warehouse(WarehousePaths):
+    """A warehouse directory and the raw layer's writes: its layout, the write lock, orphan cleanup, batches and state."""
+
     def __init__(self, root: str | os.PathLike) -> None:
-        self.root = Path(root).resolve()
+        super().__init__(root)
         self.orphans_removed: list[Path] = []
 
-    # --- paths -------------------------------------------------------------
-    @property
-    def raw(self) -> Path:
-        return self.root / "raw"
 
-    @property
-    def batches_dir(self) -> Path:
-        return self.raw / "_batches"
 
-    @property
-    def build_db(self) -> Path:
-        return self.root / "build" / "warehouse.duckdb"
 
-    @property
-    def snapshot_db(self) -> Path:
-        return self.root / "grpo.duckdb"
 
-    def table_dir(self, table: str) -> Path:
-        return self.raw / table
 
-    def table_glob(self, table: str) -> str:
-        return str(self.table_dir(table) / "*.parquet")
 
-    # --- setup ---------------------------------------------------------------
     def ensure(self) -> Warehouse:
         """Create the layout; each raw table gets an empty typed schema file."""
         for table, schema in SCHEMAS.items():
@@ -76,6 +51,7 @@ class Warehouse:
         self.build_db.parent.mkdir(parents=True, exist_ok=True)
         return self
 
+    @contextlib.contextmanager
     def lock(
         self,
         timeout_s: float = 0.0,
@@ -83,7 +59,7 @@ class Warehouse:
         *,
         wait_for_build_db: bool = True,
         on_wait: Callable[[str], None] | None = None,
-    ) -> contextlib.AbstractContextManager[None]:
+    ) -> Iterator[None]:
         """Exclusive write lock over the warehouse (one ingest or build at a time).
 
         Waits up to `timeout_s`, then raises WarehouseBusyError naming the holder;
@@ -94,20 +70,13 @@ class Warehouse:
         Once it holds the lock it removes orphans (see clean_orphans); the removed
         paths are left in `self.orphans_removed`.
         """
-        self.root.mkdir(parents=True, exist_ok=True)
-        path = self.root / ".lock"
-        fh = open(path, "a+", encoding="utf-8")
-        return write_lock.hold(self, timeout_s, purpose, wait_for_build_db=wait_for_build_db, on_wait=on_wait)
-
-    # --- batches -------------------------------------------------------------
-    def committed_batches(self) -> list[dict[str, Any]]:
-        if not self.batches_dir.exists():
-            return []
-        records = []
-        for p in sorted(self.batches_dir.glob("*.json")):
-            with open(p, encoding="utf-8") as fh:
-                records.append(json.load(fh))
-        return records
+        with write_lock.hold(self, timeout_s, purpose, wait_for_build_db=wait_for_build_db, on_wait=on_wait):
+            # The holder is the only writer, so whatever a writer that died left
+            # behind (files of a batch it never committed, temp files) goes now,
+            # before a dbt build or a publish could read it, not only at the
+            # next ingest.
+            self.orphans_removed = self.clean_orphans()
+            yield
 
     def clean_orphans(self) -> list[Path]:
         """Delete data files of batches that never committed, and stray temp files.
@@ -151,18 +120,6 @@ class Warehouse:
                 if not write_lock.tmp_writer_alive(p.name, ".tmp"):
                     remove(p)
         return removed
-
-    def committed_files(self, table: str, records: list[dict[str, Any]] | None = None) -> list[Path]:
-        """The files of `table` that belong to committed batches, plus its schema file.
-
-        What a reader should read: unlike the `*.parquet` glob it never includes
-        a batch still being written or one whose writer died before committing.
-        """
-        d = self.table_dir(table)
-        files = [d / "schema.parquet"]
-        for record in self.committed_batches() if records is None else records:
-            files.extend(d / name for name in (record.get("files") or {}).get(table, []))
-        return files
 
     def state(self) -> IngestState:
         return fold_state(self.committed_batches())

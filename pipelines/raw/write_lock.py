@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from pipelines.raw.layer import Warehouse
+    from pipelines.raw.paths import WarehousePaths
 
 # How a wait for the write lock starts to be told (Warehouse.lock's on_wait).
 LOCK_WAIT_MESSAGE = "waiting for the warehouse write lock"
@@ -72,7 +72,7 @@ def _pid_alive(pid: int) -> bool:
 
 @contextlib.contextmanager
 def hold(
-    warehouse: Warehouse,
+    warehouse: WarehousePaths,
     timeout_s: float = 0.0,
     purpose: str = "ingest",
     *,
@@ -86,8 +86,6 @@ def hold(
     With `wait_for_build_db` (for dbt builds and publishes; a raw ingest
     does not touch the build database) it also waits until no other
     process has the build database open.
-    Once it holds the lock it removes orphans (see clean_orphans); the removed
-    paths are left in `warehouse.orphans_removed`.
     """
     warehouse.root.mkdir(parents=True, exist_ok=True)
     path = warehouse.root / ".lock"
@@ -135,11 +133,6 @@ def hold(
         fh.truncate()
         fh.write(f"{purpose} (pid {os.getpid()})")
         fh.flush()
-        # The holder is the only writer, so whatever a writer that died left
-        # behind (files of a batch it never committed, temp files) goes now,
-        # before a dbt build or a publish could read it, not only at the
-        # next ingest.
-        warehouse.orphans_removed = warehouse.clean_orphans()
         yield
     finally:
         with contextlib.suppress(OSError):
