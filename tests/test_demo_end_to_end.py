@@ -22,7 +22,7 @@ import duckdb
 import numpy as np
 import pytest
 
-from pipelines.demo import demo_runs
+from pipelines.demo.league_truth import demo_runs
 from tests.clock import DEMO_END_ISO
 
 GRPO = str(Path(sys.executable).with_name("grpo"))

@@ -619,7 +619,8 @@ GOOD, JUNK, BLANK = "good", "junk", "blank"
 
 def demo_event_lines(n_per_kind: int = 40) -> list[str]:
     """Event lines exactly as `grpo demo` writes them: rollout, error, inference, extraction, heartbeat."""
-    from pipelines.demo import _events, demo_runs
+    from pipelines.demo.event_stream import _events
+    from pipelines.demo.league_truth import demo_runs
 
     parts, _ = _events(demo_runs(seed=7, steps=400), dt.datetime(2026, 1, 1, tzinfo=dt.UTC), np.random.default_rng(3))
     lines: list[str] = []

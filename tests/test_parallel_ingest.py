@@ -21,7 +21,7 @@ import duckdb
 import pyarrow as pa
 import pytest
 
-from pipelines.demo import generate_demo
+from pipelines.demo.build import generate_demo
 from pipelines.ingest import WORKERS_ENV, IngestReport, ingest, ingest_workers
 from pipelines.sources.wandb_local import LocalRunSource, read_run_file
 from pipelines.warehouse import HISTORY, HISTORY_OTHER, RESTATED, RUNS, SCHEMAS, Warehouse

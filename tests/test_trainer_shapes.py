@@ -38,7 +38,7 @@ from typing import Any
 import numpy as np
 import pytest
 
-from pipelines.demo import demo_runs
+from pipelines.demo.league_truth import demo_runs
 from tests.clock import DEMO_END
 from tests.wandb_fixtures import write_runs
 
