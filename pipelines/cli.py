@@ -976,7 +976,8 @@ def tracker(con, path: str, as_json: bool) -> None:
         grpo tracker --path docs/experiment-tracker.md
     """
     from pipelines import queries
-    from pipelines.tracker import TrackerFileError, tracker_extras, update_tracker
+    from pipelines.tracker.marked_page import TrackerFileError, update_tracker
+    from pipelines.tracker.mart_extras import tracker_extras
 
     runs = queries.retrospective(con)
     fresh = queries.freshness(con)
