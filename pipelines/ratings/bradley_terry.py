@@ -15,14 +15,18 @@ import numpy as np
 
 from pipelines.ratings.game_bootstrap import bootstrap
 from pipelines.ratings.pairwise_games import Games, GameStats, game_stats
-from pipelines.ratings.strength_mle import ELO_PER_NAT, fisher_covariance_elo, ratings_from_scores
+from pipelines.ratings.strength_mle import (
+    ELO_PER_NAT,
+    fisher_covariance_elo,
+    ratings_from_scores,
+)
 
 __all__ = [
     "ELO_PER_NAT",
-    "Fit",
-    "Games",
-    "GameStats",
     "Z95",
+    "Fit",
+    "GameStats",
+    "Games",
     "bootstrap",
     "cycles",
     "fit",
@@ -114,11 +118,11 @@ def fit(
       an equal result is a draw and counts half a win for each.
     * **Fit.** Bradley–Terry by maximum likelihood: P(i beats j) =
       1 / (1 + 10^((R_j - R_i)/400)), i.e. logistic regression on the pairwise
-      rows without intercept, here solved by
-      Newton's method on the sufficient statistics: for each pair of players the
-      number of pairings ``N[i, j]`` and for each player its pairwise score
-      ``S[i]`` (wins + half the draws). The ratings are on the Elo scale and
-      anchored: ``anchor`` (default ``base_model``) is ``anchor_rating`` (1000).
+      rows without intercept, here solved by Newton's method on the sufficient
+      statistics: for each pair of players the number of pairings ``N[i, j]``
+      and for each player its pairwise score ``S[i]`` (wins + half the draws).
+      The ratings are on the Elo scale and anchored: ``anchor`` (default
+      ``base_model``) is ``anchor_rating`` (1000).
     * **Finite ratings only where they exist.** The MLE is finite exactly for the
       players in the anchor's strongly connected "won or drew against" component
       (Zermelo, Ford): a player who never lost to that group is ``+inf``, one who
