@@ -21,15 +21,10 @@ import pytest
 from scipy import stats
 
 from bench import crash
-from pipelines.demo import (
-    FIXED_REFERENCES,
-    MANIFEST_NAME,
-    DemoEventFacts,
-    DemoRun,
-    demo_runs,
-    generate_demo,
-    write_demo_events,
-)
+from pipelines.demo.build import generate_demo
+from pipelines.demo.event_stream import write_demo_events
+from pipelines.demo.league_truth import FIXED_REFERENCES, DemoRun, demo_runs
+from pipelines.demo.manifest import MANIFEST_NAME, DemoEventFacts
 from pipelines.settings import dbt_vars
 from tests.clock import DEMO_END
 from tests.independent_stats import ar1_trend_fit

@@ -2,7 +2,7 @@
 
 The demo is generated once per session through the real CLI (real wandb
 offline runs, the real Dagster job, the real dbt build). Expected values come
-from the generator's own series (`pipelines.demo.demo_runs`, which writes
+from the generator's own series (`pipelines.demo.league_truth.demo_runs`, which writes
 nothing) and from the NDJSON files parsed here with `json` and numpy.
 """
 
@@ -22,7 +22,7 @@ import duckdb
 import numpy as np
 import pytest
 
-from pipelines.demo import demo_runs
+from pipelines.demo.league_truth import demo_runs
 from tests.clock import DEMO_END_ISO
 
 GRPO = str(Path(sys.executable).with_name("grpo"))

@@ -1,7 +1,7 @@
 """Fuzzing the readers with damaged copies of real files.
 
 The `.wandb` logs are written once per module by the real `wandb` library in
-offline mode; the NDJSON lines are the demo's own events (`pipelines.demo`),
+offline mode; the NDJSON lines are the demo's own events (`pipelines/demo/`),
 re-timed in every form the reader accepts and mixed with junk. Hypothesis
 damages them (byte flips, truncations, insertions, deletions, corrupted chunk
 headers, CRC-valid but wrong chunks and payloads, duplicated blocks, garbage
@@ -619,7 +619,8 @@ GOOD, JUNK, BLANK = "good", "junk", "blank"
 
 def demo_event_lines(n_per_kind: int = 40) -> list[str]:
     """Event lines exactly as `grpo demo` writes them: rollout, error, inference, extraction, heartbeat."""
-    from pipelines.demo import _events, demo_runs
+    from pipelines.demo.event_stream import _events
+    from pipelines.demo.league_truth import demo_runs
 
     parts, _ = _events(demo_runs(seed=7, steps=400), dt.datetime(2026, 1, 1, tzinfo=dt.UTC), np.random.default_rng(3))
     lines: list[str] = []

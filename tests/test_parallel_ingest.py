@@ -21,7 +21,7 @@ import duckdb
 import pyarrow as pa
 import pytest
 
-from pipelines.demo import generate_demo
+from pipelines.demo.build import generate_demo
 from pipelines.ingest.report import IngestReport
 from pipelines.ingest.run import ingest
 from pipelines.ingest.worker_pool import WORKERS_ENV, ingest_workers

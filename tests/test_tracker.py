@@ -20,15 +20,15 @@ from pathlib import Path
 
 import pytest
 
-from pipelines.tracker import (
+from pipelines.tracker.marked_page import (
     BEGIN_MARKER,
     END_MARKER,
     TrackerFileError,
-    render_section,
     render_tracker,
-    tracker_extras,
     update_tracker,
 )
+from pipelines.tracker.mart_extras import tracker_extras
+from pipelines.tracker.section_render import render_section
 from tests.clock import DEMO_END_ISO
 
 GRPO = str(Path(sys.executable).with_name("grpo"))

@@ -2,7 +2,7 @@
 
 Real offline `.wandb` files are written here by the real `wandb` library
 (tests/wandb_fixtures.py) from the demo generator's exact series
-(`pipelines.demo.demo_runs`, which writes nothing), each run logged once per
+(`pipelines.demo.league_truth.demo_runs`, which writes nothing), each run logged once per
 naming:
 
 - default: the demo's own names (`train/kl`, `elo/ckpt_<n>`, ...);
@@ -38,7 +38,7 @@ from typing import Any
 import numpy as np
 import pytest
 
-from pipelines.demo import demo_runs
+from pipelines.demo.league_truth import demo_runs
 from tests.clock import DEMO_END
 from tests.wandb_fixtures import write_runs
 

@@ -131,7 +131,7 @@ def demo(ctx, seed: int, end_time: str | None, as_json: bool) -> None:
         grpo --warehouse /tmp/demo-wh demo
         grpo demo --end-time 2026-12-05T23:23Z
     """
-    from pipelines.demo import generate_demo
+    from pipelines.demo.build import generate_demo
     from pipelines.answers.windows import parse_instant
 
     root = root_of(ctx)

@@ -114,7 +114,8 @@ def tracker(con, path: str, as_json: bool) -> None:
         grpo tracker --path docs/experiment-tracker.md
     """
     from pipelines.answers import learning, lookups
-    from pipelines.tracker import TrackerFileError, tracker_extras, update_tracker
+    from pipelines.tracker.marked_page import TrackerFileError, update_tracker
+    from pipelines.tracker.mart_extras import tracker_extras
 
     runs = learning.retrospective(con)
     fresh = lookups.freshness(con)
