@@ -31,7 +31,9 @@ REPO = Path(__file__).resolve().parent.parent
 if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
 
-from bench.generate import COMPONENTS, ERRORS, SCALES, DataSet, generate, validate_against_reader  # noqa: E402
+from bench.generate import DataSet, generate, validate_against_reader  # noqa: E402
+from bench.generate_events import COMPONENTS, ERRORS  # noqa: E402
+from bench.generate_plan import SCALES  # noqa: E402
 
 GRPO = REPO / ".venv" / "bin" / "grpo"
 PAGE = os.sysconf("SC_PAGE_SIZE")
