@@ -1,4 +1,6 @@
-"""What a kill left and whether the warehouse survived it: reader checks, leftovers, row-for-row comparisons, the Trial record."""
+"""What a kill left and whether the warehouse survived it: reader checks, leftovers,
+row-for-row comparisons, the Trial record.
+"""
 
 from __future__ import annotations
 

@@ -1,4 +1,6 @@
-"""Kill trials of the full `grpo ingest` (Dagster job, dbt build, publish): run it, kill it in a phase, re-run it, compare."""
+"""Kill trials of the full `grpo ingest` (Dagster job, dbt build, publish): run it, kill it
+in a phase, re-run it, compare.
+"""
 
 from __future__ import annotations
 

@@ -1,4 +1,6 @@
-"""Inputs of the crash trials: the demo league as sources, served in two stages from one fixed folder."""
+"""Inputs of the crash trials: the demo league as sources, served in two stages from one
+fixed folder.
+"""
 
 from __future__ import annotations
 

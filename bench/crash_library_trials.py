@@ -1,4 +1,6 @@
-"""Library-level kill trials: ingests killed at named points or after random delays, and snapshot publishes killed mid-copy."""
+"""Library-level kill trials: ingests killed at named points or after random delays, and
+snapshot publishes killed mid-copy.
+"""
 
 from __future__ import annotations
 

@@ -1,4 +1,6 @@
-"""The zygote: one `python -c` process that imports the pipeline once and forks a child per ingest or publish, killing it on request."""
+"""The zygote: one `python -c` process that imports the pipeline once and forks a child per
+ingest or publish, killing it on request.
+"""
 
 from __future__ import annotations
 

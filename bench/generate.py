@@ -1,20 +1,7 @@
-"""Benchmark data: a league of GRPO runs as `.wandb` files, a year of Axiom-shaped NDJSON events,
-the W&B-style CSV exports an analyst would load, and a 1 % increment for the refresh test.
-
-Everything is deterministic in (scale, seed). The data is written once into
-`<workdir>/data-<scale>/` with a `manifest.json` written last; a later run with
-the same parameters reuses it (`generate(..., reuse=True)`).
-
-Shapes follow pipelines/demo.py: runs log ~40 train metrics every step and
-league Elo (`elo/base_model`, `elo/chaos_bot`, `elo/ckpt_<step>`) every
-`EVAL_EVERY` steps; events are rollouts, inference requests, order
-extraction, errors (one per failed rollout plus a few more) and component
-heartbeats every 30 s.
-
-The pieces: `generate_plan` (scales, which run trains when), `generate_runs`
-(each run's history, `.wandb` file and CSV exports), `generate_events` (the
-NDJSON files); this module writes them all, keeps the manifest and reads the
-runs back with the project's reader.
+"""The benchmark data set for a scale and seed: runs (`generate_runs`), events
+(`generate_events`), CSV exports and the 1 % increment written under
+`<workdir>/data-<scale>/` with a `manifest.json` written last and reused by a later run
+with the same parameters, and the runs read back with the project's reader.
 """
 
 from __future__ import annotations

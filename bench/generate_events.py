@@ -1,4 +1,6 @@
-"""The benchmark's events: Axiom-shaped NDJSON lines (rollouts, errors, inference, extraction, heartbeats) in daily files, built with numpy and Arrow kernels."""
+"""The benchmark's events: Axiom-shaped NDJSON lines (rollouts, errors, inference,
+extraction, heartbeats) in daily files, built with numpy and Arrow kernels.
+"""
 
 from __future__ import annotations
 

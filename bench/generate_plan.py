@@ -1,4 +1,6 @@
-"""The league plan of the benchmark data: scales, run ids, and when each run trains (two lanes, back to back, plus the 1 % increment)."""
+"""The league plan of the benchmark data: scales, run ids, and when each run trains (two
+lanes, back to back, plus the 1 % increment).
+"""
 
 from __future__ import annotations
 

@@ -1,4 +1,6 @@
-"""One benchmark run's history: the metrics and league Elo it logs, its `.wandb` file, and the W&B-style CSV exports (history per run, runs table)."""
+"""One benchmark run's history: the metrics and league Elo it logs, its `.wandb` file, and
+the W&B-style CSV exports (history per run, runs table).
+"""
 
 from __future__ import annotations
 
