@@ -59,40 +59,22 @@ PROJECT_ROOT = Path(__file__).resolve().parent.parent
 if str(PROJECT_ROOT) not in sys.path:
     sys.path.insert(0, str(PROJECT_ROOT))
 
-from bench.crash_checks import (  # noqa: E402
-    RAW_KEYS,
-    VOLATILE_COLUMNS,
-    Trial,
-    integrity_problems,
-    leftovers,
-    raw_differences,
-    reader_problems,
-    snapshot_differences,
-)
-from bench.crash_cli_trials import (  # noqa: E402
-    cli_trial,
-    grpo_env,
-    grpo_exe,
-    grpo_ingest,
-    kill_grpo_ingest,
-)
+from bench.crash_checks import Trial, integrity_problems, leftovers, raw_differences  # noqa: E402
+from bench.crash_cli_trials import cli_trial, grpo_env, grpo_exe, grpo_ingest  # noqa: E402
 from bench.crash_inputs import ARCHIVE_NAME, GROWING_NAME, Inputs, generate_sources  # noqa: E402
 from bench.crash_library_trials import (  # noqa: E402
     CLEANUP_HOOK,
     INGEST_HOOKS,
-    PUBLISH_HOOKS,
     Campaign,
     make_build_db,
     publish_trials,
-    snapshot_state,
 )
-from bench.crash_zygote import Zygote  # noqa: E402
 
+# What the command uses, and the harness pieces the tests reuse through `from bench import crash`.
 __all__ = [
-    "ARCHIVE_NAME", "CLEANUP_HOOK", "GROWING_NAME", "INGEST_HOOKS", "PUBLISH_HOOKS", "RAW_KEYS", "VOLATILE_COLUMNS",
-    "Campaign", "Inputs", "Trial", "Zygote", "cli_trial", "generate_sources", "grpo_env", "grpo_exe", "grpo_ingest",
-    "integrity_problems", "kill_grpo_ingest", "leftovers", "main", "make_build_db", "publish_trials",
-    "raw_differences", "reader_problems", "snapshot_differences", "snapshot_state", "summarize",
+    "ARCHIVE_NAME", "CLEANUP_HOOK", "GROWING_NAME", "INGEST_HOOKS", "Campaign", "Inputs", "Trial", "cli_trial",
+    "generate_sources", "grpo_env", "grpo_exe", "grpo_ingest", "integrity_problems", "leftovers", "main",
+    "make_build_db", "publish_trials", "raw_differences", "summarize",
 ]
 
 
