@@ -23,7 +23,8 @@ import pytest
 
 from pipelines.demo import generate_demo
 from pipelines.ingest import WORKERS_ENV, IngestReport, ingest, ingest_workers
-from pipelines.sources.wandb_local import LocalRunSource, read_run_file
+from pipelines.sources.wandb_local import LocalRunSource
+from pipelines.sources.wandb_segment_reader import read_run_file
 from pipelines.warehouse import HISTORY, HISTORY_OTHER, RESTATED, RUNS, SCHEMAS, Warehouse
 from tests.clock import DEMO_END
 
@@ -271,7 +272,8 @@ def test_the_worker_count_comes_from_the_environment_and_nonsense_is_refused(mon
 SLOW_INGEST = r"""
 import sys, time
 from pipelines.ingest import ingest
-from pipelines.sources.wandb_local import LocalRunSource, read_run_file
+from pipelines.sources.wandb_local import LocalRunSource
+from pipelines.sources.wandb_segment_reader import read_run_file
 from pipelines.warehouse import Warehouse
 
 
