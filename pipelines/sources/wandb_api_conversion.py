@@ -58,27 +58,25 @@ def rows_to_long(rows: Iterator[Mapping[str, Any]], run_id: str) -> tuple[pa.Tab
                 oth_key.append(key)
                 oth_val.append(dumps(value))
     rid = pa.scalar(run_id, pa.string())
-    history = pa.Table.from_arrays(
-        [
-            pa.repeat(rid, len(num_step)),
-            pa.array(num_step, pa.int64()),
-            _utc_micros(np.asarray(num_time, dtype=np.float64)),
-            pa.array(num_key, pa.string()),
-            pa.array(num_val, pa.float64()),
-        ],
-        schema=HISTORY_COLUMNS,
-    )
-    other = pa.Table.from_arrays(
-        [
-            pa.repeat(rid, len(oth_step)),
-            pa.array(oth_step, pa.int64()),
-            _utc_micros(np.asarray(oth_time, dtype=np.float64)),
-            pa.array(oth_key, pa.string()),
-            pa.array(oth_val, pa.string()),
-        ],
-        schema=HISTORY_OTHER_COLUMNS,
-    )
+    history = _long_table(HISTORY_COLUMNS, rid, num_step, num_time, num_key, pa.array(num_val, pa.float64()))
+    other = _long_table(HISTORY_OTHER_COLUMNS, rid, oth_step, oth_time, oth_key, pa.array(oth_val, pa.string()))
     return history, other
+
+
+def _long_table(
+    schema: pa.Schema, rid: pa.Scalar, steps: list[int], times: list[float], keys: list[str], values: pa.Array
+) -> pa.Table:
+    """One long table (run id, step, wall time, key, value) from per-value lists."""
+    return pa.Table.from_arrays(
+        [
+            pa.repeat(rid, len(steps)),
+            pa.array(steps, pa.int64()),
+            _utc_micros(np.asarray(times, dtype=np.float64)),
+            pa.array(keys, pa.string()),
+            values,
+        ],
+        schema=schema,
+    )
 
 
 def history_to_long(table: pa.Table, run_id: str, lo: int = 0, hi: int | None = None) -> tuple[pa.Table, pa.Table]:
