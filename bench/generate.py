@@ -173,7 +173,7 @@ def generate(
 
 def validate_against_reader(data: DataSet, max_runs: int | None = None) -> dict[str, Any]:
     """Read written runs back with the project's reader and compare with what was generated, exactly."""
-    from pipelines.sources.wandb_local import read_run_file
+    from pipelines.sources.wandb_segment_reader import read_run_file
 
     plan = make_plan(SCALES[data.scale], data.seed, data.t_end)
     checked, points = 0, 0

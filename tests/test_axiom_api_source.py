@@ -16,7 +16,8 @@ from typing import Any
 import pytest
 from fakes.axiom_server import FakeAxiomServer
 
-from pipelines.sources.axiom_api import AxiomEventSource, apl_page_query, format_ns, parse_ns
+from pipelines.sources.axiom_api import AxiomEventSource
+from pipelines.sources.axiom_apl_time import apl_page_query, format_ns, parse_ns
 from pipelines.sources.base import EVENT_COLUMNS, REJECT_COLUMNS
 from pipelines.sources.errors import SourceError
 

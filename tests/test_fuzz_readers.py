@@ -55,7 +55,8 @@ from wandb_fixtures import BLOCK, HEADER, Span, chunk_starts, record_spans, writ
 from pipelines.sources.base import EVENT_COLUMNS, REJECT_COLUMNS
 from pipelines.sources.ndjson import NdjsonEventSource
 from pipelines.sources.wandb_file import WandbFileError, iter_payloads
-from pipelines.sources.wandb_local import read_run_file, read_run_segments
+from pipelines.sources.wandb_segment_merging import read_run_segments
+from pipelines.sources.wandb_segment_reader import read_run_file
 
 # A case that takes longer than this is a hang (the slowest real case is well under a second).
 CASE_SECONDS = 20.0

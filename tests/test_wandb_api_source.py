@@ -22,7 +22,8 @@ from fakes.wandb_server import FakeRun, FakeWandbServer, flatten, make_rows
 
 from pipelines.sources.base import HISTORY_COLUMNS, HISTORY_OTHER_COLUMNS, RunRef
 from pipelines.sources.errors import SourceError
-from pipelines.sources.wandb_api import WandbApiRunSource, history_to_long, rows_to_long
+from pipelines.sources.wandb_api import WandbApiRunSource
+from pipelines.sources.wandb_api_conversion import history_to_long, rows_to_long
 
 KEY = "local-" + "k" * 40
 HISTORY_OPS = {"RunHistoryKeys", "RunParquetHistory", "HistoryPage", "SampledHistoryPage", "RunFullHistory"}

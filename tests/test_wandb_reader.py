@@ -22,7 +22,8 @@ from wandb_fixtures import BLOCK, HEADER, Span, record_spans, write_log, write_r
 
 from pipelines.sources.base import HISTORY_COLUMNS, HISTORY_OTHER_COLUMNS, RunSource
 from pipelines.sources.wandb_file import WandbFileError, iter_payloads, iter_records
-from pipelines.sources.wandb_local import LocalRunSource, read_run_file
+from pipelines.sources.wandb_local import LocalRunSource
+from pipelines.sources.wandb_segment_reader import read_run_file
 
 MAIN_STEPS = 60
 BIG_HISTORY_STRING = "z" * 100_000
@@ -629,7 +630,7 @@ def protobuf_view(item: pb.HistoryItem) -> tuple[str | tuple[str, ...], str]:
 
 
 def test_bulk_item_decoding_agrees_with_protobuf_on_odd_items() -> None:
-    from pipelines.sources.wandb_local import decode_items
+    from pipelines.sources.wandb_bulk_decoding import decode_items
 
     items = odd_history_items() * 3
     decoded = decode_items([i.SerializeToString() for i in items], pb.HistoryItem, typed=True)
@@ -661,7 +662,7 @@ def test_odd_items_in_a_file_come_back_as_protobuf_reads_them(tmp_path: Path) ->
 
 
 def test_small_parse_chunks_read_the_same_values(runs: Runs, monkeypatch: pytest.MonkeyPatch) -> None:
-    from pipelines.sources import wandb_local
+    from pipelines.sources import wandb_bulk_decoding as wandb_local
 
     monkeypatch.setattr(wandb_local, "_CHUNK_BYTES", 2000)
     read = read_run_file(runs.main_file)
