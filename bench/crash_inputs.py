@@ -13,7 +13,7 @@ from pathlib import Path
 
 def generate_sources(out_dir: Path, steps: int = 400, now: dt.datetime | None = None) -> Path:
     """A demo league (real wandb offline runs, 24 h of NDJSON events ending at `now`) under out_dir; ~10 s."""
-    from pipelines.demo import generate_demo
+    from pipelines.demo.build import generate_demo
 
     env_keys = ("WANDB_MODE", "WANDB_SILENT")
     saved = {k: os.environ.get(k) for k in env_keys}
