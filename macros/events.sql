@@ -43,12 +43,6 @@
 {%- endmacro %}
 
 
-{#- Lower-cased text, for enumerations compared against fixed values (event, level, status). -#}
-{% macro events_field_lower(name, column='record') -%}
-    lower(nullif(trim({{ event_field(name, column) }}), ''))
-{%- endmacro %}
-
-
 {#- An hour as the ISO text used as a check subject, e.g. 2024-05-01T13:00:00Z. -#}
 {% macro events_hour_text(column) -%}
     strftime({{ column }} at time zone 'UTC', '%Y-%m-%dT%H:%M:%SZ')
@@ -70,23 +64,24 @@
 -#}
 
 
+{#- The fields parsed into every typed event, in the order of the `fields` list (our names). -#}
+{% macro events_parsed_field_names() -%}
+    {{ return(['time', 'event', 'level', 'run_id', 'rollout_id', 'duration_s', 'status', 'engine',
+               'worker', 'latency_s', 'tokens_per_s', 'batch_size', 'queue_s', 'orders_expected',
+               'orders_extracted', 'component', 'error_type', 'message', 'host', 'gpu_util',
+               'gpu_mem_gb']) }}
+{%- endmacro %}
+
 {% macro events_fields_list(column='record') -%}
     json_extract_string({{ column }}, [
-        {%- for name in ['time', 'event', 'level', 'run_id', 'rollout_id', 'duration_s', 'status', 'engine',
-                         'worker', 'latency_s', 'tokens_per_s', 'batch_size', 'queue_s', 'orders_expected',
-                         'orders_extracted', 'component', 'error_type', 'message', 'host', 'gpu_util',
-                         'gpu_mem_gb'] -%}
+        {%- for name in events_parsed_field_names() -%}
         '{{ events_field_path(name) | replace("'", "''") }}'{{ ", " if not loop.last }}
         {%- endfor -%}
     ])
 {%- endmacro %}
 
 {% macro events_parsed(name, column='fields') -%}
-    {%- set names = ['time', 'event', 'level', 'run_id', 'rollout_id', 'duration_s', 'status', 'engine',
-                     'worker', 'latency_s', 'tokens_per_s', 'batch_size', 'queue_s', 'orders_expected',
-                     'orders_extracted', 'component', 'error_type', 'message', 'host', 'gpu_util',
-                     'gpu_mem_gb'] -%}
-    {{ column }}[{{ names.index(name) + 1 }}]
+    {{ column }}[{{ events_parsed_field_names().index(name) + 1 }}]
 {%- endmacro %}
 
 {% macro events_parsed_double(name) -%}
