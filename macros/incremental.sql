@@ -24,8 +24,7 @@
     (every column) before the batch filter could prune anything: 16 s and
     gigabytes for fct_component_health, 1.3 s without.
 
-        {{ config(materialized='incremental', incremental_strategy='delete+insert', unique_key='run_id',
-                  post_hook="{{ incremental_mark([ref('stg_wandb__history'), ref('stg_wandb__runs')]) }}") }}
+        {{ incremental_by_key('run_id', inputs=['stg_wandb__history', 'stg_wandb__runs']) }}
         ...
         {% if is_incremental() %}
         where batch_id > {{ incremental_since() }}
