@@ -78,7 +78,7 @@
     {%- for name in incremental_settings_vars() -%}
         {%- do values.update({name: var(name, none)}) -%}
     {%- endfor -%}
-    {#- Models keying events by run (macros/events.sql, events_with_run_key) are valid for one
+    {#- Models keying events by run (macros/event_run_key.sql, events_with_run_key) are valid for one
         label->run mapping too: a run that arrives or is renamed recomputes them whole. -#}
     {%- if model is defined and model.depends_on is defined
           and (model.depends_on.nodes | select('equalto', 'model.grpo_warehouse.fct_event_run_labels') | list) -%}
@@ -124,12 +124,6 @@
 {%- endmacro %}
 
 
-{#- A Python/Jinja string as a SQL string literal. -#}
-{% macro sql_string_literal(text) -%}
-    {{- return("'" ~ (text | replace("'", "''")) ~ "'") -}}
-{%- endmacro %}
-
-
 {#-
     Post-hook: record the newest batch among `inputs` (relations with a
     `batch_id` column) as covered. The build holds the warehouse write lock,
@@ -164,7 +158,6 @@
     from {{ ref('stg_wandb__runs') }}
     where batch_id > {{ since }}
 {%- endmacro %}
-
 
 
 {#-

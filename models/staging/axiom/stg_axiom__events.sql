@@ -1,4 +1,4 @@
--- Every field is read through the `event_fields` mapping (macros/events.sql),
+-- Every field is read through the `event_fields` mapping (macros/event_fields.sql),
 -- so a logger with other field names needs a var change, not a model change.
 --
 -- Materialized as an incremental table, not a view: parsing JSON is the most
@@ -80,7 +80,7 @@ deduplicated as (
 
 ),
 
--- One JSON parse per event for all mapped fields (macros/events.sql).
+-- One JSON parse per event for all mapped fields (macros/event_fields.sql).
 parsed as (
 
     select *, {{ events_fields_list('record') }} as fields
