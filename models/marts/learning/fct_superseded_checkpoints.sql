@@ -64,7 +64,7 @@ superseded as (
     from checkpoints
     inner join checkpoint_ratings as newer
         on checkpoints.run_id = newer.run_id
-        and newer.checkpoint_step > checkpoints.checkpoint_step
+        and checkpoints.checkpoint_step < newer.checkpoint_step
     group by all
 
 ),

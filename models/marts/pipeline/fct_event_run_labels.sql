@@ -28,7 +28,7 @@ by_id as (
 
     from labels
     inner join runs
-        on runs.run_id = labels.run_label
+        on labels.run_label = runs.run_id
 
 ),
 
@@ -40,7 +40,7 @@ by_name as (
 
     from labels
     inner join runs
-        on runs.run_name = labels.run_label
+        on labels.run_label = runs.run_name
     group by labels.run_label
 
 ),

@@ -265,10 +265,7 @@ final as (
         reward.reward_slope_per_100_steps,
         reward.reward_ci95_lo,
         reward.reward_ci95_hi,
-        case
-            when reward.reward_trend is not null then reward.reward_trend
-            else 'insufficient_data'
-        end as reward_trend,
+        coalesce(reward.reward_trend, 'insufficient_data') as reward_trend,
         metric_keys.entropy_key,
         entropy.entropy_n_values,
         entropy.entropy_early,
