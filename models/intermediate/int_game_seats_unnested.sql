@@ -39,10 +39,10 @@ listed as (
     from games,
         lateral (
             select
-                generate_subscripts(json_extract(players_json, '$[*]'), 1) as seat,
-                unnest(json_extract(players_json, '$[*]')) as result
+                generate_subscripts(json_extract(games.players_json, '$[*]'), 1) as seat,
+                unnest(json_extract(games.players_json, '$[*]')) as result
         ) as entry
-    where json_type(players_json) = 'ARRAY'
+    where json_type(games.players_json) = 'ARRAY'
 
 ),
 

@@ -36,7 +36,7 @@ EVENT_KINDS = ("rollout", "inference", "extraction", "error", "heartbeat", "game
 
 
 def field_path(field_name: str) -> str:
-    """The DuckDB JSON path of a mapped field name, as macros/events.sql builds it.
+    """The DuckDB JSON path of a mapped field name, as macros/event_fields.sql builds it.
 
     A name starting with ``$`` is a path already (nested fields); any other
     name is one top-level member, quoted so dots and spaces stay literal.

@@ -109,7 +109,7 @@ observed as (
             row_number() over (partition by cell_id order by gap_final) as ordinal
         from cell_members
         where gap_final is not null
-    )
+    ) as ranked_members
     group by cell_id
 
 ),
@@ -129,7 +129,7 @@ draws as (
             rounds.boot_round,
             unnest(range(cell_keys.n_seeds)) as draw
         from cell_keys
-        cross join range({{ var('sweep_bootstrap_rounds') }}) as rounds(boot_round)
+        cross join range({{ var('sweep_bootstrap_rounds') }}) as rounds (boot_round)
         where cell_keys.n_seeds >= 2
     )
 
@@ -221,7 +221,7 @@ ranked as (
         *,
         row_number() over (
             partition by sweep_key
-            order by gap_final_iqm desc nulls last, cell_id
+            order by gap_final_iqm desc nulls last, cell_id asc
         ) as rank
 
     from cells
