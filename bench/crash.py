@@ -72,9 +72,25 @@ from bench.crash_library_trials import (  # noqa: E402
 
 # What the command uses, and the harness pieces the tests reuse through `from bench import crash`.
 __all__ = [
-    "ARCHIVE_NAME", "CLEANUP_HOOK", "GROWING_NAME", "INGEST_HOOKS", "Campaign", "Inputs", "Trial", "cli_trial",
-    "generate_sources", "grpo_env", "grpo_exe", "grpo_ingest", "integrity_problems", "leftovers", "main",
-    "make_build_db", "publish_trials", "raw_differences", "summarize",
+    "ARCHIVE_NAME",
+    "CLEANUP_HOOK",
+    "GROWING_NAME",
+    "INGEST_HOOKS",
+    "Campaign",
+    "Inputs",
+    "Trial",
+    "cli_trial",
+    "generate_sources",
+    "grpo_env",
+    "grpo_exe",
+    "grpo_ingest",
+    "integrity_problems",
+    "leftovers",
+    "main",
+    "make_build_db",
+    "publish_trials",
+    "raw_differences",
+    "summarize",
 ]
 
 
@@ -100,11 +116,22 @@ def summarize(trials: list[Trial]) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--kills", type=int, default=200, help="library kill points (ingest hooks + random ingest kills + publish kills)")
+    ap.add_argument(
+        "--kills",
+        type=int,
+        default=200,
+        help="library kill points (ingest hooks + random ingest kills + publish kills)",
+    )
     ap.add_argument("--publish-share", type=float, default=0.2, help="share of --kills spent on snapshot publishes")
     ap.add_argument("--cli-kills", type=int, default=0, help="full `grpo ingest` kills (about 2 min each)")
-    ap.add_argument("--event-lines", type=int, default=None, help="keep only this many lines per event file (default: all)")
-    ap.add_argument("--cut-run", action="store_true", help="stage A serves one run cut mid-file (exposes the in-progress run defect)")
+    ap.add_argument(
+        "--event-lines", type=int, default=None, help="keep only this many lines per event file (default: all)"
+    )
+    ap.add_argument(
+        "--cut-run",
+        action="store_true",
+        help="stage A serves one run cut mid-file (exposes the in-progress run defect)",
+    )
     ap.add_argument("--seed", type=int, default=None)
     ap.add_argument("--work", type=Path, default=None, help="work folder (default: a new temp folder)")
     ap.add_argument("--keep", action="store_true", help="keep the work folder")
@@ -121,7 +148,10 @@ def main(argv: list[str] | None = None) -> int:
     def report(t: Trial) -> None:
         trials.append(t)
         mark = "ok " if t.survived else "FAIL"
-        print(f"[{len(trials):4d}] {mark} {t.kind:<13} {t.stage:<8} {t.point:<44} {t.outcome:<9} {t.seen}  ({t.seconds:.1f}s)", flush=True)
+        print(
+            f"[{len(trials):4d}] {mark} {t.kind:<13} {t.stage:<8} {t.point:<44} {t.outcome:<9} {t.seen}  ({t.seconds:.1f}s)",
+            flush=True,
+        )
         for p in t.problems:
             print(f"         {p}", flush=True)
 

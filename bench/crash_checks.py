@@ -46,7 +46,9 @@ def reader_problems(root: Path) -> list[str]:
                 problems.append(f"raw/{table}/{f.name} is visible but unreadable: {type(exc).__name__}: {exc}")
         try:
             con = duckdb.connect()
-            con.execute("select count(*) from read_parquet(?)", [[str(p) for p in wh.committed_files(table)]]).fetchall()
+            con.execute(
+                "select count(*) from read_parquet(?)", [[str(p) for p in wh.committed_files(table)]]
+            ).fetchall()
             con.close()
         except Exception as exc:
             problems.append(f"committed files of {table} do not read: {type(exc).__name__}: {exc}")
@@ -55,7 +57,9 @@ def reader_problems(root: Path) -> list[str]:
             con = open_snapshot(root)
             try:
                 con.execute("select published_at from _snapshot").fetchall()
-                views = con.execute("select table_name from information_schema.tables where table_type = 'VIEW'").fetchall()
+                views = con.execute(
+                    "select table_name from information_schema.tables where table_type = 'VIEW'"
+                ).fetchall()
                 for (view,) in views:  # raw_* and exported relations read parquet files: all must be there
                     con.execute(f'select count(*) from "{view}"').fetchall()
             finally:
@@ -178,7 +182,8 @@ def snapshot_differences(db: Path, ref_db: Path) -> list[str]:
                 if name not in VOLATILE_COLUMNS
             ]
             sel = ", ".join(
-                (f"printf('%.10g', \"{c}\") as \"{c}\"" if dtype in ("DOUBLE", "FLOAT") else f'"{c}"') for c, dtype in cols
+                (f'printf(\'%.10g\', "{c}") as "{c}"' if dtype in ("DOUBLE", "FLOAT") else f'"{c}"')
+                for c, dtype in cols
             )
             distinct = "distinct " if t == "fct_check_history" else ""
             where = " where table_name <> 'fct_check_history'" if t == "_tables" else ""

@@ -4,6 +4,7 @@ in a phase, re-run it, compare.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
@@ -25,6 +26,7 @@ from bench.crash_inputs import Inputs
 from pipelines.raw.crash_points import KILL_ENV
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
+
 
 def grpo_env(root: Path, dbt_target: Path) -> dict[str, str]:
     """Environment for `grpo`: this warehouse, dbt's per-run folders outside the working tree."""
@@ -54,7 +56,11 @@ def grpo_ingest(root: Path, inputs: Inputs, dbt_target: Path, timeout: float = 9
     """Run `grpo ingest --json` to the end: (exit code, parsed summary or None, stderr)."""
     proc = subprocess.run(
         [grpo_exe(), "ingest", "--wandb-dir", str(inputs.wandb), "--events", str(inputs.events), "--json"],
-        capture_output=True, text=True, env=grpo_env(root, dbt_target), timeout=timeout, cwd=str(root.parent),
+        capture_output=True,
+        text=True,
+        env=grpo_env(root, dbt_target),
+        timeout=timeout,
+        cwd=str(root.parent),
     )
     try:
         summary = json.loads(proc.stdout)
@@ -111,8 +117,11 @@ def kill_grpo_ingest(
         env[KILL_ENV] = kill_at
     proc = subprocess.Popen(
         [grpo_exe(), "ingest", "--wandb-dir", str(inputs.wandb), "--events", str(inputs.events), "--json"],
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env,
-        cwd=str(root.parent), start_new_session=True,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        env=env,
+        cwd=str(root.parent),
+        start_new_session=True,
     )
     want = f"{phase} (pid {proc.pid})"
     t0 = time.monotonic()
@@ -122,10 +131,8 @@ def kill_grpo_ingest(
         if not reached:
             time.sleep(0.01 if phase != "dbt build" else 0.05)
     if phase is None:
-        try:
+        with contextlib.suppress(subprocess.TimeoutExpired):
             proc.wait(timeout)
-        except subprocess.TimeoutExpired:
-            pass
     if reached:
         time.sleep(delay)
     outcome = "completed"

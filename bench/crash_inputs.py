@@ -93,7 +93,9 @@ class Inputs:
 
     def stage_lines(self, name: str) -> list[bytes]:
         """The event lines the stage serves."""
-        return self.archive_lines + (self.growing_lines[: len(self.growing_lines) // 2] if name == "A" else self.growing_lines)
+        return self.archive_lines + (
+            self.growing_lines[: len(self.growing_lines) // 2] if name == "A" else self.growing_lines
+        )
 
     def stage(self, name: str) -> Inputs:
         """A: 4 run files and part of a resumed run (one file cut mid-file if cut_run), half the growing file.

@@ -167,7 +167,9 @@ def make_build_db(path: Path, generation: int, rows: int = 300_000) -> dict[str,
     n_runs = 10 + generation
     con = duckdb.connect(str(path))
     try:
-        con.execute(f"create table dim_runs as select 'run-' || i as run_id, {generation} as generation from range({n_runs}) t(i)")
+        con.execute(
+            f"create table dim_runs as select 'run-' || i as run_id, {generation} as generation from range({n_runs}) t(i)"
+        )
         con.execute(
             f"create table fct_learning_verdicts as select 'run-' || i as run_id, "
             f"case when i % 2 = 0 then 'learning' else 'not_learning' end as verdict, {generation} as generation "

@@ -83,7 +83,7 @@ class Zygote:
     """A `python -c` process that imported the pipeline once and forks one child per ingest or publish."""
 
     def __init__(self, log_path: Path) -> None:
-        self.log = open(log_path, "ab")
+        self.log = open(log_path, "ab")  # noqa: SIM115 (the zygote's log for its whole life; close() closes it)
         env = {**os.environ, "PYTHONPATH": str(PROJECT_ROOT)}
         env.pop(KILL_ENV, None)
         self.proc = subprocess.Popen(
@@ -108,8 +108,14 @@ class Zygote:
 
     def ingest(self, root: Path, inputs: Inputs, kill_at: str | None = None, kill_after: float | None = None) -> dict:
         return self._call(
-            {"op": "ingest", "root": str(root), "wandb": str(inputs.wandb), "events": str(inputs.events),
-             "kill_at": kill_at, "kill_after": kill_after}
+            {
+                "op": "ingest",
+                "root": str(root),
+                "wandb": str(inputs.wandb),
+                "events": str(inputs.events),
+                "kill_at": kill_at,
+                "kill_after": kill_after,
+            }
         )
 
     def publish(self, root: Path, kill_at: str | None = None, kill_after: float | None = None) -> dict:

@@ -122,7 +122,9 @@ def generate(
     with ProcessPoolExecutor(max_workers=workers, mp_context=ctx) as pool:
         t0 = time.perf_counter()
         say(f"writing {len(plan.runs)} runs x {scale.steps} steps as .wandb files (+ CSV exports), {workers} workers")
-        runs = list(pool.map(write_run_job, [(plan, r, str(wandb_dir), str(exports_dir / "history")) for r in plan.runs]))
+        runs = list(
+            pool.map(write_run_job, [(plan, r, str(wandb_dir), str(exports_dir / "history")) for r in plan.runs])
+        )
         seconds["wandb"] = time.perf_counter() - t0
 
         t0 = time.perf_counter()
@@ -133,7 +135,9 @@ def generate(
 
         t0 = time.perf_counter()
         inc_runs = list(pool.map(write_run_job, [(plan, r, str(inc_wandb), None) for r in plan.increment_runs]))
-        inc_ev = list(pool.map(write_events_job, [(plan, f, str(inc_events)) for f in event_files(plan, increment=True)]))
+        inc_ev = list(
+            pool.map(write_events_job, [(plan, f, str(inc_events)) for f in event_files(plan, increment=True)])
+        )
         seconds["increment"] = time.perf_counter() - t0
     write_runs_export(exports_dir / "runs.csv", plan, runs)
 
@@ -163,7 +167,14 @@ def generate(
         seconds={k: round(v, 3) for k, v in seconds.items()},
     )
     manifest.write_text(
-        json.dumps({"params": _params(scale, seed), "generated_at": dt.datetime.now(dt.UTC).isoformat(), "data": data.to_json()}, indent=1)
+        json.dumps(
+            {
+                "params": _params(scale, seed),
+                "generated_at": dt.datetime.now(dt.UTC).isoformat(),
+                "data": data.to_json(),
+            },
+            indent=1,
+        )
     )
     return data
 
@@ -182,9 +193,17 @@ def validate_against_reader(data: DataSet, max_runs: int | None = None) -> dict[
         read = read_run_file(meta["path"])
         problems = list(read.warnings)
         m = read.meta
-        want = {"run_id": run.run_id, "run_name": run.name, "run_group": run.group, "project": PROJECT,
-                "entity": ENTITY, "job_type": "train", "last_step": run.steps,
-                "state": "finished" if g.spec.exit_code == 0 else "crashed", "exit_code": g.spec.exit_code}
+        want = {
+            "run_id": run.run_id,
+            "run_name": run.name,
+            "run_group": run.group,
+            "project": PROJECT,
+            "entity": ENTITY,
+            "job_type": "train",
+            "last_step": run.steps,
+            "state": "finished" if g.spec.exit_code == 0 else "crashed",
+            "exit_code": g.spec.exit_code,
+        }
         for k, v in want.items():
             if getattr(m, k) != v:
                 problems.append(f"meta {k}: read {getattr(m, k)!r}, wrote {v!r}")
@@ -210,9 +229,11 @@ def validate_against_reader(data: DataSet, max_runs: int | None = None) -> dict[
             sel = keys == key
             logged = ~np.isnan(v)
             order = np.argsort(steps[sel], kind="stable")
-            if not (np.array_equal(steps[sel][order], np.flatnonzero(logged) + 1)
-                    and np.array_equal(values[sel][order], v[logged])
-                    and np.array_equal(wall[sel][order], expect_wall[logged])):
+            if not (
+                np.array_equal(steps[sel][order], np.flatnonzero(logged) + 1)
+                and np.array_equal(values[sel][order], v[logged])
+                and np.array_equal(wall[sel][order], expect_wall[logged])
+            ):
                 problems.append(f"history {key} differs")
         if problems:
             raise AssertionError(f"{meta['path']}: the reader does not read back what was written: {problems[:10]}")

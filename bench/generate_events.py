@@ -104,7 +104,11 @@ def event_files(plan: Plan, increment: bool = False) -> list[EventFile]:
         inc_seconds = sum(r.steps * STEP_S for r in runs)
         inc_hb = len(COMPONENTS) * (plan.increment_end - plan.t_end) / HEARTBEAT_EVERY_S
         # 1 % of the base events, heartbeats included
-        rate = max(0.01 * plan.scale.events - inc_hb, 0.0) / inc_seconds / (1.0 + ROLLOUT_FAILURE_RATE * KIND_SHARE["rollout"])
+        rate = (
+            max(0.01 * plan.scale.events - inc_hb, 0.0)
+            / inc_seconds
+            / (1.0 + ROLLOUT_FAILURE_RATE * KIND_SHARE["rollout"])
+        )
         return [EventFile(100_000, "axiom-export-increment.ndjson", plan.t_end, plan.increment_end, runs, rate)]
     files = []
     day0 = math.floor(plan.t_start / 86_400)
@@ -153,10 +157,23 @@ def make_event_lines(plan: Plan, f: EventFile) -> tuple[pa.Array, dict[str, int]
     add(
         "rollout",
         t_ms,
-        _join('{"_time":"', iso_ms(t_ms), '","event":"rollout","run_id":"', rid, '","rollout_id":"', rollout_id,
-              '","duration_s":', _fixed(duration, 3), ',"status":"', _pick(("ok", "error"), failed.astype(int)),
-              '","engine":"', _pick(ENGINES, rng.integers(0, 2, n)), '","worker":"', _pick(WORKERS, rng.integers(0, 8, n)),
-              '"}\n'),
+        _join(
+            '{"_time":"',
+            iso_ms(t_ms),
+            '","event":"rollout","run_id":"',
+            rid,
+            '","rollout_id":"',
+            rollout_id,
+            '","duration_s":',
+            _fixed(duration, 3),
+            ',"status":"',
+            _pick(("ok", "error"), failed.astype(int)),
+            '","engine":"',
+            _pick(ENGINES, rng.integers(0, 2, n)),
+            '","worker":"',
+            _pick(WORKERS, rng.integers(0, 8, n)),
+            '"}\n',
+        ),
     )
     fi = np.flatnonzero(failed)
     e_ms = t_ms[fi] + 5
@@ -164,9 +181,21 @@ def make_event_lines(plan: Plan, f: EventFile) -> tuple[pa.Array, dict[str, int]
     add(
         "error",
         e_ms,
-        _join('{"_time":"', iso_ms(e_ms), '","level":"error","run_id":"', rid.take(pa.array(fi)), '","component":"',
-              _pick([e[0] for e in ERRORS], which), '","error_type":"', _pick([e[1] for e in ERRORS], which),
-              '","message":"', _pick([e[2] for e in ERRORS], which), '","rollout_id":"', rollout_id.take(pa.array(fi)), '"}\n'),
+        _join(
+            '{"_time":"',
+            iso_ms(e_ms),
+            '","level":"error","run_id":"',
+            rid.take(pa.array(fi)),
+            '","component":"',
+            _pick([e[0] for e in ERRORS], which),
+            '","error_type":"',
+            _pick([e[1] for e in ERRORS], which),
+            '","message":"',
+            _pick([e[2] for e in ERRORS], which),
+            '","rollout_id":"',
+            rollout_id.take(pa.array(fi)),
+            '"}\n',
+        ),
     )
     # inference requests
     t, who = arrivals(KIND_SHARE["inference"])
@@ -175,11 +204,23 @@ def make_event_lines(plan: Plan, f: EventFile) -> tuple[pa.Array, dict[str, int]
     add(
         "inference",
         t_ms,
-        _join('{"_time":"', iso_ms(t_ms), '","event":"inference","run_id":"', _pick(run_ids, who), '","engine":"',
-              _pick(ENGINES, rng.integers(0, 2, n)), '","latency_s":', _fixed(rng.lognormal(math.log(2.4), 0.25, n), 3),
-              ',"tokens_per_s":', _fixed(np.abs(rng.normal(1850.0, 120.0, n)), 1), ',"batch_size":',
-              _pick(("8", "16", "32", "64"), rng.integers(0, 4, n)), ',"queue_s":', _fixed(rng.exponential(0.25, n), 3),
-              "}\n"),
+        _join(
+            '{"_time":"',
+            iso_ms(t_ms),
+            '","event":"inference","run_id":"',
+            _pick(run_ids, who),
+            '","engine":"',
+            _pick(ENGINES, rng.integers(0, 2, n)),
+            '","latency_s":',
+            _fixed(rng.lognormal(math.log(2.4), 0.25, n), 3),
+            ',"tokens_per_s":',
+            _fixed(np.abs(rng.normal(1850.0, 120.0, n)), 1),
+            ',"batch_size":',
+            _pick(("8", "16", "32", "64"), rng.integers(0, 4, n)),
+            ',"queue_s":',
+            _fixed(rng.exponential(0.25, n), 3),
+            "}\n",
+        ),
     )
     # order extraction
     t, who = arrivals(KIND_SHARE["extraction"])
@@ -190,9 +231,17 @@ def make_event_lines(plan: Plan, f: EventFile) -> tuple[pa.Array, dict[str, int]
     add(
         "extraction",
         t_ms,
-        _join('{"_time":"', iso_ms(t_ms), '","event":"extraction","run_id":"', _pick(run_ids, who),
-              '","orders_expected":', pc.cast(pa.array(expected), pa.string()), ',"orders_extracted":',
-              pc.cast(pa.array(extracted), pa.string()), "}\n"),
+        _join(
+            '{"_time":"',
+            iso_ms(t_ms),
+            '","event":"extraction","run_id":"',
+            _pick(run_ids, who),
+            '","orders_expected":',
+            pc.cast(pa.array(expected), pa.string()),
+            ',"orders_extracted":',
+            pc.cast(pa.array(extracted), pa.string()),
+            "}\n",
+        ),
     )
     # heartbeats: every 30 s per component, on a grid shared by all files
     for c, (comp, host, mem) in enumerate(COMPONENTS):
@@ -205,8 +254,15 @@ def make_event_lines(plan: Plan, f: EventFile) -> tuple[pa.Array, dict[str, int]
         add(
             "heartbeat",
             t_ms,
-            _join('{"_time":"', iso_ms(t_ms), f'","event":"heartbeat","component":"{comp}","host":"{host}","status":"ok","gpu_util":',
-                  _fixed(util, 1), ',"gpu_mem_gb":', _fixed(gmem, 2), "}\n"),
+            _join(
+                '{"_time":"',
+                iso_ms(t_ms),
+                f'","event":"heartbeat","component":"{comp}","host":"{host}","status":"ok","gpu_util":',
+                _fixed(util, 1),
+                ',"gpu_mem_gb":',
+                _fixed(gmem, 2),
+                "}\n",
+            ),
         )
     t_all = np.concatenate([p[0] for p in parts])
     lines = pa.concat_arrays([p[1] for p in parts])

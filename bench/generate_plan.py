@@ -79,8 +79,14 @@ def make_plan(scale: Scale, seed: int, t_end: float) -> Plan:
         lane, slot = i % LANES, i // LANES
         g, k = divmod(i, scale.runs_per_sweep)
         runs.append(
-            PlannedRun(i, run_id_for(seed, i), f"sweep-{g:03d}-{k + 1}", f"sweep-{g:03d}", scale.steps,
-                       t_start + slot * d + lane * d / 2 + 60.0)
+            PlannedRun(
+                i,
+                run_id_for(seed, i),
+                f"sweep-{g:03d}-{k + 1}",
+                f"sweep-{g:03d}",
+                scale.steps,
+                t_start + slot * d + lane * d / 2 + 60.0,
+            )
         )
     # The increment: 1 % more history points as new runs that start after t_end.
     n_inc = max(1, round(0.01 * scale.runs))
@@ -88,6 +94,8 @@ def make_plan(scale: Scale, seed: int, t_end: float) -> Plan:
     inc_runs = []
     for j in range(n_inc):
         i = scale.runs + j
-        inc_runs.append(PlannedRun(i, run_id_for(seed, i), f"incr-{j + 1:03d}", "incr", inc_steps, t_end + 60.0 + j, True))
+        inc_runs.append(
+            PlannedRun(i, run_id_for(seed, i), f"incr-{j + 1:03d}", "incr", inc_steps, t_end + 60.0 + j, True)
+        )
     increment_end = max(r.end for r in inc_runs) + 60.0
     return Plan(scale, seed, t_end, t_start, tuple(runs), tuple(inc_runs), increment_end)

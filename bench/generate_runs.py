@@ -151,7 +151,9 @@ def make_run(plan: Plan, run: PlannedRun) -> GeneratedRun:
     for j, c in enumerate(eval_steps.tolist()):
         present = np.arange(len(ep)) >= j
         values = np.full(len(ep), np.nan)
-        values[present] = 1000.0 + rise * ep[j] + 0.15 * decline * (ep[present] - ep[j]) + rng.normal(0.0, 8.0, present.sum())
+        values[present] = (
+            1000.0 + rise * ep[j] + 0.15 * decline * (ep[present] - ep[j]) + rng.normal(0.0, 8.0, present.sum())
+        )
         elo[f"ckpt_{c}"] = values
     for player, values in elo.items():
         full = np.full(n, np.nan)
@@ -200,7 +202,14 @@ def write_run_job(args: tuple[Plan, PlannedRun, str, str | None]) -> dict[str, A
     if export_root is not None:
         write_history_export(Path(export_root) / f"{run.name}.csv", g)
     points = int(sum(int(np.count_nonzero(~np.isnan(v))) for v in g.numeric.values()))
-    return {"run_id": run.run_id, "name": run.name, "path": str(path), "bytes": size, "points": points, "state": "crashed" if g.spec.exit_code else "finished"}
+    return {
+        "run_id": run.run_id,
+        "name": run.name,
+        "path": str(path),
+        "bytes": size,
+        "points": points,
+        "state": "crashed" if g.spec.exit_code else "finished",
+    }
 
 
 def write_history_export(path: Path, g: GeneratedRun) -> None:
@@ -223,6 +232,15 @@ def write_runs_export(path: Path, plan: Plan, runs: list[dict[str, Any]]) -> Non
     rows = []
     for r in plan.runs:
         c = run_config(plan, r)
-        rows.append({"Name": r.name, "ID": r.run_id, "Group": r.group, "State": state[r.run_id],
-                     "learning_rate": c["learning_rate"], "kl_coef": c["kl_coef"], "total_steps": c["total_steps"]})
+        rows.append(
+            {
+                "Name": r.name,
+                "ID": r.run_id,
+                "Group": r.group,
+                "State": state[r.run_id],
+                "learning_rate": c["learning_rate"],
+                "kl_coef": c["kl_coef"],
+                "total_steps": c["total_steps"],
+            }
+        )
     pacsv.write_csv(pa.Table.from_pylist(rows), path)

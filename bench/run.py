@@ -41,10 +41,19 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--keep", action="store_true", help="keep the warehouse (and a temporary workdir) afterwards")
     ap.add_argument("--repeat", type=int, default=5, help="timed runs per query command (median reported)")
     ap.add_argument("--seed", type=int, default=7)
-    ap.add_argument("--validate-runs", type=int, default=None,
-                    help="runs read back and compared exactly with what was written (default: all at tiny, 2 otherwise)")
-    ap.add_argument("--skip", action="append", choices=SKIPPABLE, default=[],
-                    help="leave out a stage (repeatable); the JSON then lacks its figures")
+    ap.add_argument(
+        "--validate-runs",
+        type=int,
+        default=None,
+        help="runs read back and compared exactly with what was written (default: all at tiny, 2 otherwise)",
+    )
+    ap.add_argument(
+        "--skip",
+        action="append",
+        choices=SKIPPABLE,
+        default=[],
+        help="leave out a stage (repeatable); the JSON then lacks its figures",
+    )
     ap.add_argument("--quiet", action="store_true")
     a = ap.parse_args(argv)
     began = time.perf_counter()
@@ -55,9 +64,16 @@ def main(argv: list[str] | None = None) -> int:
     workdir.mkdir(parents=True, exist_ok=True)
     warehouse = workdir / f"warehouse-{a.scale}"
     stage_dir = workdir / f"stages-{a.scale}"
-    res: dict[str, Any] = {"scale": a.scale, "complete": False, "machine": machine_info(),
-                           "code": code_version(), "started_at": dt.datetime.now(dt.UTC).isoformat(), "workdir": str(workdir),
-                           "repeat": a.repeat, "skipped": sorted(set(a.skip))}
+    res: dict[str, Any] = {
+        "scale": a.scale,
+        "complete": False,
+        "machine": machine_info(),
+        "code": code_version(),
+        "started_at": dt.datetime.now(dt.UTC).isoformat(),
+        "workdir": str(workdir),
+        "repeat": a.repeat,
+        "skipped": sorted(set(a.skip)),
+    }
 
     def save() -> None:
         res["finished_at"] = dt.datetime.now(dt.UTC).isoformat()

@@ -63,7 +63,9 @@ class _TreeSampler(threading.Thread):
         self.join()
 
 
-def run_measured(cmd: list[str], env: dict[str, str], *, stdout=None, stderr=None, sample_tree: bool = False) -> dict[str, Any]:
+def run_measured(
+    cmd: list[str], env: dict[str, str], *, stdout=None, stderr=None, sample_tree: bool = False
+) -> dict[str, Any]:
     """Run `cmd`; wall seconds (process start included), exit code, and peak RSS.
 
     `maxrss_mb` comes from wait4(): the largest resident set of the child or any
@@ -107,8 +109,13 @@ def run_stage(name: str, args: dict[str, Any], stage_dir: Path, env: dict[str, s
     result_path.unlink(missing_ok=True)
     say(f"stage {name} …")
     with open(stage_dir / f"{name}.log", "w") as log:
-        m = run_measured([sys.executable, "-m", "bench.stages", name, str(args_path), str(result_path)], env,
-                         stdout=log, stderr=subprocess.STDOUT, sample_tree=True)
+        m = run_measured(
+            [sys.executable, "-m", "bench.stages", name, str(args_path), str(result_path)],
+            env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            sample_tree=True,
+        )
     if m["rc"] != 0 or not result_path.exists():
         tail = (stage_dir / f"{name}.log").read_text(errors="replace")[-3000:]
         raise RuntimeError(f"stage {name} failed (exit {m['rc']}):\n{tail}")

@@ -52,13 +52,17 @@ def machine_info() -> dict[str, Any]:
         "cpu_model": cpu,
         "platform": platform.platform(),
         "python": platform.python_version(),
-        **{p.replace("-", "_"): version(p) for p in ("duckdb", "pyarrow", "pandas", "dagster", "dbt-core", "dbt-duckdb", "wandb")},
+        **{
+            p.replace("-", "_"): version(p)
+            for p in ("duckdb", "pyarrow", "pandas", "dagster", "dbt-core", "dbt-duckdb", "wandb")
+        },
         "loadavg_start": [round(x, 2) for x in os.getloadavg()],
     }
 
 
 def code_version() -> dict[str, Any]:
     """The commit measured and the files changed on top of it: the tree changes while others work in it."""
+
     def git(*args: str) -> str:
         try:
             return subprocess.run(["git", *args], cwd=REPO, capture_output=True, text=True, timeout=30).stdout
@@ -66,8 +70,11 @@ def code_version() -> dict[str, Any]:
             return ""
 
     changed = [line[3:] for line in git("status", "--porcelain", "--untracked-files=no").splitlines() if len(line) > 3]
-    return {"commit": git("rev-parse", "--short", "HEAD").strip(), "commit_date": git("log", "-1", "--format=%cI").strip(),
-            "modified_files": changed}
+    return {
+        "commit": git("rev-parse", "--short", "HEAD").strip(),
+        "commit_date": git("log", "-1", "--format=%cI").strip(),
+        "modified_files": changed,
+    }
 
 
 def _agree(a: float | None, b: float | None, rel: float = 1e-9) -> bool | None:
@@ -106,7 +113,12 @@ def compare_baseline(base: dict[str, Any], queries: dict[str, Any]) -> tuple[dic
             rows = {r["run_name"]: r["delta"] for r in mine}
             agree = bool(rows) and all(_agree(v, rows.get(k), 1e-6) for k, v in q[question]["deltas"].items())
         ratios[question] = round(base_s / our_s, 2)
-        details[question] = {"baseline_s": round(base_s, 4), "ours_s": round(our_s, 4), "our_command": cmd, "same_answer": agree}
+        details[question] = {
+            "baseline_s": round(base_s, 4),
+            "ours_s": round(our_s, 4),
+            "our_command": cmd,
+            "same_answer": agree,
+        }
     return ratios, details
 
 
@@ -122,8 +134,11 @@ def print_report(res: dict[str, Any]) -> None:
     if "history_points" not in res:
         c.print(f"[red]no figures[/]: {res.get('error')}")
         return
-    t = Table(title=f"grpo-warehouse benchmark, scale {res['scale']} "
-                    f"({res['history_points']:,} history points, {res['events']:,} events)", title_justify="left")
+    t = Table(
+        title=f"grpo-warehouse benchmark, scale {res['scale']} "
+        f"({res['history_points']:,} history points, {res['events']:,} events)",
+        title_justify="left",
+    )
     for col in ("figure", "value", "target (full scale)", ""):
         t.add_column(col)
     tg = res.get("targets", {})
@@ -132,26 +147,48 @@ def print_report(res: dict[str, Any]) -> None:
         return _status(tg.get(key, {}).get("met"))
 
     if "ingest_history_points_per_s" in res:
-        t.add_row("ingest history", f"{res['ingest_history_points_per_s']:,.0f} points/s ({res['ingest_history_s']:.1f} s)",
-                  "≥ 1M points/s", met("ingest_history_points_per_s"))
+        t.add_row(
+            "ingest history",
+            f"{res['ingest_history_points_per_s']:,.0f} points/s ({res['ingest_history_s']:.1f} s)",
+            "≥ 1M points/s",
+            met("ingest_history_points_per_s"),
+        )
     if "ingest_events_per_s" in res:
-        t.add_row("ingest events", f"{res['ingest_events_per_s']:,.0f} events/s ({res['ingest_events_s']:.1f} s)",
-                  "≥ 500k events/s", met("ingest_events_per_s"))
+        t.add_row(
+            "ingest events",
+            f"{res['ingest_events_per_s']:,.0f} events/s ({res['ingest_events_s']:.1f} s)",
+            "≥ 500k events/s",
+            met("ingest_events_per_s"),
+        )
     if "full_build_s" in res:
         t.add_row("full build (Dagster job, no new data)", f"{res['full_build_s']:.1f} s", "", "")
     if "incremental_refresh_s" in res:
-        t.add_row("incremental refresh (+1 %)", f"{res['incremental_refresh_s']:.1f} s ({100 * res['incremental_ratio']:.0f} % of full build)",
-                  "< 10 % of full build", met("incremental_ratio"))
+        t.add_row(
+            "incremental refresh (+1 %)",
+            f"{res['incremental_refresh_s']:.1f} s ({100 * res['incremental_ratio']:.0f} % of full build)",
+            "< 10 % of full build",
+            met("incremental_ratio"),
+        )
     for name, s in res.get("query_wall_s", {}).items():
-        t.add_row(f"grpo {name}", f"{s:.3f} s (median of {res['repeat']})", "< 1 s", _status(s < TARGETS["query_max_s"]))
+        t.add_row(
+            f"grpo {name}", f"{s:.3f} s (median of {res['repeat']})", "< 1 s", _status(s < TARGETS["query_max_s"])
+        )
     for stage, mb in res.get("peak_rss_mb", {}).items():
         ours = stage not in NOT_OURS
-        t.add_row(f"peak RSS {stage}" + ("" if ours else " (pandas)"), f"{mb:,.0f} MB", "< 4 GB" if ours else "",
-                  _status(mb < TARGETS["peak_rss_mb_max"]) if ours else "")
+        t.add_row(
+            f"peak RSS {stage}" + ("" if ours else " (pandas)"),
+            f"{mb:,.0f} MB",
+            "< 4 GB" if ours else "",
+            _status(mb < TARGETS["peak_rss_mb_max"]) if ours else "",
+        )
     for q, r in res.get("baseline_ratio", {}).items():
         d = res["baseline_detail"][q]
-        t.add_row(f"vs pandas: {q}", f"{r:,.1f}x ({d['baseline_s']:.2f} s / {d['ours_s']:.3f} s)",
-                  "≥ 20x", _status(r >= TARGETS["baseline_ratio_min"]))
+        t.add_row(
+            f"vs pandas: {q}",
+            f"{r:,.1f}x ({d['baseline_s']:.2f} s / {d['ours_s']:.3f} s)",
+            "≥ 20x",
+            _status(r >= TARGETS["baseline_ratio_min"]),
+        )
     c.print(t)
 
 
@@ -164,7 +201,12 @@ def evaluate_targets(res: dict[str, Any]) -> dict[str, Any]:
 
     if "ingest_history_points_per_s" in res:
         v = res["ingest_history_points_per_s"]
-        add("ingest_history_points_per_s", v, TARGETS["ingest_history_points_per_s_min"], v >= TARGETS["ingest_history_points_per_s_min"])
+        add(
+            "ingest_history_points_per_s",
+            v,
+            TARGETS["ingest_history_points_per_s_min"],
+            v >= TARGETS["ingest_history_points_per_s_min"],
+        )
     if "ingest_events_per_s" in res:
         v = res["ingest_events_per_s"]
         add("ingest_events_per_s", v, TARGETS["ingest_events_per_s_min"], v >= TARGETS["ingest_events_per_s_min"])
@@ -178,10 +220,22 @@ def evaluate_targets(res: dict[str, Any]) -> dict[str, Any]:
     ours = {k: v for k, v in res.get("peak_rss_mb", {}).items() if k not in NOT_OURS}
     if ours:
         v = max(ours.values())
-        add("peak_rss_mb", v, TARGETS["peak_rss_mb_max"], v < TARGETS["peak_rss_mb_max"], worst_stage=max(ours, key=ours.get))
+        add(
+            "peak_rss_mb",
+            v,
+            TARGETS["peak_rss_mb_max"],
+            v < TARGETS["peak_rss_mb_max"],
+            worst_stage=max(ours, key=ours.get),
+        )
     if "baseline_ratio" in res:
         primary = ("rollout_p95_window", "error_rate_window", "elo_delta_one_run", "sweep_ranking")
         v = min(res["baseline_ratio"][q] for q in primary)
-        add("baseline_ratio", v, TARGETS["baseline_ratio_min"], v >= TARGETS["baseline_ratio_min"],
-            over=list(primary), missed_by=[q for q in primary if res["baseline_ratio"][q] < TARGETS["baseline_ratio_min"]])
+        add(
+            "baseline_ratio",
+            v,
+            TARGETS["baseline_ratio_min"],
+            v >= TARGETS["baseline_ratio_min"],
+            over=list(primary),
+            missed_by=[q for q in primary if res["baseline_ratio"][q] < TARGETS["baseline_ratio_min"]],
+        )
     return out

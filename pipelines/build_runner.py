@@ -46,10 +46,10 @@ def run_build_job(
 
     import dagster as dg
 
+    from pipelines.definitions import build_definitions
     from pipelines.defs.axiom.resources import EventSourcesResource
     from pipelines.defs.wandb.resources import WandbSourcesResource
     from pipelines.defs.warehouse.resources import WarehouseResource
-    from pipelines.definitions import build_definitions
 
     @dg.logger
     def relay(_init_context) -> logging.Logger:

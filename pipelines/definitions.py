@@ -9,12 +9,12 @@ from __future__ import annotations
 import dagster as dg
 
 from pipelines.defs.axiom import area as axiom
+from pipelines.defs.axiom.resources import EventSourcesResource
 from pipelines.defs.checks import area as checks
 from pipelines.defs.dbt import area as dbt
 from pipelines.defs.wandb import area as wandb
-from pipelines.defs.warehouse import area as warehouse_area
-from pipelines.defs.axiom.resources import EventSourcesResource
 from pipelines.defs.wandb.resources import WandbSourcesResource
+from pipelines.defs.warehouse import area as warehouse_area
 from pipelines.defs.warehouse.resources import WarehouseResource
 
 # One step at a time: only one process may write the DuckDB build file, so

@@ -21,12 +21,12 @@ from pathlib import Path
 
 import duckdb
 
-from pipelines.settings import build_memory_limit
 from pipelines.raw.atomic_files import fsync_dir, write_json_atomic
 from pipelines.raw.batches import new_batch_id
 from pipelines.raw.crash_points import kill_point
 from pipelines.raw.layer import Warehouse
 from pipelines.raw.schemas import EVENTS, HISTORY, HISTORY_OTHER, REJECTS, RESTATED, RUNS
+from pipelines.settings import build_memory_limit
 
 # Big row-level staging relations stay out of the copy: the history is served
 # by the raw parquet views below, the typed events by immutable per-batch
@@ -90,9 +90,8 @@ def _export_events(con: duckdb.DuckDBPyConnection, warehouse: Warehouse) -> list
     # changes whenever dbt creates it again: a rebuilt table may hold other
     # values for the same batches and counts (a changed event_fields mapping).
     table_generation = _table_generation(con, EVENTS_RELATION)
-    if current is not None and table_generation is not None:
-        if _export_generation(current) != table_generation:
-            current = None
+    if current is not None and table_generation is not None and _export_generation(current) != table_generation:
+        current = None
     in_build = dict(
         con.execute(
             f"select batch_id, count(*) from build.main.{_quote_ident(EVENTS_RELATION)} group by batch_id"
@@ -105,8 +104,7 @@ def _export_events(con: duckdb.DuckDBPyConnection, warehouse: Warehouse) -> list
         # Row counts from the parquet footers: no need to scan the events.
         on_disk = dict(
             con.execute(
-                "select regexp_extract(file_name, 'batch-(.*)\\.parquet$', 1), num_rows "
-                "from parquet_file_metadata(?)",
+                "select regexp_extract(file_name, 'batch-(.*)\\.parquet$', 1), num_rows from parquet_file_metadata(?)",
                 [[str(p) for p in exported.values()]],
             ).fetchall()
         )
@@ -165,7 +163,9 @@ def _count_files(con: duckdb.DuckDBPyConnection, files: list[Path]) -> int:
     if not files:
         return 0
     return int(
-        con.execute("select coalesce(sum(num_rows), 0) from parquet_file_metadata(?)", [[str(p) for p in files]]).fetchall()[0][0]
+        con.execute(
+            "select coalesce(sum(num_rows), 0) from parquet_file_metadata(?)", [[str(p) for p in files]]
+        ).fetchall()[0][0]
     )
 
 
@@ -244,9 +244,7 @@ def _write_snapshot(warehouse: Warehouse, tmp: Path, manifest_path: Path | None)
         con.execute("create table _tables (table_name varchar, description varchar, row_count bigint)")
         con.executemany("insert into _tables values (?, ?, ?)", catalog)
         # Freshness, computed once here so every CLI answer can state it for free.
-        latest_event = (
-            "(select max(event_at) from stg_axiom__events)" if has_events else "cast(null as timestamptz)"
-        )
+        latest_event = "(select max(event_at) from stg_axiom__events)" if has_events else "cast(null as timestamptz)"
         has_runs = ("stg_wandb__runs",) in relations
         con.execute(
             "create table _snapshot as select ?::timestamptz as published_at, "

@@ -93,7 +93,9 @@ class Action:
 
 def target_actions() -> dict[str, Action]:
     """Target name (rollout_p95, extraction_rate, error_rate, grad_norm, kl, entropy, event_run, heartbeat) -> its action."""
-    return {name: Action(str(a["action"]), str(a["next"])) for name, a in (dbt_vars().get("target_actions") or {}).items()}
+    return {
+        name: Action(str(a["action"]), str(a["next"])) for name, a in (dbt_vars().get("target_actions") or {}).items()
+    }
 
 
 def thresholds() -> Thresholds:

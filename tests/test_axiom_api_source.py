@@ -297,7 +297,10 @@ def test_events_ingested_with_the_real_client_come_back_with_every_field(server)
 
     first, second = (json.loads(e["record"]) for e in got)
     assert {k: first[k] for k in ("event", "latency_s", "ok", "tags")} == {
-        "event": "inference", "latency_s": 0.42, "ok": True, "tags": ["a", "b"]
+        "event": "inference",
+        "latency_s": 0.42,
+        "ok": True,
+        "tags": ["a", "b"],
     }
     assert "message" not in first and second["message"] == 'could not parse "qty"'  # no padding nulls
     assert {"_time", "_sysTime", "_rowId"} <= set(first)

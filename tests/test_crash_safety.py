@@ -23,17 +23,15 @@ import duckdb
 import pytest
 
 from bench import crash
-from pipelines.ingest.run import ingest
-from pipelines.raw.readers import totals
 from pipelines.answers.sql import open_snapshot
-from pipelines.sources.ndjson import NdjsonEventSource
-from pipelines.sources.wandb_local import LocalRunSource
+from pipelines.ingest.run import ingest
 from pipelines.raw.layer import Warehouse
+from pipelines.raw.readers import totals
 from pipelines.raw.schemas import EVENTS, HISTORY
 from pipelines.raw.write_lock import WarehouseBusyError
+from pipelines.sources.ndjson import NdjsonEventSource
+from pipelines.sources.wandb_local import LocalRunSource
 from tests.clock import DEMO_END
-
-
 
 SEED = 20240601
 EVENT_LINES = 3000  # per event file: enough for several chunks, fast to re-ingest
@@ -133,9 +131,10 @@ def test_after_a_crash_readers_and_totals_see_only_committed_batches_and_the_nex
     # from the Dagster UI, takes the lock: the orphans are gone before it reads the glob.
     with wh.lock(timeout_s=5, purpose="dbt build"):
         assert crash.leftovers(root) == {"uncommitted": [], "temp": []}
-        assert duckdb.sql(f"select count(*) from read_parquet('{wh.table_glob(HISTORY)}')").fetchall()[0][0] == committed[
-            "history_rows"
-        ]
+        assert (
+            duckdb.sql(f"select count(*) from read_parquet('{wh.table_glob(HISTORY)}')").fetchall()[0][0]
+            == committed["history_rows"]
+        )
 
 
 def test_an_ingest_after_the_clock_stepped_back_neither_loses_nor_repeats_rows(campaign, tmp_path, monkeypatch):
@@ -194,9 +193,11 @@ def test_the_write_lock_waits_for_a_dbt_build_left_running_by_a_killed_parent(tm
     orphan.start()
     try:
         assert ready.wait(30)
-        with pytest.raises(WarehouseBusyError, match=rf"process {orphan.pid} still has warehouse.duckdb open"):
-            with wh.lock(timeout_s=0.5, purpose="dbt build"):
-                pass
+        with (
+            pytest.raises(WarehouseBusyError, match=rf"process {orphan.pid} still has warehouse.duckdb open"),
+            wh.lock(timeout_s=0.5, purpose="dbt build"),
+        ):
+            pass
     finally:
         release.set()
         orphan.join(20)

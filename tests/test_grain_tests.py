@@ -90,4 +90,3 @@ def test_a_new_row_repeating_an_old_key_fails_the_since_test(wh):
     proc = grain_test(wh, "--vars", f"{{tests_since_batch: '{since}'}}")
     assert proc.returncode == 1, proc.stdout[-3000:]
     assert offending_keys(wh) == [("r1", s, k, 2) for s in (5, 6) for k in ("train/kl", "train/loss")]
-

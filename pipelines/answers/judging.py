@@ -25,7 +25,9 @@ def wilson(k: int, n: int) -> tuple[float, float] | None:
     return max(0.0, centre - half), min(1.0, centre + half)
 
 
-def judge_rate(k: int, n: int, target: float, below: bool, min_n: float) -> tuple[str | None, tuple[float, float] | None]:
+def judge_rate(
+    k: int, n: int, target: float, below: bool, min_n: float
+) -> tuple[str | None, tuple[float, float] | None]:
     """(pass | fail | inconclusive, or None without data; the interval) for a rate that must stay below
     (`below`) or above `target`."""
     ci = wilson(k, n)

@@ -11,7 +11,6 @@ from pipelines.answers.lookups import freshness, resolve_run
 from pipelines.answers.sql import clean, has_table, one, rows
 from pipelines.answers.target_checks import action
 
-
 UNCLASSIFIED_NOTE = (
     "these Elo players match neither var fixed_reference_patterns nor var checkpoint_patterns "
     "(dbt_project.yml), so they count in no trend and no gap: add a pattern for them "
@@ -32,9 +31,7 @@ def elo(con: duckdb.DuckDBPyConnection, run_text: str) -> dict[str, Any]:
     refs = rows(con, "select * from fct_reference_trends where run_id = ? order by player", [rid])
     gap = one(con, "select * from fct_gap_trends where run_id = ?", [rid]) or {}
     stability = one(con, "select * from fct_training_stability where run_id = ?", [rid]) or {}
-    superseded = rows(
-        con, "select * from fct_superseded_checkpoints where run_id = ? order by checkpoint_step", [rid]
-    )
+    superseded = rows(con, "select * from fct_superseded_checkpoints where run_id = ? order by checkpoint_step", [rid])
     unclassified = rows(
         con,
         "select player, count(*) as n_points from fct_elo_trajectory "
@@ -135,8 +132,7 @@ def game_ratings(con: duckdb.DuckDBPyConnection, rid: str, evidence: str | None 
     }
     players = rows(
         con,
-        "select * from fct_game_ratings where run_id = ? and scope = 'run' "
-        "order by rating desc nulls last, player",
+        "select * from fct_game_ratings where run_id = ? and scope = 'run' order by rating desc nulls last, player",
         [rid],
     )
     return {
@@ -196,7 +192,6 @@ def elo_series(con: duckdb.DuckDBPyConnection, run_id: str) -> dict[str, Any]:
     return {"trajectory": traj, "gaps": gaps}
 
 
-
 CANONICAL_METRICS = ("kl", "grad_norm", "reward", "loss", "entropy", "clip_ratio", "response_length")
 
 
@@ -210,10 +205,12 @@ def _elo_player(key: str) -> str | None:
     from pipelines.settings import dbt_vars
 
     prefix = metric_path(str(dbt_vars().get("elo_metric_prefix", "elo/")))
-    return key[len(prefix):] if metric_path(key).startswith(prefix) else None
+    return key[len(prefix) :] if metric_path(key).startswith(prefix) else None
 
 
-def metrics(con: duckdb.DuckDBPyConnection, run_text: str, all_metrics: bool, aliases: dict[str, list[str]]) -> dict[str, Any]:
+def metrics(
+    con: duckdb.DuckDBPyConnection, run_text: str, all_metrics: bool, aliases: dict[str, list[str]]
+) -> dict[str, Any]:
     run = resolve_run(con, run_text)
     rid = run["run_id"]
     summaries = rows(con, "select * from fct_metric_summaries where run_id = ? order by metric_key", [rid])
@@ -231,7 +228,14 @@ def metrics(con: duckdb.DuckDBPyConnection, run_text: str, all_metrics: bool, al
         wanted += [k for k in references if k not in wanted]
         summaries = [s for s in summaries if s["metric_key"] in wanted]
         summaries.sort(key=lambda s: wanted.index(s["metric_key"]))
-    verdict = one(con, "select verdict, reason, stability as status, stability_evidence from fct_learning_verdicts where run_id = ?", [rid]) or {}
+    verdict = (
+        one(
+            con,
+            "select verdict, reason, stability as status, stability_evidence from fct_learning_verdicts where run_id = ?",
+            [rid],
+        )
+        or {}
+    )
     stability = one(con, "select * from fct_training_stability where run_id = ?", [rid]) or {}
     actions = []
     if stability.get("has_grad_norm_over_target"):

@@ -15,7 +15,6 @@ from pipelines.answers.target_checks import action
 from pipelines.answers.windows import Window
 from pipelines.settings import Thresholds, component_status
 
-
 _WINDOW = "event_at >= ? and event_at < ?"
 
 
@@ -62,7 +61,7 @@ def unjoined_events(con: duckdb.DuckDBPyConnection, w: Window, *kinds: str) -> d
         f"""select e.run_id as run_label, count(*) as events
             from stg_axiom__events e {_event_runs(con)}
             where e.run_id is not null and not coalesce(l.is_joined, false)
-              and list_contains(?, e.event_kind) and {_WINDOW.replace('event_at', 'e.event_at')}
+              and list_contains(?, e.event_kind) and {_WINDOW.replace("event_at", "e.event_at")}
             group by 1 order by events desc, run_label""",
         [list(kinds), *_window_params(w)],
     )
@@ -95,7 +94,7 @@ def rollout_timing(con: duckdb.DuckDBPyConnection, w: Window, t: Thresholds) -> 
                    quantile_cont(e.duration_s, 0.5) as p50_s, quantile_cont(e.duration_s, 0.95) as p95_s,
                    max(e.duration_s) as max_s
             from stg_axiom__events e {_event_runs(con)}
-            where e.event_kind = 'rollout' and e.duration_s is not null and {_WINDOW.replace('event_at', 'e.event_at')}
+            where e.event_kind = 'rollout' and e.duration_s is not null and {_WINDOW.replace("event_at", "e.event_at")}
             group by 1 order by p95_s desc nulls last, run, 1""",
         _window_params(w),
     )
@@ -120,8 +119,14 @@ def rollout_timing(con: duckdb.DuckDBPyConnection, w: Window, t: Thresholds) -> 
             "target_p95_s": t.rollout_p95_max_s,
             "min_count": t.min_rollouts_for_p95,
             **_judged(outcome),
-            "by_run": [{**r, **_judged(judge_p95(r["p95_s"], r["count"], t.rollout_p95_max_s, t.min_rollouts_for_p95))} for r in by_run],
-            "by_hour": [{**h, **_judged(judge_p95(h["p95_s"], h["count"], t.rollout_p95_max_s, t.min_rollouts_for_p95))} for h in by_hour],
+            "by_run": [
+                {**r, **_judged(judge_p95(r["p95_s"], r["count"], t.rollout_p95_max_s, t.min_rollouts_for_p95))}
+                for r in by_run
+            ],
+            "by_hour": [
+                {**h, **_judged(judge_p95(h["p95_s"], h["count"], t.rollout_p95_max_s, t.min_rollouts_for_p95))}
+                for h in by_hour
+            ],
             "action": action("rollout_p95") if outcome == "fail" else None,
             "unjoined_events": unjoined_events(con, w, "rollout"),
             "freshness": freshness(con),
@@ -145,7 +150,7 @@ def errors(con: duckdb.DuckDBPyConnection, w: Window, t: Thresholds) -> dict[str
         f"""select coalesce(e.component, '(none)') as component, count(*) as events,
                    count(distinct {_RUN_KEY}) as runs, max(e.event_at) as last_at
             from stg_axiom__events e {_event_runs(con)}
-            where e.event_kind = 'error' and {_WINDOW.replace('event_at', 'e.event_at')}
+            where e.event_kind = 'error' and {_WINDOW.replace("event_at", "e.event_at")}
             group by 1 order by events desc, component""",
         _window_params(w),
     )
@@ -163,7 +168,7 @@ def errors(con: duckdb.DuckDBPyConnection, w: Window, t: Thresholds) -> dict[str
                    count(*) as rollouts, count(*) filter (where e.is_failed) as failed_rollouts,
                    count(*) filter (where e.is_failed) / count(*) as error_rate
             from stg_axiom__events e {_event_runs(con)}
-            where e.event_kind = 'rollout' and {_WINDOW.replace('event_at', 'e.event_at')}
+            where e.event_kind = 'rollout' and {_WINDOW.replace("event_at", "e.event_at")}
             group by 1 order by error_rate desc, run, 1""",
         _window_params(w),
     )
@@ -178,7 +183,15 @@ def errors(con: duckdb.DuckDBPyConnection, w: Window, t: Thresholds) -> dict[str
             "ci95": list(ci) if ci else None,
             "min_rollouts": t.min_rollouts_for_rate,
             **_judged(outcome),
-            "by_run": [{**r, **_rate_judged(r["failed_rollouts"], r["rollouts"], t.error_rate_max, True, t.min_rollouts_for_rate)} for r in by_run],
+            "by_run": [
+                {
+                    **r,
+                    **_rate_judged(
+                        r["failed_rollouts"], r["rollouts"], t.error_rate_max, True, t.min_rollouts_for_rate
+                    ),
+                }
+                for r in by_run
+            ],
             "by_component": by_component,
             "by_type": by_type,
             "action": action("error_rate") if outcome == "fail" else None,
@@ -205,7 +218,7 @@ def extraction(con: duckdb.DuckDBPyConnection, w: Window, t: Thresholds) -> dict
                    sum(e.orders_expected) as orders_expected, sum(e.orders_extracted) as orders_extracted,
                    sum(e.orders_extracted) / nullif(sum(e.orders_expected), 0) as extraction_rate
             from stg_axiom__events e {_event_runs(con)}
-            where e.event_kind = 'extraction' and {_WINDOW.replace('event_at', 'e.event_at')}
+            where e.event_kind = 'extraction' and {_WINDOW.replace("event_at", "e.event_at")}
             group by 1 order by extraction_rate asc nulls last, run, 1""",
         _window_params(w),
     )
@@ -221,7 +234,16 @@ def extraction(con: duckdb.DuckDBPyConnection, w: Window, t: Thresholds) -> dict
             "min_orders": t.min_orders_for_rate,
             **_judged(outcome),
             "by_run": [
-                {**r, **_rate_judged(r["orders_extracted"] or 0, r["orders_expected"] or 0, t.extraction_rate_min, False, t.min_orders_for_rate)}
+                {
+                    **r,
+                    **_rate_judged(
+                        r["orders_extracted"] or 0,
+                        r["orders_expected"] or 0,
+                        t.extraction_rate_min,
+                        False,
+                        t.min_orders_for_rate,
+                    ),
+                }
                 for r in by_run
             ],
             "action": action("extraction_rate") if outcome == "fail" else None,

@@ -35,7 +35,14 @@ def plot_elo(series: dict[str, Any], answer: dict[str, Any], out: Path) -> Path:
     ax.legend(fontsize=7, ncol=2, loc="best")
     gaps = series["gaps"]
     if gaps:
-        gx.plot([g["step"] for g in gaps], [g["gap"] for g in gaps], color="tab:green", marker="o", ms=3, label="newest checkpoint − base_model")
+        gx.plot(
+            [g["step"] for g in gaps],
+            [g["gap"] for g in gaps],
+            color="tab:green",
+            marker="o",
+            ms=3,
+            label="newest checkpoint − base_model",
+        )
     gx.axhline(0, color="grey", lw=1, ls=":", label="no lead over base_model")
     gx.set_xlabel("training step")
     gx.set_ylabel("Elo gap")
@@ -54,7 +61,7 @@ def plot_sweep(series: list[dict[str, Any]], answer: dict[str, Any], out: Path) 
     fig, ax = plt.subplots(figsize=(10, 5.5))
     rank = {r["run_id"]: r for r in answer["runs"]}
     by_run = {k: list(v) for k, v in groupby(series, key=lambda r: r["run_id"])}
-    for run_id in sorted(by_run, key=lambda k: (rank.get(k, {}).get("rank") or 1e9)):
+    for run_id in sorted(by_run, key=lambda k: rank.get(k, {}).get("rank") or 1e9):
         pts = by_run[run_id]
         r = rank.get(run_id, {})
         label = f"#{r.get('rank')} {pts[0]['run_name']} ({r.get('verdict')}){' tie' if r.get('is_tie') else ''}"

@@ -126,6 +126,7 @@ def sql(con: duckdb.DuckDBPyConnection, query: str) -> tuple[list[str], list[tup
 def tables(con: duckdb.DuckDBPyConnection) -> list[dict[str, Any]]:
     return rows(con, "select table_name, description, row_count from _tables order by table_name")
 
+
 def json_value(text: str | None) -> Any:
     if text is None:
         return None
@@ -133,4 +134,3 @@ def json_value(text: str | None) -> Any:
         return json.loads(text)
     except ValueError:
         return text
-

@@ -37,7 +37,9 @@ def sweep(con: duckdb.DuckDBPyConnection, text: str) -> dict[str, Any]:
     top = ranking[0] if ranking else None
     best_note = None
     if top is not None and top["verdict"] in ("unstable", "insufficient_data"):
-        best_note = f"the top-ranked run {top['run_name']} is {top['verdict']}: its gap is not a learning result to pick"
+        best_note = (
+            f"the top-ranked run {top['run_name']} is {top['verdict']}: its gap is not a learning result to pick"
+        )
     return clean(
         {
             "sweep": key,

@@ -50,15 +50,15 @@ def parse_instant(text: str, name: str) -> dt.datetime:
     try:
         ts = dt.datetime.fromisoformat(raw.replace("Z", "+00:00").replace("z", "+00:00"))
     except ValueError:
-        raise WindowError(f"cannot read {name} {text!r}: use ISO-8601, e.g. 2026-11-26T08:00 or 2026-11-26T08:00+02:00") from None
+        raise WindowError(
+            f"cannot read {name} {text!r}: use ISO-8601, e.g. 2026-11-26T08:00 or 2026-11-26T08:00+02:00"
+        ) from None
     if ts.tzinfo is None:
         ts = ts.replace(tzinfo=dt.UTC)
     try:
         return ts.astimezone(dt.UTC)
     except OverflowError:
         raise WindowError(f"{name} {text!r} is outside the supported range of dates") from None
-
-
 
 
 def resolve(

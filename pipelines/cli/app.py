@@ -36,7 +36,21 @@ def main(ctx: click.Context, warehouse: str | None) -> None:
 
 
 # In the order `grpo --help` lists them (click sorts by name).
-for command in (ingest, demo, elo, sweep, metrics, rollout_timing, errors, extraction_stats, inference, health, check_cmd, sql_cmd, tracker):
+for command in (
+    ingest,
+    demo,
+    elo,
+    sweep,
+    metrics,
+    rollout_timing,
+    errors,
+    extraction_stats,
+    inference,
+    health,
+    check_cmd,
+    sql_cmd,
+    tracker,
+):
     main.add_command(command)
 
 

@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 from pathlib import Path
+from typing import Any
 
 import click
 
-from pipelines.cli.options import EXIT_USAGE, GrpoError, check_instant, new_console, emit_json, json_option, root_of
+from pipelines.cli.options import EXIT_USAGE, GrpoError, check_instant, emit_json, json_option, new_console, root_of
 from pipelines.cli.render import esc, table
 
 
@@ -68,13 +67,35 @@ def print_ingest_summary(summary: dict[str, Any]) -> None:
 
 
 @click.command()
-@click.option("--wandb-dir", "wandb_dirs", multiple=True, type=click.Path(), help="Folder holding W&B run folders (repeatable).")
-@click.option("--events", "event_paths", multiple=True, type=click.Path(), help="NDJSON file or folder, gzip allowed (repeatable).")
-@click.option("--wandb-project", "wandb_projects", multiple=True, help="ENTITY/PROJECT read with the W&B API; key from WANDB_API_KEY (repeatable).")
+@click.option(
+    "--wandb-dir", "wandb_dirs", multiple=True, type=click.Path(), help="Folder holding W&B run folders (repeatable)."
+)
+@click.option(
+    "--events",
+    "event_paths",
+    multiple=True,
+    type=click.Path(),
+    help="NDJSON file or folder, gzip allowed (repeatable).",
+)
+@click.option(
+    "--wandb-project",
+    "wandb_projects",
+    multiple=True,
+    help="ENTITY/PROJECT read with the W&B API; key from WANDB_API_KEY (repeatable).",
+)
 @click.option("--sweep", help="Only W&B API runs of this sweep id.")
-@click.option("--axiom-dataset", "axiom_datasets", multiple=True, help="Axiom dataset read with the API; token from AXIOM_TOKEN (repeatable).")
+@click.option(
+    "--axiom-dataset",
+    "axiom_datasets",
+    multiple=True,
+    help="Axiom dataset read with the API; token from AXIOM_TOKEN (repeatable).",
+)
 @click.option("--since", help="First Axiom sync starts here (ISO-8601); later syncs resume from the stored cursor.")
-@click.option("--full-refresh", is_flag=True, help="Rebuild every model from the raw layer (after changing event_fields) and test every row.")
+@click.option(
+    "--full-refresh",
+    is_flag=True,
+    help="Rebuild every model from the raw layer (after changing event_fields) and test every row.",
+)
 @json_option
 @click.pass_context
 def ingest(ctx, wandb_dirs, event_paths, wandb_projects, sweep, axiom_datasets, since, full_refresh, as_json) -> None:
@@ -131,8 +152,8 @@ def demo(ctx, seed: int, end_time: str | None, as_json: bool) -> None:
         grpo --warehouse /tmp/demo-wh demo
         grpo demo --end-time 2026-12-05T23:23Z
     """
-    from pipelines.demo.build import generate_demo
     from pipelines.answers.windows import parse_instant
+    from pipelines.demo.build import generate_demo
 
     root = root_of(ctx)
     out = root / "demo_sources"
@@ -141,7 +162,9 @@ def demo(ctx, seed: int, end_time: str | None, as_json: bool) -> None:
         c.print(f"Generating the demo league in {esc(out)} …")
     end = parse_instant(end_time, "--end-time") if end_time else None
     manifest = generate_demo(out, seed=seed, now=end)
-    summary = run_job(ctx, as_json, wandb_dirs=[str(d) for d in manifest.wandb_dirs], event_paths=[str(manifest.events_dir)])
+    summary = run_job(
+        ctx, as_json, wandb_dirs=[str(d) for d in manifest.wandb_dirs], event_paths=[str(manifest.events_dir)]
+    )
     if as_json:
         emit_json({**summary, "demo": manifest.to_dict()})
         return

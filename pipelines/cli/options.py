@@ -22,9 +22,9 @@ class GrpoError(click.ClickException):
 
 
 def new_console():
-    from rich.console import Console
-
     import shutil
+
+    from rich.console import Console
 
     # Piped output (CI logs, `| less`) gets a wide page instead of rich's 80 columns.
     width = None if sys.stdout.isatty() else max(shutil.get_terminal_size((160, 40)).columns, 160)
@@ -38,7 +38,9 @@ def root_of(ctx: click.Context) -> Path:
 
 
 def json_option(f):
-    return click.option("--json", "as_json", is_flag=True, help="Print the answer as JSON (a stable, documented form).")(f)
+    return click.option(
+        "--json", "as_json", is_flag=True, help="Print the answer as JSON (a stable, documented form)."
+    )(f)
 
 
 def check_duration(ctx, param, value):
@@ -65,9 +67,17 @@ def check_instant(ctx, param, value):
 
 def window_options(default_last: str):
     def deco(f):
-        f = click.option("--until", callback=check_instant, help="Window end, ISO-8601 (UTC unless an offset is given); default now.")(f)
-        f = click.option("--since", callback=check_instant, help="Window start, ISO-8601 (UTC unless an offset is given).")(f)
-        f = click.option("--last", callback=check_duration, help=f"Window length ending at --until: 30m, 6h, 2d (default {default_last}).")(f)
+        f = click.option(
+            "--until", callback=check_instant, help="Window end, ISO-8601 (UTC unless an offset is given); default now."
+        )(f)
+        f = click.option(
+            "--since", callback=check_instant, help="Window start, ISO-8601 (UTC unless an offset is given)."
+        )(f)
+        f = click.option(
+            "--last",
+            callback=check_duration,
+            help=f"Window length ending at --until: 30m, 6h, 2d (default {default_last}).",
+        )(f)
         return f
 
     return deco

@@ -2,11 +2,23 @@
 
 from __future__ import annotations
 
-
 import click
 
-from pipelines.cli.options import answers, new_console, emit_json, json_option, window, window_options
-from pipelines.cli.render import Styled, action_line, ci_text, esc, exit_if_no_data, fmt, freshness_line, no_data_note, outcome_mark, pct, table, unjoined_line
+from pipelines.cli.options import answers, emit_json, json_option, new_console, window, window_options
+from pipelines.cli.render import (
+    Styled,
+    action_line,
+    ci_text,
+    esc,
+    exit_if_no_data,
+    fmt,
+    freshness_line,
+    no_data_note,
+    outcome_mark,
+    pct,
+    table,
+    unjoined_line,
+)
 
 
 @click.command("rollout-timing")
@@ -29,16 +41,35 @@ def rollout_timing(con, last, since, until, as_json) -> None:
         emit_json(ans)
         return exit_if_no_data(ans["count"])
     c = new_console()
-    c.print(f"Rollouts in [{ans['since']}, {ans['until']}): {ans['count']:,}   p95 {fmt(ans['p95_s'])} s vs target < {ans['target_p95_s']:g} s  {outcome_mark(ans['outcome'])}")
+    c.print(
+        f"Rollouts in [{ans['since']}, {ans['until']}): {ans['count']:,}   p95 {fmt(ans['p95_s'])} s vs target < {ans['target_p95_s']:g} s  {outcome_mark(ans['outcome'])}"
+    )
     action_line(c, ans.get("action"))
     no_data_note(c, ans["count"], "rollouts", ans)
     unjoined_line(c, ans.get("unjoined_events"))
     if ans["count"]:
-        c.print(table("", ["p50 s", "p95 s", "p99 s", "max s"], [[ans["p50_s"], ans["p95_s"], ans["p99_s"], ans["max_s"]]]))
-        c.print(table("By run", ["run", "rollouts", "p50 s", "p95 s", "max s", ""], [[r["run"], r["count"], r["p50_s"], r["p95_s"], r["max_s"], outcome_mark(r["outcome"])] for r in ans["by_run"]]))
+        c.print(
+            table("", ["p50 s", "p95 s", "p99 s", "max s"], [[ans["p50_s"], ans["p95_s"], ans["p99_s"], ans["max_s"]]])
+        )
+        c.print(
+            table(
+                "By run",
+                ["run", "rollouts", "p50 s", "p95 s", "max s", ""],
+                [
+                    [r["run"], r["count"], r["p50_s"], r["p95_s"], r["max_s"], outcome_mark(r["outcome"])]
+                    for r in ans["by_run"]
+                ],
+            )
+        )
         slow = [h for h in ans["by_hour"] if h["outcome"] == "fail"]
         if slow:
-            c.print(table("Hours over target", ["hour", "rollouts", "p95 s"], [[h["hour"], h["count"], h["p95_s"]] for h in slow]))
+            c.print(
+                table(
+                    "Hours over target",
+                    ["hour", "rollouts", "p95 s"],
+                    [[h["hour"], h["count"], h["p95_s"]] for h in slow],
+                )
+            )
     c.print(freshness_line(ans["freshness"]))
     exit_if_no_data(ans["count"])
 
@@ -72,9 +103,27 @@ def errors(con, last, since, until, as_json) -> None:
     no_data_note(c, ans["rollouts"] + ans["error_events"], "rollouts or error events", ans)
     unjoined_line(c, ans.get("unjoined_events"))
     if ans["by_run"]:
-        c.print(table("By run", ["run", "rollouts", "failed", "error rate", ""], [[r["run"], r["rollouts"], r["failed_rollouts"], pct(r["error_rate"]), outcome_mark(r["outcome"])] for r in ans["by_run"]]))
+        c.print(
+            table(
+                "By run",
+                ["run", "rollouts", "failed", "error rate", ""],
+                [
+                    [r["run"], r["rollouts"], r["failed_rollouts"], pct(r["error_rate"]), outcome_mark(r["outcome"])]
+                    for r in ans["by_run"]
+                ],
+            )
+        )
     if ans["by_type"]:
-        c.print(table("Error events by component and type", ["component", "type", "events", "last message"], [[r["component"], r["error_type"], r["events"], (r["last_message"] or "")[:80]] for r in ans["by_type"]]))
+        c.print(
+            table(
+                "Error events by component and type",
+                ["component", "type", "events", "last message"],
+                [
+                    [r["component"], r["error_type"], r["events"], (r["last_message"] or "")[:80]]
+                    for r in ans["by_type"]
+                ],
+            )
+        )
     c.print(freshness_line(ans["freshness"]))
     exit_if_no_data(ans["rollouts"] + ans["error_events"])
 
@@ -107,7 +156,22 @@ def extraction_stats(con, last, since, until, as_json) -> None:
     no_data_note(c, ans["events"], "extraction events", ans)
     unjoined_line(c, ans.get("unjoined_events"))
     if ans["by_run"]:
-        c.print(table("By run", ["run", "expected", "extracted", "rate", ""], [[r["run"], r["orders_expected"], r["orders_extracted"], pct(r["extraction_rate"]), outcome_mark(r["outcome"])] for r in ans["by_run"]]))
+        c.print(
+            table(
+                "By run",
+                ["run", "expected", "extracted", "rate", ""],
+                [
+                    [
+                        r["run"],
+                        r["orders_expected"],
+                        r["orders_extracted"],
+                        pct(r["extraction_rate"]),
+                        outcome_mark(r["outcome"]),
+                    ]
+                    for r in ans["by_run"]
+                ],
+            )
+        )
     c.print(freshness_line(ans["freshness"]))
     exit_if_no_data(ans["events"])
 
@@ -131,18 +195,42 @@ def inference(con, last, since, until, as_json) -> None:
         emit_json(ans)
         return exit_if_no_data(ans["requests"])
     c = new_console()
-    c.print(f"Inference requests in [{ans['since']}, {ans['until']}): {ans['requests']:,}   latency p95 {fmt(ans.get('latency_p95_s'))} s")
+    c.print(
+        f"Inference requests in [{ans['since']}, {ans['until']}): {ans['requests']:,}   latency p95 {fmt(ans.get('latency_p95_s'))} s"
+    )
     no_data_note(c, ans["requests"], "inference requests", ans)
     if ans["requests"]:
-        cols = ["engine", "host", "requests", "latency p50 s", "p95 s", "p99 s", "tokens/s", "queue mean s", "queue p95 s", "batch mean"]
+        cols = [
+            "engine",
+            "host",
+            "requests",
+            "latency p50 s",
+            "p95 s",
+            "p99 s",
+            "tokens/s",
+            "queue mean s",
+            "queue p95 s",
+            "batch mean",
+        ]
 
         def row(r: dict, first: str, second: str) -> list:
-            return [first, second, r["requests"], r["latency_p50_s"], r["latency_p95_s"], r["latency_p99_s"],
-                    r["tokens_per_s_mean"], r["queue_s_mean"], r["queue_s_p95"], r["batch_size_mean"]]
+            return [
+                first,
+                second,
+                r["requests"],
+                r["latency_p50_s"],
+                r["latency_p95_s"],
+                r["latency_p99_s"],
+                r["tokens_per_s_mean"],
+                r["queue_s_mean"],
+                r["queue_s_p95"],
+                r["batch_size_mean"],
+            ]
 
         c.print(table("By engine", cols, [row(r, r["engine"], r["host"]) for r in ans["by_engine"]]))
-        c.print(table("By hour", ["hour", "engine", *cols[2:]],
-                       [row(r, r["hour"], r["engine"]) for r in ans["by_hour"]]))
+        c.print(
+            table("By hour", ["hour", "engine", *cols[2:]], [row(r, r["hour"], r["engine"]) for r in ans["by_hour"]])
+        )
     c.print(freshness_line(ans["freshness"]))
     exit_if_no_data(ans["requests"])
 
@@ -180,12 +268,29 @@ def health(con, last, since, until, as_json) -> None:
     c.print(f"Health in [{ans['since']}, {ans['until']}) as of {ans['as_of']}: {head}")
     if not comps:
         lookback = f"{ans['lookback_s'] / 86400:g} days"
-        c.print(f"[yellow]No heartbeats in the {lookback} before {ans['until']} — that means no data, not a clean bill.[/]")
+        c.print(
+            f"[yellow]No heartbeats in the {lookback} before {ans['until']} — that means no data, not a clean bill.[/]"
+        )
     action_line(c, ans.get("action"))
     style = {"ok": "green", "stale": "red", "down": "red", "degraded": "yellow"}
     if comps:
         title = f"Components (stale after {ans['stale_after_s']:g} s of silence, down after {ans['down_after_s']:g} s)"
-        c.print(table(title, ["component", "host", "last seen", "silent s", "heartbeats in window", "status"],
-                       [[x["component"], x["host"], x["last_seen"], x["silent_s"], x["heartbeats"], Styled(f"[{style.get(x['status'], 'yellow')}]{esc(x['status'])}[/]")] for x in comps]))
+        c.print(
+            table(
+                title,
+                ["component", "host", "last seen", "silent s", "heartbeats in window", "status"],
+                [
+                    [
+                        x["component"],
+                        x["host"],
+                        x["last_seen"],
+                        x["silent_s"],
+                        x["heartbeats"],
+                        Styled(f"[{style.get(x['status'], 'yellow')}]{esc(x['status'])}[/]"),
+                    ]
+                    for x in comps
+                ],
+            )
+        )
     c.print(freshness_line(ans["freshness"]))
     exit_if_no_data(len(comps))

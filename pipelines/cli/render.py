@@ -107,7 +107,9 @@ def action_line(c, action: dict | None, what: str = "") -> None:
     """The playbook's action for a missed target, and the command to run next."""
     if action:
         label = f"{what}: " if what else ""
-        c.print(f"[yellow]What to do[/] {esc(label)}{esc(action['action'])}  [dim]next:[/] [cyan]{esc(action['next'])}[/]")
+        c.print(
+            f"[yellow]What to do[/] {esc(label)}{esc(action['action'])}  [dim]next:[/] [cyan]{esc(action['next'])}[/]"
+        )
 
 
 def target_text(x: dict[str, Any]) -> str:
@@ -125,9 +127,9 @@ def print_records(c, names: list[str], data: list[list[Any]]) -> None:
         return
     c.print(f"[dim]{len(names)} columns do not fit in {c.width}: one record at a time[/]")
     label = max(len(n) for n in names)
-    for i, row in enumerate(data, 1):
+    for i, record in enumerate(cells, 1):
         c.print(f"[bold]-[ record {i} ]" + "-" * max(label - 8, 4) + "[/]")
-        for name, value in zip(names, cells[i - 1]):
+        for name, value in zip(names, record):
             c.print(f"{esc(name.ljust(label))} | {esc(str(value))}", overflow="fold")
 
 

@@ -4,12 +4,11 @@ from __future__ import annotations
 
 import csv
 import sys
-
 from pathlib import Path
 
 import click
 
-from pipelines.cli.options import EXIT_FAILED_CHECK, EXIT_OK, GrpoError, answers, new_console, emit_json, json_option
+from pipelines.cli.options import EXIT_FAILED_CHECK, EXIT_OK, GrpoError, answers, emit_json, json_option, new_console
 from pipelines.cli.render import action_line, esc, freshness_line, outcome_mark, print_records, table, target_text
 
 
@@ -44,8 +43,16 @@ def check_cmd(ctx, show_all: bool, as_json: bool) -> None:
         )
         shown = ans["checks"] if show_all else failed
         if shown:
-            c.print(table("", ["check", "subject", "value", "target", "severity", ""],
-                           [[x["name"], x["subject"], x["value"], target_text(x), x["severity"], outcome_mark(x["outcome"])] for x in shown]))
+            c.print(
+                table(
+                    "",
+                    ["check", "subject", "value", "target", "severity", ""],
+                    [
+                        [x["name"], x["subject"], x["value"], target_text(x), x["severity"], outcome_mark(x["outcome"])]
+                        for x in shown
+                    ],
+                )
+            )
         seen: set[str] = set()
         for x in failed:  # one line per check that missed, in the order shown
             if x.get("action") and x["name"] not in seen:
@@ -96,7 +103,12 @@ def sql_cmd(con, query: str | None, list_tables: bool, as_csv: bool, as_json: bo
 
 @click.command()
 @click.option(
-    "--path", "--out", "path", type=click.Path(dir_okay=False), default="docs/experiment-tracker.md", show_default=True,
+    "--path",
+    "--out",
+    "path",
+    type=click.Path(dir_okay=False),
+    default="docs/experiment-tracker.md",
+    show_default=True,
     help="Markdown file whose marked section is regenerated; notes outside the markers are kept (created if missing).",
 )
 @json_option
@@ -126,4 +138,8 @@ def tracker(con, path: str, as_json: bool) -> None:
     if as_json:
         emit_json({"path": path, "out": path, "changed": changed, "runs": runs, "freshness": fresh})
     else:
-        new_console().print(f"updated {esc(path)}: {len(runs)} runs" if changed else f"{esc(path)} already up to date ({len(runs)} runs)")
+        new_console().print(
+            f"updated {esc(path)}: {len(runs)} runs"
+            if changed
+            else f"{esc(path)} already up to date ({len(runs)} runs)"
+        )

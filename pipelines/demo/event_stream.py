@@ -95,7 +95,9 @@ def _bad_lines(now: dt.datetime) -> list[tuple[str, str]]:
     ]
 
 
-def _write_events(events_dir: Path, parts: list[EventLines], now: dt.datetime) -> tuple[list[Path], int, list[dict[str, Any]]]:
+def _write_events(
+    events_dir: Path, parts: list[EventLines], now: dt.datetime
+) -> tuple[list[Path], int, list[dict[str, Any]]]:
     """Write one file per UTC day, lines in time order; return (files, lines written, bad line locations).
 
     Older days are gzipped as an archive would be (a lone day too, so there is
@@ -130,7 +132,9 @@ def _write_events(events_dir: Path, parts: list[EventLines], now: dt.datetime) -
     return written, len(lines) + len(bad_locations), bad_locations
 
 
-def write_demo_events(events_dir: Path, runs: list[DemoRun], now: dt.datetime | None = None, seed: int = 7) -> DemoEventFacts:
+def write_demo_events(
+    events_dir: Path, runs: list[DemoRun], now: dt.datetime | None = None, seed: int = 7
+) -> DemoEventFacts:
     """Write the demo's 24 hours of events ending at `now` for `runs` and return what they are meant to show."""
     now = as_utc(now)
     parts, facts = _events(runs, now, np.random.default_rng([seed, 1000]))

@@ -59,4 +59,3 @@ def game_lines(rng: np.random.Generator, runs: list[DemoRun], tl: Timeline) -> E
                     f'"game_id":"{run.run_id}-s{step}-g{g:03d}","run_id":"{run.run_id}","step":{step},"players":[{players}]}}'
                 )
     return EventLines("game", epoch_ms(np.array(times)), lines)
-

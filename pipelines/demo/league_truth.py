@@ -20,8 +20,16 @@ FIXED_REFERENCES = (BASE_MODEL, "chaos_bot")
 SMOKE_STEPS = 3 * EVAL_EVERY  # three evaluation points: below var min_eval_points
 MIN_STEPS = 2 * CHECKPOINT_EVERY  # fewer leaves too few checkpoint evals for a learning verdict
 
-TRAIN_KEYS = ("train/kl", "train/grad_norm", "train/reward_mean", "train/loss", "train/learning_rate",
-              "train/entropy", "train/clip_ratio", "train/response_length")
+TRAIN_KEYS = (
+    "train/kl",
+    "train/grad_norm",
+    "train/reward_mean",
+    "train/loss",
+    "train/learning_rate",
+    "train/entropy",
+    "train/clip_ratio",
+    "train/response_length",
+)
 ELO_PREFIX = "elo/"
 # Preempted twice and resumed from its checkpoints at these shares of its steps: three segments.
 RESUMED_RUN = "kl-sweep-1"
@@ -201,8 +209,10 @@ def _make_run(plan: _Plan, run_id: str, n: int, seed: int, rng: np.random.Genera
         final_gap=None,
         steps=step,
         # the policy series draw from their own generator: the other series stay as they were
-        train={**_train_series(plan, step, progress, rng),
-               **_policy_series(plan, step, progress, np.random.default_rng([seed, 1000 + _PLANS.index(plan)]))},
+        train={
+            **_train_series(plan, step, progress, rng),
+            **_policy_series(plan, step, progress, np.random.default_rng([seed, 1000 + _PLANS.index(plan)])),
+        },
         eval_steps=eval_steps,
         elo=elo,
     )
@@ -247,7 +257,9 @@ def _flat_noise(rng: np.random.Generator, x: np.ndarray, sd: float) -> np.ndarra
     return noise * (sd / std) if std > 0 else noise
 
 
-def _train_series(plan: _Plan, step: np.ndarray, progress: np.ndarray, rng: np.random.Generator) -> dict[str, np.ndarray]:
+def _train_series(
+    plan: _Plan, step: np.ndarray, progress: np.ndarray, rng: np.random.Generator
+) -> dict[str, np.ndarray]:
     n = len(step)
     learning = plan.verdict in ("learning", "unstable")
     # KL grows smoothly to its late level; AR(1) noise keeps it smooth.
@@ -280,7 +292,9 @@ def _train_series(plan: _Plan, step: np.ndarray, progress: np.ndarray, rng: np.r
     }
 
 
-def _policy_series(plan: _Plan, step: np.ndarray, progress: np.ndarray, rng: np.random.Generator) -> dict[str, np.ndarray]:
+def _policy_series(
+    plan: _Plan, step: np.ndarray, progress: np.ndarray, rng: np.random.Generator
+) -> dict[str, np.ndarray]:
     """Policy entropy, clip ratio and response length. Entropy drifts down a little as a policy
     learns; the unstable high-learning-rate run's entropy collapses (to a quarter of its early
     value: below var entropy_collapse_fraction), with clipping rising and responses shrinking."""

@@ -151,7 +151,13 @@ def inference_lines(rng: np.random.Generator, windows, tl: Timeline) -> EventLin
     queue = rng.exponential(0.25, n) * np.where(slow, 12.0, 1.0)
     t_ms = epoch_ms(t)
     rows = zip(
-        iso_ms(t_ms), run_id.tolist(), engine.tolist(), fixed_digits(latency, 3), fixed_digits(tokens, 1), batch.tolist(), fixed_digits(queue, 3)
+        iso_ms(t_ms),
+        run_id.tolist(),
+        engine.tolist(),
+        fixed_digits(latency, 3),
+        fixed_digits(tokens, 1),
+        batch.tolist(),
+        fixed_digits(queue, 3),
     )
     return EventLines(
         "inference",
@@ -200,4 +206,3 @@ def heartbeat_lines(rng: np.random.Generator, tl: Timeline) -> tuple[EventLines,
         if comp == SILENT_COMPONENT:
             silent_last = int(t_ms.max())
     return EventLines("heartbeat", np.concatenate(t_parts), lines), silent_last
-

@@ -118,7 +118,9 @@ def write_wandb_runs(out_dir: Path, runs: list[DemoRun], say: Callable[[str], No
     with tempfile.TemporaryDirectory(prefix="specs-", dir=home) as tmp:
         batches = [runs[i::WANDB_WORKERS] for i in range(WANDB_WORKERS)]
         threads = [
-            threading.Thread(target=work, args=(batch, Path(tmp), i), daemon=True) for i, batch in enumerate(batches) if batch
+            threading.Thread(target=work, args=(batch, Path(tmp), i), daemon=True)
+            for i, batch in enumerate(batches)
+            if batch
         ]
         for t in threads:
             t.start()
@@ -143,6 +145,7 @@ def _segment_specs(run: DemoRun) -> list[dict[str, Any]]:
     out = []
     for i, (first, changes) in enumerate(run.segments):
         last = i == len(run.segments) - 1
-        out.append({"first_step": first, "config": {**base, **changes}, "exit_code": 0 if last else PREEMPTED_EXIT_CODE})
+        out.append(
+            {"first_step": first, "config": {**base, **changes}, "exit_code": 0 if last else PREEMPTED_EXIT_CODE}
+        )
     return out
-

@@ -60,4 +60,6 @@ if __name__ == "__main__":
     if len(sys.argv) >= 3 and sys.argv[1] == "--write-runs":
         log_runs_from_specs([Path(p) for p in sys.argv[2:]])
     else:
-        sys.exit("usage: python -m pipelines.demo.wandb_worker --write-runs SPEC.json...  (internal; use generate_demo)")
+        sys.exit(
+            "usage: python -m pipelines.demo.wandb_worker --write-runs SPEC.json...  (internal; use generate_demo)"
+        )

@@ -12,6 +12,7 @@ from pipelines.raw.layer import Warehouse
 from pipelines.raw.schemas import EVENTS, REJECTS
 from pipelines.sources.base import EventSource
 
+
 def ingest_events(
     warehouse: Warehouse,
     source: EventSource,

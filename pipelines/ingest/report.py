@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 
+
 @dataclass
 class IngestReport:
     """What one ingest added (new_*) and how long each part took."""

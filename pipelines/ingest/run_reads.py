@@ -15,6 +15,7 @@ from pipelines.raw.batches import RawBatch, RunState
 from pipelines.sources.base import RunRead, RunRef, RunSource, change_token
 from pipelines.sources.errors import SourceError
 
+
 @dataclass
 class _Planned:
     """A run in the read-ahead window."""

@@ -148,7 +148,15 @@ def fit(
     """
     if anchor not in games.players:
         raise ValueError(f"anchor {anchor!r} is not a player")
-    return fit_stats(game_stats(games), games.players, anchor=anchor, anchor_rating=anchor_rating, rounds=rounds, seed=seed, chunk=chunk)
+    return fit_stats(
+        game_stats(games),
+        games.players,
+        anchor=anchor,
+        anchor_rating=anchor_rating,
+        rounds=rounds,
+        seed=seed,
+        chunk=chunk,
+    )
 
 
 def fit_stats(
@@ -170,11 +178,12 @@ def fit_stats(
     return Fit(players, anchor, anchor_rating, stats.n_games, rating, cov, w, boot, seed if rounds > 0 else None)
 
 
-
 # ---------------------------------------------------------------- derived signals
 
 
-def slope_interval(fit: Fit, players: Sequence[str], xs: Sequence[float], level: float = 0.95) -> tuple[float, float, float]:
+def slope_interval(
+    fit: Fit, players: Sequence[str], xs: Sequence[float], level: float = 0.95
+) -> tuple[float, float, float]:
     """Least-squares slope of the players' ratings over ``xs`` (e.g. checkpoint step), Elo per x unit,
     with the percentile interval of the same slope over the bootstrap rounds."""
     idx = [fit.index(p) for p in players]
@@ -191,7 +200,11 @@ def slope_interval(fit: Fit, players: Sequence[str], xs: Sequence[float], level:
     if len(slopes) == 0:
         return point, math.nan, math.nan
     q = (1 - level) / 2
-    return point, float(np.quantile(slopes, q, method="inverted_cdf")), float(np.quantile(slopes, 1 - q, method="inverted_cdf"))
+    return (
+        point,
+        float(np.quantile(slopes, q, method="inverted_cdf")),
+        float(np.quantile(slopes, 1 - q, method="inverted_cdf")),
+    )
 
 
 def cycles(fit: Fit, players: Sequence[str]) -> list[tuple[str, str, str]]:

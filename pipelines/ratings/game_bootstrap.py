@@ -63,4 +63,3 @@ def bootstrap(
         with ThreadPoolExecutor(n_workers) as ex:
             list(ex.map(run, starts))
     return out
-

@@ -168,4 +168,3 @@ def game_stats(games: Games) -> GameStats:
     indptr = np.r_[0, np.cumsum(np.bincount(r, minlength=games.n_games))]
     X = sp.csr_matrix((np.concatenate(vals)[order], np.concatenate(cols)[order], indptr), shape=(games.n_games, p * p))
     return GameStats(p, X)
-

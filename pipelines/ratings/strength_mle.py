@@ -47,7 +47,13 @@ def _neg_hessian(n: np.ndarray, r: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 
 
 def fit_strengths(
-    n: np.ndarray, s: np.ndarray, anchor: int, *, tol: float = 1e-11, max_iter: int = 200, start: np.ndarray | None = None
+    n: np.ndarray,
+    s: np.ndarray,
+    anchor: int,
+    *,
+    tol: float = 1e-11,
+    max_iter: int = 200,
+    start: np.ndarray | None = None,
 ) -> np.ndarray:
     """MLE natural-log strengths (anchor = 0) from pairings ``n`` and scores ``s``.
 
@@ -113,4 +119,3 @@ def fisher_covariance_elo(w: np.ndarray, rating: np.ndarray, anchor: int, anchor
         c[np.ix_(free, free)] = np.linalg.inv(h[np.ix_(free, free)])
     cov[np.ix_(idx, idx)] = c * ELO_PER_NAT**2
     return cov
-

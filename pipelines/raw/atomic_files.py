@@ -25,7 +25,8 @@ def _dictionary_columns(schema: pa.Schema) -> list[str]:
     for a dictionary to pay for building it (it cost ~10 % of writing history).
     """
     return [
-        f.name for f in schema
+        f.name
+        for f in schema
         if (pa.types.is_string(f.type) or pa.types.is_large_string(f.type)) and f.name not in _UNIQUE_TEXT_COLUMNS
     ]
 
@@ -35,7 +36,10 @@ def write_parquet_atomic(table: pa.Table, path: Path) -> None:
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     try:
         pq.write_table(
-            table, tmp, compression="zstd", row_group_size=1_000_000,
+            table,
+            tmp,
+            compression="zstd",
+            row_group_size=1_000_000,
             use_dictionary=_dictionary_columns(table.schema),
         )
         kill_point("parquet.tmp_torn", torn=tmp)
@@ -61,11 +65,9 @@ def write_json_atomic(obj: Any, path: Path) -> None:
     fsync_dir(path.parent)
 
 
-
 def fsync_dir(directory: Path) -> None:
     fd = os.open(directory, os.O_RDONLY)
     try:
         os.fsync(fd)
     finally:
         os.close(fd)
-

@@ -18,11 +18,11 @@ from pipelines.raw.schemas import SCHEMAS, UTC_TS
 if TYPE_CHECKING:
     from pipelines.raw.paths import WarehousePaths
 
+
 def new_batch_id(now: dt.datetime | None = None) -> str:
     """A sortable, unique batch id: UTC time to the microsecond plus randomness."""
     now = now or dt.datetime.now(dt.UTC)
     return now.strftime("%Y%m%dT%H%M%S%fZ") + "-" + secrets.token_hex(4)
-
 
 
 @dataclass
@@ -38,7 +38,6 @@ class IngestState:
 
     runs: dict[str, RunState] = field(default_factory=dict)
     event_sources: dict[str, dict[str, Any]] = field(default_factory=dict)
-
 
 
 def fold_state(records: list[dict[str, Any]]) -> IngestState:

@@ -33,12 +33,6 @@ class Warehouse(WarehousePaths):
         super().__init__(root)
         self.orphans_removed: list[Path] = []
 
-
-
-
-
-
-
     def ensure(self) -> Warehouse:
         """Create the layout; each raw table gets an empty typed schema file."""
         for table, schema in SCHEMAS.items():
@@ -126,4 +120,3 @@ class Warehouse(WarehousePaths):
 
     def batch(self) -> RawBatch:
         return RawBatch(self)
-

@@ -98,4 +98,3 @@ SCHEMAS: dict[str, pa.Schema] = {
         ]
     ),
 }
-

@@ -26,7 +26,6 @@ class WarehouseBusyError(RuntimeError):
     """Another process holds the warehouse write lock."""
 
 
-
 def lock_holders(path: Path) -> list[int]:
     """PIDs of other processes holding a POSIX lock on `path` (DuckDB locks its files so).
 
@@ -69,7 +68,6 @@ def _pid_alive(pid: int) -> bool:
     return True
 
 
-
 @contextlib.contextmanager
 def hold(
     warehouse: WarehousePaths,
@@ -89,7 +87,7 @@ def hold(
     """
     warehouse.root.mkdir(parents=True, exist_ok=True)
     path = warehouse.root / ".lock"
-    fh = open(path, "a+", encoding="utf-8")
+    fh = open(path, "a+", encoding="utf-8")  # noqa: SIM115 (held while the lock is; closed in the finally below)
     deadline = time.monotonic() + timeout_s
     told = False
 
@@ -112,8 +110,7 @@ def hold(
                 tell(f"{holder} holds it")
                 if time.monotonic() >= deadline:
                     raise WarehouseBusyError(
-                        f"warehouse {warehouse.root} is busy: {holder} holds its write lock; "
-                        "try again when it finishes"
+                        f"warehouse {warehouse.root} is busy: {holder} holds its write lock; try again when it finishes"
                     ) from None
                 time.sleep(0.2)
         # A dbt build is a child process: if the process that held this lock

@@ -26,8 +26,8 @@ from pipelines.sources.axiom_apl_time import (
     to_ns,
 )
 from pipelines.sources.base import EVENT_COLUMNS, REJECT_COLUMNS, EventChunk, dumps
-from pipelines.sources.event_identity import EventIdentity, sql_literal
 from pipelines.sources.errors import SourceError, scrub
+from pipelines.sources.event_identity import EventIdentity, sql_literal
 from pipelines.sources.retry import TimeoutHTTPAdapter, bounded_retry
 
 __all__ = ["AxiomEventSource"]
@@ -199,9 +199,9 @@ class AxiomEventSource:
 
     def _query(self, client: Any, lo: int, hi: int, limit: int) -> list[dict[str, Any]]:
         """Run one page query, retrying unreadable answers; status retries happen in the adapter."""
-        import requests  # noqa: PLC0415
-        from axiom_py import AplOptions, AxiomError  # noqa: PLC0415
-        from dacite import DaciteError  # noqa: PLC0415
+        import requests
+        from axiom_py import AplOptions, AxiomError
+        from dacite import DaciteError
 
         apl = apl_page_query(self.dataset, lo, hi, limit)
         # The request window is whole microseconds (axiom-py's format); the APL holds the exact bounds.
@@ -254,7 +254,7 @@ class AxiomEventSource:
         token = os.environ.get("AXIOM_TOKEN")
         if not token:
             raise SourceError(f"axiom-api: AXIOM_TOKEN is not set; cannot query dataset {self.dataset}")
-        from axiom_py import Client  # noqa: PLC0415
+        from axiom_py import Client
 
         client = Client(
             token=token,
@@ -285,7 +285,9 @@ class AxiomEventSource:
                 self._keys_con = duckdb.connect(":memory:")
             paths = "[" + ", ".join(sql_literal(p) for p in self.identity.paths()) + "]"
             key = self.identity.key_sql("fields", "sha256(record)", first=1)
-            page = pa.table({"i": pa.array(range(len(unkeyed)), pa.int64()), "record": [rows[i].record for i in unkeyed]})
+            page = pa.table(
+                {"i": pa.array(range(len(unkeyed)), pa.int64()), "record": [rows[i].record for i in unkeyed]}
+            )
             self._keys_con.register("page", page)
             try:
                 keys = [

@@ -120,4 +120,3 @@ class EventIdentity:
                 values_json = f"to_json([{', '.join(text(n) for n in names)}])::varchar"
                 whens.append(f"when {is_kind} and {present} then {sql_literal(k + ':')} || {values_json}")
         return "case " + " ".join(whens) + f" else {content_key or 'null'} end"
-

@@ -52,7 +52,7 @@ class FileRead:
 
     def chunks(self) -> Iterator[EventChunk]:
         try:
-            fh = open(self.path, "rb")
+            fh = open(self.path, "rb")  # noqa: SIM115 (a missing file is told apart before `with fh` below)
         except FileNotFoundError:
             return  # deleted since the directory was listed (rotated away): nothing to read
         with fh:
@@ -94,7 +94,9 @@ class FileRead:
     def _head_sha(self, consumed: int) -> str:
         return hashlib.sha256(self.head[: min(HEAD_BYTES, consumed)]).hexdigest()
 
-    def _read(self, stream: ByteStream, progress: _Progress, pending: bytes, stat: os.stat_result) -> Iterator[EventChunk]:
+    def _read(
+        self, stream: ByteStream, progress: _Progress, pending: bytes, stat: os.stat_result
+    ) -> Iterator[EventChunk]:
         parts = _Parts()
         yielded = False
         eof = False

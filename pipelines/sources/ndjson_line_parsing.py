@@ -105,6 +105,7 @@ def _parse_sql(time_path: str, identity: EventIdentity) -> str:
         .replace("{max_us}", str(MAX_TIME_US))
     )
 
+
 _BLANK = "blank"
 
 

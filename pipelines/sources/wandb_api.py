@@ -287,7 +287,7 @@ class WandbApiRunSource:
             raise SourceError(f"wandb-api: WANDB_API_KEY is not set; cannot read {self.project}")
         configure_wandb_core(self.retries, self.timeout_s)
         start_wandb_core()
-        import wandb  # noqa: PLC0415 - heavy; only API syncs pay for it
+        import wandb
 
         # Naming the entity spares the `GetDefaultEntity` query wandb would send to find one.
         overrides: dict[str, Any] = {"entity": self.entity}

@@ -190,7 +190,12 @@ class _NamesAndValues:
     """
 
     def __init__(
-        self, arr: pa.Array, name_start: np.ndarray, name_end: np.ndarray, value_start: np.ndarray, value_end: np.ndarray
+        self,
+        arr: pa.Array,
+        name_start: np.ndarray,
+        name_end: np.ndarray,
+        value_start: np.ndarray,
+        value_end: np.ndarray,
     ) -> None:
         cuts = np.empty(4 * len(name_start), dtype=np.int64)
         for i, bound in enumerate((name_start, name_end, value_start, value_end)):

@@ -68,9 +68,7 @@ class ItemLog:
         force_slow[remove_at] = True
         # Items under `_wandb` (wandb-core's runtime heartbeats) are dropped from the result
         # anyway; skipping them here keeps their nested paths off the slow path.
-        decoded = decode_items(
-            blobs, self.item_cls, force_slow, drop_prefix=_INTERNAL_NESTED_PREFIX, last_per_key=True
-        )
+        decoded = decode_items(blobs, self.item_cls, force_slow, drop_prefix=_INTERNAL_NESTED_PREFIX, last_per_key=True)
         base, last = self.count, self.last
         for name, (pos, value_json) in _last_fast_writes(decoded).items():
             last[name] = (base + pos, value_json)  # later than anything from earlier chunks

@@ -36,7 +36,7 @@ def configure_wandb_core(retries: int, timeout_s: float) -> None:
     (only where they are unset or still hold this module's previous value),
     which lets each source's `retries` apply to its own Api.
     """
-    from wandb.sdk import wandb_setup  # noqa: PLC0415
+    from wandb.sdk import wandb_setup
 
     ours = {}
     for name, value in wandb_core_retry_env(retries, timeout_s).items():
@@ -68,8 +68,8 @@ def start_wandb_core() -> None:
     used (`use_cache=False`), but a partial read of a parquet export may land
     there: it is deleted with the folder.
     """
-    global _CORE_LOG_DIR, _ATEXIT_REGISTERED  # noqa: PLW0603 - one wandb-core per process
-    from wandb.sdk import wandb_setup  # noqa: PLC0415
+    global _CORE_LOG_DIR, _ATEXIT_REGISTERED
+    from wandb.sdk import wandb_setup
 
     setup = wandb_setup.singleton()
     try:
@@ -102,11 +102,11 @@ def start_wandb_core() -> None:
 
 def stop_wandb_core() -> None:
     """Stop the wandb-core `start_wandb_core` started and delete its log folder."""
-    global _CORE_LOG_DIR  # noqa: PLW0603
+    global _CORE_LOG_DIR
     folder = _CORE_LOG_DIR
     if folder is None:
         return
-    import wandb  # noqa: PLC0415
+    import wandb
 
     try:
         wandb.teardown()

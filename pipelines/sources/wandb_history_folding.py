@@ -13,10 +13,10 @@ import pyarrow as pa
 import pyarrow.compute as pc
 from wandb.proto.wandb_internal_pb2 import HistoryItem
 
+from pipelines.raw.schemas import UTC_TS
 from pipelines.sources.base import HISTORY_COLUMNS, HISTORY_OTHER_COLUMNS
 from pipelines.sources.wandb_bulk_decoding import Decoded, PayloadChunk, decode_items
 from pipelines.sources.wandb_file import parse, raw_views
-from pipelines.raw.schemas import UTC_TS
 
 # Keys wandb-core adds to every history row; they become columns, not metrics.
 STEP_KEY, RUNTIME_KEY, TIMESTAMP_KEY = "_step", "_runtime", "_timestamp"
@@ -131,10 +131,28 @@ class HistoryLog:
         min_step = int(steps[known].min(initial=2**63 - 1)) if known.any() else None
         finite_runtimes = runtimes[~np.isnan(runtimes)]
         return BuiltHistory(
-            history=_table(HISTORY_COLUMNS, run_id, steps, times, row_of, names, codes, numeric,
-                           pa.array(values[numeric], pa.float64())),
-            other=_table(HISTORY_OTHER_COLUMNS, run_id, steps, times, row_of, names, codes, other,
-                         texts.filter(pa.array(other)).cast(pa.string())),
+            history=_table(
+                HISTORY_COLUMNS,
+                run_id,
+                steps,
+                times,
+                row_of,
+                names,
+                codes,
+                numeric,
+                pa.array(values[numeric], pa.float64()),
+            ),
+            other=_table(
+                HISTORY_OTHER_COLUMNS,
+                run_id,
+                steps,
+                times,
+                row_of,
+                names,
+                codes,
+                other,
+                texts.filter(pa.array(other)).cast(pa.string()),
+            ),
             max_step=None if max_step == _NO_STEP else max_step,
             min_step=min_step,
             max_runtime=float(finite_runtimes.max()) if finite_runtimes.size else None,

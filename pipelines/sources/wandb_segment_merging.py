@@ -58,7 +58,9 @@ def read_run_segments(
     return RunRead(meta=_merge_meta(parts), history=history, other=other, warnings=warnings, restated_steps=restated)
 
 
-def _after(parts: list[Segment], merged: _Merged, after_step: int, new: set[int]) -> tuple[pa.Table, pa.Table, list[int]]:
+def _after(
+    parts: list[Segment], merged: _Merged, after_step: int, new: set[int]
+) -> tuple[pa.Table, pa.Table, list[int]]:
     """The merged rows an incremental read returns: steps after `after_step`, and stored steps a new segment restates.
 
     A stored step is restated when a new segment logs it and no later segment that was already
@@ -93,7 +95,8 @@ def _merge_histories(parts: list[Segment]) -> _Merged:
     """Histories of the segments merged by step (the later segment wins a step), and what disagreed."""
     tables = {"history": [p.read.history for p in parts], "other": [p.read.other for p in parts]}
     seg_of = {
-        name: np.concatenate([np.full(t.num_rows, k, dtype=np.int64) for k, t in enumerate(ts)]) for name, ts in tables.items()
+        name: np.concatenate([np.full(t.num_rows, k, dtype=np.int64) for k, t in enumerate(ts)])
+        for name, ts in tables.items()
     }
     merged = {name: pa.concat_tables(ts) for name, ts in tables.items()}
     steps = {name: merged[name].column("step").to_numpy() for name in merged}

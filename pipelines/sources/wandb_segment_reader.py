@@ -79,7 +79,9 @@ def read_segment(path: str | Path, after_step: int | None) -> Segment:
     built = history.build(run_id)
     meta = _run_meta(path, run_id, run, config.result(), summary.result(), built, exit_record)
     meta = dataclasses.replace(meta, step_metrics=tuple(step_metrics.items()))
-    return Segment(path, RunRead(meta=meta, history=built.history, other=built.other, warnings=warnings), built.min_step)
+    return Segment(
+        path, RunRead(meta=meta, history=built.history, other=built.other, warnings=warnings), built.min_step
+    )
 
 
 def _define_metric(step_metrics: dict[str, str], metric: Any) -> None:

@@ -38,9 +38,7 @@ class TrackerFileError(ValueError):
         super().__init__(f"{where}: {message}")
 
 
-def render_tracker(
-    runs: list[dict[str, Any]], freshness: dict[str, Any], extras: dict[str, Any] | None = None
-) -> str:
+def render_tracker(runs: list[dict[str, Any]], freshness: dict[str, Any], extras: dict[str, Any] | None = None) -> str:
     """A whole new tracker page: a title, a short note and the marked section (what a missing file is created with)."""
     return _new_file_text(_block(render_section(runs, freshness, extras), "\n"))
 
@@ -93,26 +91,38 @@ def _find_markers(text: str, path: Path, honour_fences: bool = True) -> _Span | 
         if stripped.startswith(BEGIN_PREFIX):
             if begin is not None:
                 raise TrackerFileError(
-                    path, f"a second tracker begin marker (the first is on line {begin[0]}); keep one "
-                    f"'{BEGIN_MARKER}' and one '{END_MARKER}', then run again. Nothing was written.", number)
+                    path,
+                    f"a second tracker begin marker (the first is on line {begin[0]}); keep one "
+                    f"'{BEGIN_MARKER}' and one '{END_MARKER}', then run again. Nothing was written.",
+                    number,
+                )
             begin = (number, start)
         elif stripped.startswith(END_PREFIX):
             if begin is None:
                 raise TrackerFileError(
-                    path, f"a tracker end marker with no begin marker before it; put '{BEGIN_MARKER}' above it "
-                    "or delete it, then run again. Nothing was written.", number)
+                    path,
+                    f"a tracker end marker with no begin marker before it; put '{BEGIN_MARKER}' above it "
+                    "or delete it, then run again. Nothing was written.",
+                    number,
+                )
             if end is not None:
                 raise TrackerFileError(
-                    path, f"a second tracker end marker (the first is on line {end[0]}); keep one begin and one "
-                    "end marker, then run again. Nothing was written.", number)
+                    path,
+                    f"a second tracker end marker (the first is on line {end[0]}); keep one begin and one "
+                    "end marker, then run again. Nothing was written.",
+                    number,
+                )
             end = (number, content_end)
     if honour_fences and fence is not None:
         # An unclosed code fence would hide markers after it (and make every run append a new section).
         return _find_markers(text, path, honour_fences=False)
     if begin is not None and end is None:
         raise TrackerFileError(
-            path, f"a tracker begin marker with no end marker after it; add '{END_MARKER}' where the generated "
-            "section should stop, then run again. Nothing was written.", begin[0])
+            path,
+            f"a tracker begin marker with no end marker after it; add '{END_MARKER}' where the generated "
+            "section should stop, then run again. Nothing was written.",
+            begin[0],
+        )
     return None if begin is None else _Span(begin[1], end[1])
 
 

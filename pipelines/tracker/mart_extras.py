@@ -96,4 +96,3 @@ def extras_from_runs(runs: list[dict[str, Any]]) -> dict[str, Any]:
         if len(set(vals)) > 1 or len(vals) < sizes.get(s, 0)
     ]
     return {"rankings": [], "stability": [], "varying_config_keys": varying, "run_config": run_config}
-

@@ -58,15 +58,10 @@ def _sweep_values(
     """config key -> sweep -> the set of values its runs take, NOT_SET where a run of the sweep lacks the key."""
     run_ids = {s: [r.get("run_id") for r in runs if r.get("sweep_key") == s] for s in sweeps}
     keys = sorted({k for cfg in config.values() for k in cfg})
-    return {
-        k: {s: {config.get(rid, {}).get(k, NOT_SET) for rid in run_ids[s]} for s in sweeps}
-        for k in keys
-    }
+    return {k: {s: {config.get(rid, {}).get(k, NOT_SET) for rid in run_ids[s]} for s in sweeps} for k in keys}
 
 
-def render_section(
-    runs: list[dict[str, Any]], freshness: dict[str, Any], extras: dict[str, Any] | None = None
-) -> str:
+def render_section(runs: list[dict[str, Any]], freshness: dict[str, Any], extras: dict[str, Any] | None = None) -> str:
     """The generated text between the markers (markers excluded), lines joined by "\\n", no trailing newline.
 
     `runs` are `learning.retrospective(con)` rows, `freshness` is `lookups.freshness(con)`,
@@ -123,10 +118,23 @@ def render_section(
         lines.append(f"## Sweep {cell_text(s)}")
         lines.append("")
         varied = ", ".join(f"`{cell_text(k)}`" for k in keys) if keys else "none"
-        lines.append(f"{len(group)} run{'s' if len(group) != 1 else ''}; config keys varied within the sweep: {varied}.")
+        lines.append(
+            f"{len(group)} run{'s' if len(group) != 1 else ''}; config keys varied within the sweep: {varied}."
+        )
         lines.append("")
-        header = ["rank", "run", "state", "verdict", "KL spikes / grad norm over target", "final gap [95 % CI]",
-                  "game gap [95 % CI]", "base_model Δ", "rollout p95 (s)", "extraction rate", *keys]
+        header = [
+            "rank",
+            "run",
+            "state",
+            "verdict",
+            "KL spikes / grad norm over target",
+            "final gap [95 % CI]",
+            "game gap [95 % CI]",
+            "base_model Δ",
+            "rollout p95 (s)",
+            "extraction rate",
+            *keys,
+        ]
         body = []
         for r in group:
             rid = r.get("run_id")
@@ -155,7 +163,9 @@ def render_section(
             top = [r for r in group if rankings.get(r.get("run_id"), {}).get("rank") == 1]
             best[s] = top[0] if top and top[0] in with_gap else None
         else:
-            best[s] = max(with_gap, key=lambda r: (finite(r["gap_final"]), str(r.get("run_name")))) if with_gap else None
+            best[s] = (
+                max(with_gap, key=lambda r: (finite(r["gap_final"]), str(r.get("run_name")))) if with_gap else None
+            )
 
     unjoined = extras.get("unjoined_event_labels") or []
     if unjoined:
@@ -177,15 +187,25 @@ def render_section(
         verdicts = ", ".join(f"{n} {v}" for v, n in sorted(counts.items(), key=lambda kv: (-kv[1], kv[0])))
         b = best[s]
         if b is None:
-            body.append([cell_text(s), str(len(by_sweep[s])), "no final gap yet", MISSING, MISSING, cell_text(verdicts)])
+            body.append(
+                [cell_text(s), str(len(by_sweep[s])), "no final gap yet", MISSING, MISSING, cell_text(verdicts)]
+            )
             continue
         rk = rankings.get(b.get("run_id"), {})
         name = cell_text(b.get("run_name") or b.get("run_id"))
         tied = [t for t in rk.get("tied_with") or [] if t]
         if tied:
             name += " (tie with " + ", ".join(cell_text(t) for t in tied) + ")"
-        body.append([cell_text(s), str(len(by_sweep[s])), name, cell_text(b.get("verdict")),
-                     gap_cell(b.get("gap_final"), rk.get("gap_final_se")), cell_text(verdicts)])
+        body.append(
+            [
+                cell_text(s),
+                str(len(by_sweep[s])),
+                name,
+                cell_text(b.get("verdict")),
+                gap_cell(b.get("gap_final"), rk.get("gap_final_se")),
+                cell_text(verdicts),
+            ]
+        )
     lines.append("Best run of each sweep (largest final gap; a tie names the runs it cannot be told apart from):")
     lines.append("")
     lines += markdown_table(["sweep", "runs", "best run", "verdict", "final gap [95 % CI]", "verdicts"], body)
@@ -199,12 +219,19 @@ def render_section(
     steps = []
     for a, b in itertools.pairwise(sweeps):
         changed = [k for k in differing if values[k][a] != values[k][b]]
-        steps.append(f"{cell_text(a)} → {cell_text(b)}: " + (", ".join(f"`{cell_text(k)}`" for k in changed) if changed else "no config change"))
-    lines.append("What changed between sweeps (oldest first; config keys whose values differ): " + "; ".join(steps) + ".")
+        steps.append(
+            f"{cell_text(a)} → {cell_text(b)}: "
+            + (", ".join(f"`{cell_text(k)}`" for k in changed) if changed else "no config change")
+        )
+    lines.append(
+        "What changed between sweeps (oldest first; config keys whose values differ): " + "; ".join(steps) + "."
+    )
     lines.append("")
     if differing:
-        lines += markdown_table(["config key", *[str(s) for s in sweeps]],
-                        [[f"`{cell_text(k)}`", *[cell_text(values_text(values[k][s])) for s in sweeps]] for k in differing])
+        lines += markdown_table(
+            ["config key", *[str(s) for s in sweeps]],
+            [[f"`{cell_text(k)}`", *[cell_text(values_text(values[k][s])) for s in sweeps]] for k in differing],
+        )
     else:
         lines.append("Every sweep used the same config values.")
     return "\n".join(lines)

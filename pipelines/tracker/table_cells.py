@@ -90,4 +90,3 @@ def markdown_table(header: list[str], body: list[list[str]]) -> list[str]:
     return ["| " + " | ".join(cell_text(h) for h in header) + " |", "|" + "---|" * len(header)] + [
         "| " + " | ".join(row) + " |" for row in body
     ]
-

@@ -1,6 +1,5 @@
 """Raw event assets: pipeline log events and the lines that could not be loaded."""
 
-
 from collections.abc import Iterator
 
 import dagster as dg
@@ -13,8 +12,18 @@ from pipelines.raw.schemas import EVENTS, REJECTS
 
 @dg.multi_asset(
     specs=[
-        dg.AssetSpec(["raw", EVENTS], description="Pipeline log events (rollouts, inference, extraction, errors, heartbeats) with all original fields.", group_name="raw", kinds={"parquet", "axiom"}),
-        dg.AssetSpec(["raw", REJECTS], description="Event lines that could not be loaded, with file, line number and reason.", group_name="raw", kinds={"parquet", "axiom"}),
+        dg.AssetSpec(
+            ["raw", EVENTS],
+            description="Pipeline log events (rollouts, inference, extraction, errors, heartbeats) with all original fields.",
+            group_name="raw",
+            kinds={"parquet", "axiom"},
+        ),
+        dg.AssetSpec(
+            ["raw", REJECTS],
+            description="Event lines that could not be loaded, with file, line number and reason.",
+            group_name="raw",
+            kinds={"parquet", "axiom"},
+        ),
     ],
     check_specs=[warnings_check_spec(EVENTS)],
     name="events_raw",

@@ -1,15 +1,14 @@
 """Asset checks encoding the targets of dbt_project.yml on the marts they concern."""
 
-
 from collections.abc import Iterator
 
 import dagster as dg
 import duckdb
 
 from pipelines.answers.target_checks import CHECKS, outcomes_for
-from pipelines.settings import target_actions
 from pipelines.defs.warehouse.assets import SNAPSHOT_KEY
 from pipelines.defs.warehouse.resources import WarehouseResource
+from pipelines.settings import target_actions
 
 SEVERITY = {"error": dg.AssetCheckSeverity.ERROR, "warn": dg.AssetCheckSeverity.WARN}
 MAX_LISTED = 20
@@ -18,7 +17,9 @@ MAX_LISTED = 20
 def _description(check) -> str:
     """The check's sentence, and what to do when it misses (target_actions in dbt_project.yml)."""
     action = target_actions().get(check.target) if check.target else None
-    return f"{check.description} When it misses: {action.action} Next: `{action.next}`." if action else check.description
+    return (
+        f"{check.description} When it misses: {action.action} Next: `{action.next}`." if action else check.description
+    )
 
 
 @dg.multi_asset_check(
@@ -35,7 +36,9 @@ def _description(check) -> str:
     name="target_checks",
     can_subset=True,
 )
-def target_checks(context: dg.AssetCheckExecutionContext, warehouse: WarehouseResource) -> Iterator[dg.AssetCheckResult]:
+def target_checks(
+    context: dg.AssetCheckExecutionContext, warehouse: WarehouseResource
+) -> Iterator[dg.AssetCheckResult]:
     wh = warehouse.warehouse()
     con = duckdb.connect(str(wh.snapshot_db), read_only=True)
     try:
@@ -75,9 +78,7 @@ def target_checks(context: dg.AssetCheckExecutionContext, warehouse: WarehouseRe
                     "comparison": worst["comparison"] if worst else None,
                     "worst_value": float(worst["value"]) if worst and worst["value"] is not None else None,
                     "offending": dg.MetadataValue.md(
-                        "\n".join(
-                            f"- {r['subject_label'] or r['subject']}: {r['value']}" for r in failing[:MAX_LISTED]
-                        )
+                        "\n".join(f"- {r['subject_label'] or r['subject']}: {r['value']}" for r in failing[:MAX_LISTED])
                         or "none"
                     ),
                 },

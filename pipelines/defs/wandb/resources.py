@@ -49,9 +49,7 @@ class WandbSourcesResource(dg.ConfigurableResource):
         for project in self.resolved_projects():
             from pipelines.sources.wandb_api import WandbApiRunSource
 
-            sources.append(
-                WandbApiRunSource(project, sweep=self.sweep, group=self.group, name_regex=self.name_regex)
-            )
+            sources.append(WandbApiRunSource(project, sweep=self.sweep, group=self.group, name_regex=self.name_regex))
         return sources
 
     @classmethod
