@@ -30,7 +30,9 @@ def _utc(iso: str) -> pd.Timestamp:
     return pd.Timestamp(iso).tz_convert("UTC") if pd.Timestamp(iso).tzinfo else pd.Timestamp(iso, tz="UTC")
 
 
-def read_events(files: list[Path], engine: str = "pyarrow", categories: dict[str, list[str]] | None = None) -> pd.DataFrame:
+def read_events(
+    files: list[Path], engine: str = "pyarrow", categories: dict[str, list[str]] | None = None
+) -> pd.DataFrame:
     """The needed columns of every file, as one frame; text columns become categoricals (with
     the known values, so they stay categorical when concatenated) to keep a year of events in RAM."""
     dtypes = {c: pd.CategoricalDtype(v) for c, v in (categories or {}).items()}
@@ -81,8 +83,12 @@ def error_rate(df: pd.DataFrame, since: pd.Timestamp, until: pd.Timestamp) -> di
 def elo_delta(csv: Path) -> dict[str, Any]:
     df = pd.read_csv(csv)
     s = df[["_step", "elo/base_model"]].dropna().sort_values("_step")
-    return {"first": float(s["elo/base_model"].iloc[0]), "last": float(s["elo/base_model"].iloc[-1]),
-            "delta": float(s["elo/base_model"].iloc[-1] - s["elo/base_model"].iloc[0]), "n_points": int(len(s))}
+    return {
+        "first": float(s["elo/base_model"].iloc[0]),
+        "last": float(s["elo/base_model"].iloc[-1]),
+        "delta": float(s["elo/base_model"].iloc[-1] - s["elo/base_model"].iloc[0]),
+        "n_points": int(len(s)),
+    }
 
 
 def final_gap(csv: Path, window: int = 5) -> float | None:
@@ -114,7 +120,9 @@ def _files_overlapping(files: list[Path], since: pd.Timestamp, until: pd.Timesta
     out = []
     for f in files:
         try:
-            day = dt.datetime.strptime(f.name[len("axiom-export-") : len("axiom-export-") + 10], "%Y-%m-%d").replace(tzinfo=dt.UTC)
+            day = dt.datetime.strptime(f.name[len("axiom-export-") : len("axiom-export-") + 10], "%Y-%m-%d").replace(
+                tzinfo=dt.UTC
+            )
         except ValueError:
             out.append(f)
             continue
@@ -144,7 +152,10 @@ def run_baseline(args: dict[str, Any]) -> dict[str, Any]:
     out["events_frame_mb"] = float(df.memory_usage(deep=True).sum() / 1e6)
 
     questions: dict[str, Any] = {}
-    windows = {"rollout_p95_window": (rollout_timing, pd.Timedelta(hours=6)), "error_rate_window": (error_rate, pd.Timedelta(hours=1))}
+    windows = {
+        "rollout_p95_window": (rollout_timing, pd.Timedelta(hours=6)),
+        "error_rate_window": (error_rate, pd.Timedelta(hours=1)),
+    }
     for q, (fn, length) in windows.items():
         since = until - length
         answer, compute_s = _timed(fn, df, since, until)
@@ -166,7 +177,11 @@ def run_baseline(args: dict[str, Any]) -> dict[str, Any]:
         return {p.stem: elo_delta(p)["delta"] for p in sorted((exports / "history").glob("*.csv"))}
 
     answer, s = _timed(all_deltas)
-    questions["elo_delta_all_runs"] = {"seconds": s, "answer": {"runs": len(answer), "mean_delta": float(np.mean(list(answer.values())))}, "deltas": answer}
+    questions["elo_delta_all_runs"] = {
+        "seconds": s,
+        "answer": {"runs": len(answer), "mean_delta": float(np.mean(list(answer.values())))},
+        "deltas": answer,
+    }
 
     answer, s = _timed(sweep_ranking, exports, args["sweep"])
     questions["sweep_ranking"] = {"seconds": s, "answer": answer}

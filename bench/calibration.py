@@ -50,13 +50,14 @@ from typing import Any
 
 import numpy as np
 import pyarrow as pa
-import pyarrow.compute  # noqa: F401  (pa.compute)
+import pyarrow.compute
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 if str(PROJECT_ROOT) not in sys.path:
     sys.path.insert(0, str(PROJECT_ROOT))
 
-from pipelines.warehouse import HISTORY, RUNS, SCHEMAS, Warehouse  # noqa: E402
+from pipelines.raw.layer import Warehouse  # noqa: E402
+from pipelines.raw.schemas import HISTORY, RUNS, SCHEMAS  # noqa: E402
 
 PHIS = (0.0, 0.5, 0.8, 0.95)
 SDS = (10.0, 25.0)
@@ -152,12 +153,21 @@ def raw_rows(cells: list[Cell], runs: int, seed: int) -> tuple[list[dict], pa.Ta
 
 
 def build(
-    root: Path, metas: list[dict], history: pa.Table, dbt_vars: dict[str, Any] | None = None, select: str = "+fct_learning_verdicts"
+    root: Path,
+    metas: list[dict],
+    history: pa.Table,
+    dbt_vars: dict[str, Any] | None = None,
+    select: str = "+fct_learning_verdicts",
 ) -> float:
     """Store the rows as one raw batch and run the real dbt build of the learning marts; returns seconds."""
     wh = Warehouse(root).ensure()
     batch = wh.batch()
-    batch.write(RUNS, pa.Table.from_pylist(metas, schema=pa.schema([f for f in SCHEMAS[RUNS] if f.name not in ("batch_id", "ingested_at")])))
+    batch.write(
+        RUNS,
+        pa.Table.from_pylist(
+            metas, schema=pa.schema([f for f in SCHEMAS[RUNS] if f.name not in ("batch_id", "ingested_at")])
+        ),
+    )
     batch.write(HISTORY, history)
     batch.commit()
     dbt = str(Path(sys.executable).with_name("dbt"))
@@ -200,7 +210,9 @@ class SweepCell:
 
 
 def sweep_grid(phis=(0.0, 0.5, 0.8, 0.95), sds=(25.0,), n_evals=(16,), sizes=SWEEP_SIZES) -> list[SweepCell]:
-    return [SweepCell(phi, sd, n, k, w) for w in (False, True) for phi in phis for sd in sds for n in n_evals for k in sizes]
+    return [
+        SweepCell(phi, sd, n, k, w) for w in (False, True) for phi in phis for sd in sds for n in n_evals for k in sizes
+    ]
 
 
 def sweep_rows(cells: list[SweepCell], sweeps: int, seed: int) -> tuple[list[dict], pa.Table, dict[str, SweepCell]]:
@@ -274,8 +286,16 @@ def calibrate_sweeps(cells: list[SweepCell], sweeps: int, seed: int, workdir: Pa
     metas, history, sweep_cell = sweep_rows(cells, sweeps, seed)
     seconds_build = build(workdir, metas, history, select="+fct_sweep_rankings")
     outcomes = read_sweep_outcomes(workdir, sweep_cell)
-    breaks = [c["cell"] for c in outcomes if not c["winner"] and c["phi"] <= 0.8 and (
-        c["false_separation_share"] > TARGETS["false_learning_max"] or c["false_separation_ci95"][1] > TARGETS["false_learning_upper_max"])]
+    breaks = [
+        c["cell"]
+        for c in outcomes
+        if not c["winner"]
+        and c["phi"] <= 0.8
+        and (
+            c["false_separation_share"] > TARGETS["false_learning_max"]
+            or c["false_separation_ci95"][1] > TARGETS["false_learning_upper_max"]
+        )
+    ]
     return {
         "sweeps_per_cell": sweeps, "seed": seed, "runs": len(metas), "history_rows": history.num_rows,
         "dbt_build_s": round(seconds_build, 1), "total_s": round(time.perf_counter() - t0, 1),
@@ -313,10 +333,16 @@ def read_outcomes(root: Path, cell_of: dict[str, Cell]) -> list[dict[str, Any]]:
 def judge(cells: list[dict[str, Any]]) -> dict[str, Any]:
     """Which targets hold, and the cells that break them."""
     flat = [c for c in cells if c["kind"] == "flat" and c["phi"] <= 0.8]
-    false_learning = [c["cell"] for c in flat
-                      if c["learning_share"] > TARGETS["false_learning_max"] or c["learning_ci95"][1] > TARGETS["false_learning_upper_max"]]
+    false_learning = [
+        c["cell"]
+        for c in flat
+        if c["learning_share"] > TARGETS["false_learning_max"]
+        or c["learning_ci95"][1] > TARGETS["false_learning_upper_max"]
+    ]
     growing = [c["cell"] for c in flat if c["gap_growing_share"] > TARGETS["gap_growing_max"]]
-    power_cells = [c for c in cells if c["kind"] == "learning" and c["phi"] == 0.8 and c["sd"] == 25.0 and c["n_evals"] == 16]
+    power_cells = [
+        c for c in cells if c["kind"] == "learning" and c["phi"] == 0.8 and c["sd"] == 25.0 and c["n_evals"] == 16
+    ]
     weak = [c["cell"] for c in power_cells if c["learning_share"] < TARGETS["power_min"]]
     return {
         "targets": TARGETS,
@@ -356,8 +382,11 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--runs", type=int, default=200, help="simulated runs per cell (default 200)")
     ap.add_argument("--seed", type=int, default=20261206)
     ap.add_argument("--out", type=Path, help="write the result as JSON here")
-    ap.add_argument("--textbook", action="store_true",
-                    help="the textbook interval (independent noise, trend_autocorrelation false), for comparison")
+    ap.add_argument(
+        "--textbook",
+        action="store_true",
+        help="the textbook interval (independent noise, trend_autocorrelation false), for comparison",
+    )
     ap.add_argument("--sweeps", action="store_true", help="calibrate the sweep ranking's tie rule instead")
     args = ap.parse_args(argv)
     if args.sweeps:

@@ -68,10 +68,9 @@ def main(argv: list[str] | None = None) -> int:
     if args.minutes <= 0:
         parser.error("--minutes must be positive")
 
+    import test_fuzz_readers as fuzz
     from hypothesis import HealthCheck, given, seed, settings
     from hypothesis import strategies as st
-
-    import test_fuzz_readers as fuzz
 
     fuzz.HUGE_LINE_MAX = args.huge_line_max
     fuzz.MAX_LINES = args.max_lines
@@ -87,7 +86,9 @@ def main(argv: list[str] | None = None) -> int:
             f"real .wandb logs written in {time.perf_counter() - t0:.1f} s: "
             + ", ".join(f"{b.name} {len(b.data):,} bytes / {len(b.spans)} records" for b in corpus)
         )
-        print(f"NDJSON: demo event lines, up to {args.max_lines} lines per file, lines up to {args.huge_line_max:,} bytes")
+        print(
+            f"NDJSON: demo event lines, up to {args.max_lines} lines per file, lines up to {args.huge_line_max:,} bytes"
+        )
         scratch = tmp_path / "scratch"
         scratch.mkdir()
         bodies = {

@@ -26,7 +26,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from pipelines.ratings import bradley_terry as bt  # noqa: E402
+from pipelines.ratings import bradley_terry as bt
 
 
 def league(n_games: int, n_players: int, seats: int, seed: int) -> tuple[bt.Games, np.ndarray]:
@@ -37,9 +37,7 @@ def league(n_games: int, n_players: int, seats: int, seed: int) -> tuple[bt.Game
     seat_player = np.argsort(rng.random((n_games, n_players)), axis=1)[:, :seats].astype(np.int32)
     perf = strength[seat_player] + rng.gumbel(size=seat_player.shape)
     names = ["base_model"] + [f"p{i:02d}" for i in range(1, n_players)]
-    games = bt.Games.from_arrays(
-        names, np.repeat(np.arange(n_games), seats), seat_player.ravel(), perf.ravel()
-    )
+    games = bt.Games.from_arrays(names, np.repeat(np.arange(n_games), seats), seat_player.ravel(), perf.ravel())
     return games, 1000.0 + strength * bt.ELO_PER_NAT
 
 

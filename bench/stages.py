@@ -18,9 +18,10 @@ from typing import Any
 
 def ingest_history(args: dict[str, Any]) -> dict[str, Any]:
     """W&B history only: `ingest()` with one LocalRunSource over the run folders."""
-    from pipelines.ingest import ingest, totals
+    from pipelines.ingest.run import ingest
+    from pipelines.raw.layer import Warehouse
+    from pipelines.raw.readers import totals
     from pipelines.sources.wandb_local import LocalRunSource
-    from pipelines.warehouse import Warehouse
 
     wh = Warehouse(args["warehouse"])
     t0 = time.perf_counter()
@@ -31,9 +32,10 @@ def ingest_history(args: dict[str, Any]) -> dict[str, Any]:
 
 def ingest_events(args: dict[str, Any]) -> dict[str, Any]:
     """Events only: `ingest()` with one NdjsonEventSource over the event folder."""
-    from pipelines.ingest import ingest, totals
+    from pipelines.ingest.run import ingest
+    from pipelines.raw.layer import Warehouse
+    from pipelines.raw.readers import totals
     from pipelines.sources.ndjson import NdjsonEventSource
-    from pipelines.warehouse import Warehouse
 
     wh = Warehouse(args["warehouse"])
     t0 = time.perf_counter()
@@ -62,7 +64,7 @@ def _relay_debug_messages() -> None:
     import logging
     import types
 
-    import pipelines.jobs as jobs
+    import pipelines.build_runner as jobs
 
     class DebugLogger(logging.Logger):
         def __init__(self, name: str, level: int = logging.NOTSET) -> None:
@@ -76,10 +78,10 @@ def _relay_debug_messages() -> None:
 def build(args: dict[str, Any]) -> dict[str, Any]:
     """The Dagster job `grpo ingest` runs: ingest (of `wandb_dirs`/`event_paths`, none for a plain
     rebuild), `dbt build`, publish the snapshot, target checks."""
+    from pipelines.build_runner import run_build_job
     from pipelines.defs.dbt.project import ensure_manifest
-    from pipelines.ingest import totals
-    from pipelines.jobs import run_build_job
-    from pipelines.warehouse import Warehouse
+    from pipelines.raw.layer import Warehouse
+    from pipelines.raw.readers import totals
 
     ensure_manifest()  # a stale manifest would add a `dbt parse` to the timing
     _relay_debug_messages()

@@ -184,7 +184,7 @@ def step_payloads(rows: RunRows, first_num: int) -> tuple[pa.Array, int]:
 
 
 def _with_info(msg, run_id: str):
-    getattr(msg, "_info").stream_id = run_id
+    msg._info.stream_id = run_id
     return msg
 
 
@@ -219,13 +219,21 @@ def head_records(spec: RunSpec) -> list[bytes]:
     env = pb.Record(
         num=3,
         environment=pb.EnvironmentRecord(
-            os="Linux-6.1-x86_64", python="CPython 3.11.7", host=spec.host, program="train_grpo.py",
-            cpu_count=64, cpu_count_logical=128,
+            os="Linux-6.1-x86_64",
+            python="CPython 3.11.7",
+            host=spec.host,
+            program="train_grpo.py",
+            cpu_count=64,
+            cpu_count_logical=128,
         ),
     )
-    files = pb.Record(num=4, files=pb.FilesRecord(files=[pb.FilesItem(path="requirements.txt", type=pb.FilesItem.FileType.WANDB)]))
+    files = pb.Record(
+        num=4, files=pb.FilesRecord(files=[pb.FilesItem(path="requirements.txt", type=pb.FilesItem.FileType.WANDB)])
+    )
     tele = _with_info(
-        pb.Record(num=5, telemetry=tpb.TelemetryRecord(python_version="3.11.7", cli_version="0.31.0", platform="linux-x86_64")),
+        pb.Record(
+            num=5, telemetry=tpb.TelemetryRecord(python_version="3.11.7", cli_version="0.31.0", platform="linux-x86_64")
+        ),
         spec.run_id,
     )
     return [r.SerializeToString() for r in (header, run_rec, env, files, tele)]
@@ -238,7 +246,9 @@ def tail_records(spec: RunSpec, num: int) -> list[bytes]:
     """The exit record (none while the run is still going)."""
     if spec.exit_code is None:
         return []
-    rec = _with_info(pb.Record(num=num, exit=pb.RunExitRecord(exit_code=spec.exit_code, runtime=int(spec.runtime_s))), spec.run_id)
+    rec = _with_info(
+        pb.Record(num=num, exit=pb.RunExitRecord(exit_code=spec.exit_code, runtime=int(spec.runtime_s))), spec.run_id
+    )
     rec.control.mailbox_slot = "exit" + spec.run_id
     return [rec.SerializeToString()]
 

@@ -1,7 +1,3 @@
-{#- A SQL text literal for a value from dbt_project.yml vars (quotes doubled). -#}
-{% macro wb_text_literal(value) -%}
-    {{ sql_string_literal(value | string) }}
-{%- endmacro %}
 
 
 {#- True when `expression` matches any regular expression in `patterns`. -#}
@@ -11,17 +7,6 @@
     {%- else -%}
         ({% for pattern in patterns %}{{ regex_matches(expression, wb_text_literal(pattern)) }}{% if not loop.last %} or {% endif %}{% endfor %})
     {%- endif -%}
-{%- endmacro %}
-
-
-{#-
-    A metric key as a path: nested `run.log({"train": {"kl": ...}})` is stored as
-    `train.kl`, so `.` and `/` are one separator when names are matched
-    (aliases, the Elo prefix). Keys themselves are never rewritten: answers show
-    the key as logged.
--#}
-{% macro metric_path(expression) -%}
-    replace({{ expression }}, '.', '/')
 {%- endmacro %}
 
 

@@ -1,6 +1,9 @@
 {#-
     Generic test for composite keys (dbt_utils is not available offline):
-    fails with one row per key value that occurs more than once.
+    fails with one row per key value that occurs more than once. Nulls
+    group together, so a key column that may be null cannot hide a duplicate.
+    The one grain test of the project (unique_grain_since below is its
+    incremental form for the big append-only tables).
 
         data_tests:
           - unique_grain:

@@ -2,7 +2,7 @@
     Incremental marts whose work grows with the new data, not the history.
 
     Raw batch ids sort by commit time and every new batch sorts after all
-    committed ones (pipelines/warehouse.py), so "rows of batches newer than the
+    committed ones (pipelines/raw/batches.py), so "rows of batches newer than the
     newest batch this model has seen" are exactly the new rows. A model:
 
       1. finds the keys (hours, runs) touched by those rows — late events land
@@ -24,8 +24,7 @@
     (every column) before the batch filter could prune anything: 16 s and
     gigabytes for fct_component_health, 1.3 s without.
 
-        {{ config(materialized='incremental', incremental_strategy='delete+insert', unique_key='run_id',
-                  post_hook="{{ incremental_mark([ref('stg_wandb__history'), ref('stg_wandb__runs')]) }}") }}
+        {{ incremental_by_key('run_id', inputs=['stg_wandb__history', 'stg_wandb__runs']) }}
         ...
         {% if is_incremental() %}
         where batch_id > {{ incremental_since() }}
@@ -79,7 +78,7 @@
     {%- for name in incremental_settings_vars() -%}
         {%- do values.update({name: var(name, none)}) -%}
     {%- endfor -%}
-    {#- Models keying events by run (macros/events.sql, events_with_run_key) are valid for one
+    {#- Models keying events by run (macros/event_run_key.sql, events_with_run_key) are valid for one
         label->run mapping too: a run that arrives or is renamed recomputes them whole. -#}
     {%- if model is defined and model.depends_on is defined
           and (model.depends_on.nodes | select('equalto', 'model.grpo_warehouse.fct_event_run_labels') | list) -%}
@@ -114,28 +113,6 @@
     {%- set found = table_comment_text() -%}
     {%- set record = fromjson(found) if found else none -%}
     {{- return(record if record is mapping else {}) -}}
-{%- endmacro %}
-
-
-{#- A Python/Jinja string as a SQL string literal. -#}
-{% macro sql_string_literal(text) -%}
-    {{- return(adapter.dispatch('sql_string_literal')(text)) -}}
-{%- endmacro %}
-
-{% macro default__sql_string_literal(text) -%}
-    {{- return("'" ~ (text | replace("'", "''")) ~ "'") -}}
-{%- endmacro %}
-
-{#- Spark reads literals raw (spark.sql.parser.escapedStringLiterals, profiles.yml): a doubled
-    quote is two quotes there, so text holding a single quote goes between double quotes. -#}
-{% macro spark__sql_string_literal(text) -%}
-    {%- if "'" not in text -%}
-        {{- return("'" ~ text ~ "'") -}}
-    {%- elif '"' not in text -%}
-        {{- return('"' ~ text ~ '"') -}}
-    {%- else -%}
-        {{- exceptions.raise_compiler_error("Spark SQL cannot write this text as a literal (both quote kinds): " ~ text) -}}
-    {%- endif -%}
 {%- endmacro %}
 
 
@@ -175,7 +152,6 @@
 {%- endmacro %}
 
 
-
 {#-
     SQL: the distinct `key` values (hours, runs) of rows of `relation` in
     batches newer than this model's watermark; `where`, if given, narrows
@@ -207,7 +183,7 @@
 
 {#-
     Post-hook of an incremental table that is copied elsewhere (the typed
-    events, exported per batch by pipelines/snapshot.py): a generation id that
+    events, exported per batch by pipelines/publish.py): a generation id that
     stays while the table is appended to and changes whenever the table is
     created again (first build, `--full-refresh`). A copy keyed by batch and
     row count cannot see that a rebuilt table's rows differ (a changed

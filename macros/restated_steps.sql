@@ -2,7 +2,7 @@
     History rows a later batch replaced: a resumed run's new segment logged
     steps again whose earlier values were already stored, and the ingest
     recorded those steps in raw/wandb_restated_steps with its batch
-    (pipelines/sources/wandb_local.py). A `where` clause for the history
+    (pipelines/sources/wandb_segment_merging.py). A `where` clause for the history
     staging models that leaves out the older rows of such steps. It is
     written only when the table has rows (checked when the view is built:
     every build rebuilds the views), so the common case of no restated step

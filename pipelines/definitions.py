@@ -1,4 +1,4 @@
-"""The Dagster code location: merges the areas under pipelines/defs/.
+"""The Dagster code location: the areas under pipelines/defs/, each exporting its definitions, merged.
 
 Import this only after the dbt manifest exists (`dagster dev` prepares it;
 `grpo` calls pipelines.defs.dbt.project.ensure_manifest() first).
@@ -8,31 +8,23 @@ from __future__ import annotations
 
 import dagster as dg
 
-from pipelines.defs.axiom.assets import events_raw
+from pipelines.defs.axiom import area as axiom
 from pipelines.defs.axiom.resources import EventSourcesResource
-from pipelines.defs.axiom.schedules import events_every_5_minutes
-from pipelines.defs.checks.checks import target_checks
-from pipelines.defs.checks.freshness import events_fresh, wandb_fresh
-from pipelines.defs.dbt.assets import grpo_dbt_models
-from pipelines.defs.dbt.project import dbt_project
-from pipelines.defs.dbt.resources import GrpoDbtCliResource
-from pipelines.defs.jobs import build_warehouse_job, sync_events_job, sync_wandb_job
-from pipelines.defs.wandb.assets import wandb_raw
+from pipelines.defs.checks import area as checks
+from pipelines.defs.dbt import area as dbt
+from pipelines.defs.wandb import area as wandb
 from pipelines.defs.wandb.resources import WandbSourcesResource
-from pipelines.defs.wandb.sensors import wandb_runs_changed
-from pipelines.defs.warehouse.assets import warehouse_snapshot
+from pipelines.defs.warehouse import area as warehouse_area
 from pipelines.defs.warehouse.resources import WarehouseResource
 
-def dbt_executable() -> str:
-    """The dbt installed next to this Python, so a bare `.venv/bin/python` run (or a
-    `dbtf` elsewhere on PATH) cannot change which dbt builds the warehouse; on the
-    Spark engine (GRPO_ENGINE=spark) its wrapper, pipelines/engine.py."""
-    from pipelines.engine import dbt_executable as for_engine
-
-    return for_engine()
-
-
-ALL_ASSETS = [wandb_raw, events_raw, grpo_dbt_models, warehouse_snapshot]
+# One step at a time: only one process may write the DuckDB build file, so
+# there is nothing to parallelise within a run (dagster.yaml queues runs).
+build_warehouse_job = dg.define_asset_job(
+    "build_warehouse",
+    selection=dg.AssetSelection.all(),
+    description="Ingest every configured source, build all dbt models and tests, publish the snapshot, run the target checks.",
+    executor_def=dg.in_process_executor,
+)
 
 
 def build_definitions(
@@ -41,19 +33,14 @@ def build_definitions(
     event_sources: EventSourcesResource | None = None,
     loggers: dict[str, dg.LoggerDefinition] | None = None,
 ) -> dg.Definitions:
-    return dg.Definitions(
-        loggers=loggers,
-        assets=ALL_ASSETS,
-        asset_checks=[target_checks, events_fresh, wandb_fresh],
-        jobs=[build_warehouse_job, sync_events_job, sync_wandb_job],
-        schedules=[events_every_5_minutes],
-        sensors=[wandb_runs_changed],
-        resources={
-            "warehouse": warehouse or WarehouseResource(),
-            "wandb_sources": wandb_sources or WandbSourcesResource(),
-            "event_sources": event_sources or EventSourcesResource(),
-            "dbt": GrpoDbtCliResource(project_dir=dbt_project, dbt_executable=dbt_executable()),
-        },
+    """The code location; resources given here replace the ones the environment names."""
+    return dg.Definitions.merge(
+        wandb.definitions(wandb_sources),
+        axiom.definitions(event_sources),
+        dbt.definitions(),
+        warehouse_area.definitions(warehouse),
+        checks.definitions(),
+        dg.Definitions(jobs=[build_warehouse_job], loggers=loggers),
     )
 
 

@@ -3,7 +3,7 @@
 `GRPO_ENGINE=duckdb|spark` selects it for `grpo ingest`, `grpo demo` and the
 Dagster job; profiles.yml picks the matching dbt target from the same
 variable. Readers never see the difference: both builds are published into
-the same DuckDB snapshot (pipelines/snapshot.py; Spark's marts through
+the same DuckDB snapshot (pipelines/publish.py; Spark's marts through
 pipelines/spark_publish.py).
 
 On Spark, dbt runs through `main()` below (the `grpo-dbt-spark` executable)
@@ -154,7 +154,7 @@ def _describe_relations(spark, schema: str) -> dict[str, dict]:
 
 def _write_relations(spark, warehouse_root: Path) -> None:
     """Record the built relations for publishing; views that are published get their rows written."""
-    from pipelines.snapshot import SKIPPED_RELATIONS
+    from pipelines.publish import SKIPPED_RELATIONS
 
     build = spark_build_dir(warehouse_root)
     relations = _describe_relations(spark, SPARK_SCHEMA)

@@ -10,6 +10,7 @@ from __future__ import annotations
 import copy
 import functools
 import os
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -92,7 +93,9 @@ class Action:
 
 def target_actions() -> dict[str, Action]:
     """Target name (rollout_p95, extraction_rate, error_rate, grad_norm, kl, entropy, event_run, heartbeat) -> its action."""
-    return {name: Action(str(a["action"]), str(a["next"])) for name, a in (dbt_vars().get("target_actions") or {}).items()}
+    return {
+        name: Action(str(a["action"]), str(a["next"])) for name, a in (dbt_vars().get("target_actions") or {}).items()
+    }
 
 
 def thresholds() -> Thresholds:
@@ -126,6 +129,22 @@ def event_fields() -> dict[str, str]:
 
 def event_identity() -> dict[str, tuple[str, ...]]:
     """Event kind -> the fields (our names) that identify an event of that kind (var `event_identity`)."""
-    from pipelines.sources.event_identity import identity_from_var
-
     return identity_from_var(dbt_vars().get("event_identity"))
+
+
+def identity_from_var(value: object) -> dict[str, tuple[str, ...]]:
+    """The `event_identity` var as kind -> field names (a single name may be given as a string)."""
+    if value is None:
+        return {}
+    if not isinstance(value, Mapping):
+        raise ValueError("var event_identity must map event kinds to lists of field names")
+    out: dict[str, tuple[str, ...]] = {}
+    for kind, names in value.items():
+        if names is None or names == []:
+            continue  # a kind switched off: its events are keyed by content
+        if isinstance(names, str):
+            names = [names]
+        if not isinstance(names, Sequence) or not all(isinstance(n, str) and n.strip() for n in names):
+            raise ValueError(f"var event_identity: kind {kind!r} must list field names")
+        out[str(kind)] = tuple(names)
+    return out

@@ -5,7 +5,7 @@ and, written by the dbt wrapper after each build (pipelines/engine.py), the list
 of relations with their folders and table comments (build/spark/relations.json).
 This module makes a small DuckDB file of views over those folders, one per
 relation, with the same names and comments as dbt-duckdb's build database.
-pipelines/snapshot.py then publishes from it exactly as from a DuckDB build:
+pipelines/publish.py then publishes from it exactly as from a DuckDB build:
 the marts are copied into a new snapshot file that replaces grpo.duckdb with
 one atomic rename, so readers never block and never see Spark's files.
 """

@@ -89,9 +89,17 @@ DEMO_MANIFEST_KEYS = {
     "runs": ("name", "run_id", "sweep", "intended_verdict", "final_gap", "n_eval_points", "segments"),
     "sweeps": None,
     "events": (
-        "window_start", "window_end", "counts", "bad_lines", "bad_line_locations",
-        "slow_hour", "slow_hour_p95_s", "error_hour", "error_hour_rate",
-        "extraction_problem", "silent_component",
+        "window_start",
+        "window_end",
+        "counts",
+        "bad_lines",
+        "bad_line_locations",
+        "slow_hour",
+        "slow_hour_p95_s",
+        "error_hour",
+        "error_hour_rate",
+        "extraction_problem",
+        "silent_component",
     ),
 }
 
@@ -104,8 +112,12 @@ SCRUBBED_PREFIXES = ("GRPO_", "DAGSTER_", "WANDB_", "AXIOM_", "DBT_")
 # Variables that make rich or click colour piped output, or change its size.
 SCRUBBED_NAMES = ("FORCE_COLOR", "CLICOLOR_FORCE", "TTY_COMPATIBLE", "TTY_INTERACTIVE", "COLUMNS", "LINES")
 ANSI = re.compile(r"\x1b\[[0-9;?]*[A-Za-z]")
-INSTANT_KEYS = {"published_at": "<published_at>", "latest_run_ingest": "<latest_run_ingest>",
-                "ingested_at": "<latest_run_ingest>", "started_at": "<started_at>"}
+INSTANT_KEYS = {
+    "published_at": "<published_at>",
+    "latest_run_ingest": "<latest_run_ingest>",
+    "ingested_at": "<latest_run_ingest>",
+    "started_at": "<started_at>",
+}
 
 
 class GuideError(RuntimeError):
@@ -150,8 +162,13 @@ def _env(tmp: Path, warehouse: Path) -> dict[str, str]:
 
 def _run(args: list[str], env: dict[str, str], cwd: Path, timeout: float = 300) -> tuple[str, int]:
     proc = subprocess.run(
-        [str(GRPO), *args], cwd=cwd, env=env, stdin=subprocess.DEVNULL,
-        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, timeout=timeout,
+        [str(GRPO), *args],
+        cwd=cwd,
+        env=env,
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        timeout=timeout,
     )
     return proc.stdout.decode("utf-8", errors="replace"), proc.returncode
 
@@ -311,7 +328,9 @@ def _json_lines(value: Any, indent: int = 0, width: int = 100) -> str:
         return flat
     pad = " " * (indent + 2)
     if isinstance(value, dict):
-        items = [f"{pad}{json.dumps(k, ensure_ascii=False)}: {_json_lines(v, indent + 2, width)}" for k, v in value.items()]
+        items = [
+            f"{pad}{json.dumps(k, ensure_ascii=False)}: {_json_lines(v, indent + 2, width)}" for k, v in value.items()
+        ]
         return "{\n" + ",\n".join(items) + "\n" + " " * indent + "}"
     items = [pad + _json_lines(v, indent + 2, width) for v in value]
     return "[\n" + ",\n".join(items) + "\n" + " " * indent + "]"
@@ -397,8 +416,14 @@ def stale_report(rendered: list[Rendered], context_lines: int = 40) -> list[str]
     report = []
     for r in rendered:
         for b in r.stale:
-            diff = list(difflib.unified_diff(b.old.splitlines(), b.new.splitlines(), "in the guide", "generated now", lineterm="", n=1))
-            shown = diff[:context_lines] + ([f"... ({len(diff) - context_lines} more diff lines)"] if len(diff) > context_lines else [])
+            diff = list(
+                difflib.unified_diff(
+                    b.old.splitlines(), b.new.splitlines(), "in the guide", "generated now", lineterm="", n=1
+                )
+            )
+            shown = diff[:context_lines] + (
+                [f"... ({len(diff) - context_lines} more diff lines)"] if len(diff) > context_lines else []
+            )
             report.append(b.label + "\n" + "\n".join("    " + ln for ln in shown))
     return report
 
@@ -420,8 +445,11 @@ def check(demo: Demo, docs: Path = DOCS, names: tuple[str, ...] = GUIDES, out=No
     n_blocks = sum(len(r.blocks) for r in rendered)
     report = stale_report(rendered)
     if report:
-        print(f"{len(report)} of {n_blocks} output blocks differ from what the commands print now "
-              "(regenerate: uv run python scripts/make_guides.py, then review the text around them):", file=out)
+        print(
+            f"{len(report)} of {n_blocks} output blocks differ from what the commands print now "
+            "(regenerate: uv run python scripts/make_guides.py, then review the text around them):",
+            file=out,
+        )
         for entry in report:
             print(entry, file=out)
         return 1
@@ -445,7 +473,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--check", action="store_true", help="exit 1 listing the blocks that differ; write nothing")
     args = parser.parse_args(argv)
     if not GRPO.exists():
-        print(f"no grpo executable next to {sys.executable}: run `uv run python scripts/make_guides.py`", file=sys.stderr)
+        print(
+            f"no grpo executable next to {sys.executable}: run `uv run python scripts/make_guides.py`", file=sys.stderr
+        )
         return 2
     with tempfile.TemporaryDirectory(prefix="grpo-guides-") as tmp:
         print(f"building the demo (grpo {' '.join(DEMO_ARGS)}) in a temporary warehouse …", file=sys.stderr)

@@ -1,7 +1,7 @@
 """Build the dbt project into a temporary warehouse from hand-made raw rows.
 
 Used by mart tests: they write raw rows exactly as the ingest layer would
-(through pipelines.warehouse), run the real `dbt build`, and read marts back.
+(through pipelines.raw), run the real `dbt build`, and read marts back.
 """
 
 from __future__ import annotations
@@ -15,8 +15,9 @@ from typing import Any
 import duckdb
 import pyarrow as pa
 
+from pipelines.raw.layer import Warehouse
+from pipelines.raw.schemas import SCHEMAS
 from pipelines.settings import PROJECT_ROOT
-from pipelines.warehouse import SCHEMAS, Warehouse
 
 DBT = str(Path(sys.executable).with_name("dbt"))
 
@@ -42,11 +43,16 @@ def dbt_command(wh: Warehouse, command: str, *args: str, tmp_target: Path | None
     target = tmp_target or (wh.root / "dbt_target")
     env = {**os.environ, "GRPO_WAREHOUSE": str(wh.root), "DBT_SEND_ANONYMOUS_USAGE_STATS": "false"}
     cmd = [
-        DBT, command,
-        "--project-dir", str(PROJECT_ROOT),
-        "--profiles-dir", str(PROJECT_ROOT),
-        "--target-path", str(target),
-        "--log-path", str(target / "logs"),
+        DBT,
+        command,
+        "--project-dir",
+        str(PROJECT_ROOT),
+        "--profiles-dir",
+        str(PROJECT_ROOT),
+        "--target-path",
+        str(target),
+        "--log-path",
+        str(target / "logs"),
         *args,
     ]
     proc = subprocess.run(cmd, env=env, capture_output=True, text=True, cwd=PROJECT_ROOT)

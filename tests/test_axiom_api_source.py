@@ -16,7 +16,8 @@ from typing import Any
 import pytest
 from fakes.axiom_server import FakeAxiomServer
 
-from pipelines.sources.axiom_api import AxiomEventSource, apl_page_query, format_ns, parse_ns
+from pipelines.sources.axiom_api import AxiomEventSource
+from pipelines.sources.axiom_apl_time import apl_page_query, format_ns, parse_ns
 from pipelines.sources.base import EVENT_COLUMNS, REJECT_COLUMNS
 from pipelines.sources.errors import SourceError
 
@@ -154,8 +155,8 @@ def test_an_incremental_sync_with_overlap_catches_late_events_without_duplicates
 
 
 def test_the_ingest_layer_stores_each_event_once_across_overlapping_syncs(server, tmp_path):
-    from pipelines.ingest import ingest
-    from pipelines.warehouse import Warehouse
+    from pipelines.ingest.run import ingest
+    from pipelines.raw.layer import Warehouse
 
     server.add_events("grpo-events", rollouts(400, step=1.0))
     wh = Warehouse(tmp_path / "wh")
@@ -296,7 +297,10 @@ def test_events_ingested_with_the_real_client_come_back_with_every_field(server)
 
     first, second = (json.loads(e["record"]) for e in got)
     assert {k: first[k] for k in ("event", "latency_s", "ok", "tags")} == {
-        "event": "inference", "latency_s": 0.42, "ok": True, "tags": ["a", "b"]
+        "event": "inference",
+        "latency_s": 0.42,
+        "ok": True,
+        "tags": ["a", "b"],
     }
     assert "message" not in first and second["message"] == 'could not parse "qty"'  # no padding nulls
     assert {"_time", "_sysTime", "_rowId"} <= set(first)

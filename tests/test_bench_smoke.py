@@ -24,9 +24,23 @@ def tiny_results(tmp_path_factory) -> dict:
     tmp = tmp_path_factory.mktemp("bench")
     out = tmp / "results.json"
     proc = subprocess.run(
-        [sys.executable, str(REPO / "bench" / "run.py"), "--scale", "tiny", "--out", str(out),
-         "--workdir", str(tmp / "work"), "--repeat", "5", "--quiet"],
-        cwd=tmp, capture_output=True, text=True, timeout=1500,
+        [
+            sys.executable,
+            str(REPO / "bench" / "run.py"),
+            "--scale",
+            "tiny",
+            "--out",
+            str(out),
+            "--workdir",
+            str(tmp / "work"),
+            "--repeat",
+            "5",
+            "--quiet",
+        ],
+        cwd=tmp,
+        capture_output=True,
+        text=True,
+        timeout=1500,
     )
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     return json.loads(out.read_text())
@@ -36,8 +50,20 @@ def tiny_results(tmp_path_factory) -> dict:
 @pytest.mark.timeout(1800)
 def test_tiny_benchmark_reports_every_figure(tiny_results):
     r = tiny_results
-    for key in ("scale", "machine", "history_points", "events", "ingest_history_points_per_s", "ingest_events_per_s",
-                "full_build_s", "incremental_refresh_s", "query_wall_s", "peak_rss_mb", "baseline_ratio", "targets"):
+    for key in (
+        "scale",
+        "machine",
+        "history_points",
+        "events",
+        "ingest_history_points_per_s",
+        "ingest_events_per_s",
+        "full_build_s",
+        "incremental_refresh_s",
+        "query_wall_s",
+        "peak_rss_mb",
+        "baseline_ratio",
+        "targets",
+    ):
         assert key in r, key
     assert r["scale"] == "tiny"
     assert {"cores", "ram_gb", "cpu_model", "python", "duckdb"} <= set(r["machine"])
@@ -55,12 +81,12 @@ def test_tiny_benchmark_figures_are_sane(tiny_results):
     assert 0 < r["full_build_s"] < 1200 and 0 < r["incremental_refresh_s"] < 1200
     assert r["incremental"]["added_history_points"] == r["data"]["increment"]["history_points"] > 0
     assert r["incremental"]["added_events"] == r["data"]["increment"]["events"] > 0
-    assert QUERY_COMMANDS <= set(r["query_wall_s"])
+    assert set(r["query_wall_s"]) >= QUERY_COMMANDS
     assert all(0 < s < 60 for s in r["query_wall_s"].values())
     assert all(len(q["times_s"]) >= 5 for q in r["queries"].values())
-    assert STAGES <= set(r["peak_rss_mb"])
+    assert set(r["peak_rss_mb"]) >= STAGES
     assert all(10 < mb < 24_000 for mb in r["peak_rss_mb"].values())
-    assert QUESTIONS <= set(r["baseline_ratio"])
+    assert set(r["baseline_ratio"]) >= QUESTIONS
     assert all(x > 0 for x in r["baseline_ratio"].values())
     # the pandas baseline and the warehouse answer the same
     assert all(d["same_answer"] for d in r["baseline_detail"].values()), r["baseline_detail"]

@@ -46,7 +46,14 @@ def to_games(games, higher_is_better=True, ids=None):
     return bt.Games.from_seats(gid, pl, val, higher_is_better=higher_is_better)
 
 
-TRUE = {"base_model": 0.0, "chaos_bot": 120.0, "ckpt_100": -60.0, "ckpt_200": 40.0, "ckpt_300": 90.0, "random_bot": -250.0}
+TRUE = {
+    "base_model": 0.0,
+    "chaos_bot": 120.0,
+    "ckpt_100": -60.0,
+    "ckpt_200": 40.0,
+    "ckpt_300": 90.0,
+    "random_bot": -250.0,
+}
 
 
 @pytest.mark.parametrize("seats,ties", [(2, False), (4, True), (6, False)])
@@ -96,9 +103,14 @@ def test_a_bootstrap_round_is_the_fit_of_resampled_games():
 
 
 def test_a_player_who_never_lost_is_infinite_not_a_huge_number():
-    games = [[("base_model", 1.0), ("ckpt_1", 2.0)], [("base_model", 1.0), ("ckpt_1", 3.0)],
-             [("base_model", 2.0), ("chaos_bot", 1.0)], [("base_model", 1.0), ("chaos_bot", 2.0)],
-             [("island", 1.0), ("other_island", 2.0)], [("island", 2.0), ("other_island", 1.0)]]
+    games = [
+        [("base_model", 1.0), ("ckpt_1", 2.0)],
+        [("base_model", 1.0), ("ckpt_1", 3.0)],
+        [("base_model", 2.0), ("chaos_bot", 1.0)],
+        [("base_model", 1.0), ("chaos_bot", 2.0)],
+        [("island", 1.0), ("other_island", 2.0)],
+        [("island", 2.0), ("other_island", 1.0)],
+    ]
     f = bt.fit(to_games(games))
     assert f.rating[f.index("ckpt_1")] == math.inf
     assert f.rating[f.index("chaos_bot")] == pytest.approx(1000.0, abs=1e-9)  # one win each
@@ -138,7 +150,11 @@ def test_trend_slope_and_cycles():
     assert slope == pytest.approx(expected)
     assert lo < 0.5 < hi  # truth: 50 Elo per 100 steps
     # a rock-paper-scissors league: each beats the next in every game
-    rps = [[("base_model", 2.0), ("ckpt_1", 1.0)], [("ckpt_1", 2.0), ("chaos_bot", 1.0)], [("chaos_bot", 2.0), ("base_model", 1.0)]]
+    rps = [
+        [("base_model", 2.0), ("ckpt_1", 1.0)],
+        [("ckpt_1", 2.0), ("chaos_bot", 1.0)],
+        [("chaos_bot", 2.0), ("base_model", 1.0)],
+    ]
     g = bt.fit(to_games(rps * 5))
     assert bt.cycles(g, ["base_model", "chaos_bot", "ckpt_1"]) == [("base_model", "ckpt_1", "chaos_bot")]
     assert bt.cycles(f, ["base_model", "chaos_bot", "ckpt_300"]) == []

@@ -25,7 +25,9 @@ CELLS = [
 
 @pytest.fixture(scope="module")
 def calibrated(tmp_path_factory):
-    return {c["cell"]: c for c in calibration.calibrate(CELLS, RUNS, SEED, tmp_path_factory.mktemp("calibration"))["cells"]}
+    return {
+        c["cell"]: c for c in calibration.calibrate(CELLS, RUNS, SEED, tmp_path_factory.mktemp("calibration"))["cells"]
+    }
 
 
 @pytest.fixture(scope="module")
@@ -68,13 +70,15 @@ def test_wilson_intervals_match_the_closed_form():
         centre = (p + z * z / (2 * n)) / (1 + z * z / n)
         half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / (1 + z * z / n)
         lo, hi = calibration.wilson(k, n)
-        assert lo == pytest.approx(max(0.0, centre - half), abs=1e-12) and hi == pytest.approx(min(1.0, centre + half), abs=1e-12)
+        assert lo == pytest.approx(max(0.0, centre - half), abs=1e-12) and hi == pytest.approx(
+            min(1.0, centre + half), abs=1e-12
+        )
 
 
 def test_answers_judge_rates_on_the_same_wilson_interval_as_scipy():
     from scipy import stats
 
-    from pipelines.judging import judge_p95, judge_rate, wilson
+    from pipelines.answers.judging import judge_p95, judge_rate, wilson
 
     for k, n in ((0, 50), (0, 1000), (50, 1000), (190, 200), (1, 2000)):
         lo, hi = stats.binomtest(k, n).proportion_ci(0.95, method="wilson")
@@ -86,7 +90,11 @@ def test_answers_judge_rates_on_the_same_wilson_interval_as_scipy():
     assert judge_rate(190, 200, 0.95, False, 100)[0] == "inconclusive"
     assert judge_rate(800, 1000, 0.95, False, 100)[0] == "fail"
     assert judge_rate(0, 0, 0.01, True, 50) == (None, None)
-    assert (judge_p95(130.0, 5, 120, 20), judge_p95(130.0, 30, 120, 20), judge_p95(None, 0, 120, 20)) == ("inconclusive", "fail", None)
+    assert (judge_p95(130.0, 5, 120, 20), judge_p95(130.0, 30, 120, 20), judge_p95(None, 0, 120, 20)) == (
+        "inconclusive",
+        "fail",
+        None,
+    )
 
 
 SWEEPS = 150

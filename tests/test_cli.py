@@ -2,20 +2,28 @@
 
 from __future__ import annotations
 
-import json
-
 import pytest
 from click.testing import CliRunner
 
-from pipelines.cli import main
+from pipelines.cli.app import main
 
 COMMANDS = sorted(main.commands)
 
 
 def test_the_cli_offers_every_question_of_the_playbook():
     assert set(COMMANDS) >= {
-        "elo", "sweep", "metrics", "rollout-timing", "errors", "extraction-stats",
-        "health", "check", "sql", "tracker", "ingest", "demo",
+        "elo",
+        "sweep",
+        "metrics",
+        "rollout-timing",
+        "errors",
+        "extraction-stats",
+        "health",
+        "check",
+        "sql",
+        "tracker",
+        "ingest",
+        "demo",
     }
 
 
@@ -63,7 +71,11 @@ def test_ingest_of_a_missing_path_names_it(tmp_path):
 
 @pytest.mark.parametrize(
     "window,message",
-    [(["--last", "soon"], "cannot read duration"), (["--last", "0h"], "must be positive"), (["--since", "tuesday"], "cannot read --since")],
+    [
+        (["--last", "soon"], "cannot read duration"),
+        (["--last", "0h"], "must be positive"),
+        (["--since", "tuesday"], "cannot read --since"),
+    ],
 )
 def test_a_nonsense_window_is_refused_before_anything_is_read(window, message, tmp_path):
     result = CliRunner().invoke(main, ["--warehouse", str(tmp_path), "errors", *window])

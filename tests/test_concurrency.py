@@ -28,14 +28,14 @@ from pathlib import Path
 import duckdb
 import pytest
 
-from pipelines.ingest import ingest
-from pipelines.snapshot import publish
+from bench import crash
+from pipelines.ingest.run import ingest
+from pipelines.publish import publish
+from pipelines.raw.layer import Warehouse
+from pipelines.raw.write_lock import WarehouseBusyError
 from pipelines.sources.ndjson import NdjsonEventSource
 from pipelines.sources.wandb_local import LocalRunSource
-from bench import crash
 from tests.clock import DEMO_END
-from pipelines.warehouse import Warehouse, WarehouseBusyError
-
 
 EVENT_LINES = 3000
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
@@ -96,7 +96,9 @@ class GrpoLoop(threading.Thread):
 
     def run(self) -> None:
         while not self.halt.is_set():
-            proc = subprocess.run([crash.grpo_exe(), *self.args], capture_output=True, text=True, env=self.env, timeout=300)
+            proc = subprocess.run(
+                [crash.grpo_exe(), *self.args], capture_output=True, text=True, env=self.env, timeout=300
+            )
             try:
                 parsed = json.loads(proc.stdout)
             except ValueError:
@@ -184,7 +186,10 @@ def test_readers_never_fail_nor_see_a_torn_snapshot_while_publishes_swap_it_over
     ext_failures = [r["error"] for r in ext if not r["ok"]]
     ext_rows = [r["row"] for r in ext if r["ok"]]
     sql_rows = [
-        [str(r[k]) for k in ("published_at", "runs", "verdicts", "runs_in_catalog", "hourly", "generations", "generation")]
+        [
+            str(r[k])
+            for k in ("published_at", "runs", "verdicts", "runs_in_catalog", "hourly", "generations", "generation")
+        ]
         for _, parsed, _ in sql.results
         if parsed
         for r in parsed
@@ -207,10 +212,11 @@ def test_readers_never_fail_nor_see_a_torn_snapshot_while_publishes_swap_it_over
 
 INGESTER = r"""
 import json, os, sys, time
-from pipelines.ingest import ingest
+from pipelines.ingest.run import ingest
 from pipelines.sources.ndjson import NdjsonEventSource
 from pipelines.sources.wandb_local import LocalRunSource
-from pipelines.warehouse import Warehouse, WarehouseBusyError
+from pipelines.raw.layer import Warehouse
+from pipelines.raw.write_lock import WarehouseBusyError
 
 root, wandb, events, go, timeout = sys.argv[1], sys.argv[2], sys.argv[3], sys.argv[4], float(sys.argv[5])
 wh = Warehouse(root)
@@ -233,7 +239,11 @@ def _start_ingesters(root: Path, inputs, go: Path, timeout: float, n: int = 2) -
     return [
         subprocess.Popen(
             [sys.executable, "-c", INGESTER, str(root), str(inputs.wandb), str(inputs.events), str(go), str(timeout)],
-            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env, cwd=str(root.parent),
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            env=env,
+            cwd=str(root.parent),
         )
         for _ in range(n)
     ]
@@ -308,8 +318,13 @@ def test_an_ingest_that_waits_for_the_lock_says_who_holds_it_then_goes_through(d
         assert ready.wait(30)
         timer = threading.Timer(1.5, release.set)
         timer.start()
-        report = ingest(wh, [LocalRunSource([inputs.wandb])], [NdjsonEventSource([inputs.events])],
-                        progress=said.append, lock_timeout_s=60)
+        report = ingest(
+            wh,
+            [LocalRunSource([inputs.wandb])],
+            [NdjsonEventSource([inputs.events])],
+            progress=said.append,
+            lock_timeout_s=60,
+        )
     finally:
         release.set()
         holder.join(30)
@@ -350,8 +365,14 @@ def test_grpo_queries_and_an_external_reader_never_fail_nor_see_a_mix_of_builds_
     base, inputs, work = stage_a_warehouse
     root = _copy_warehouse(base, tmp_path / "wh")
     env = _reader_env(root)
-    run_name = json.loads(subprocess.run([crash.grpo_exe(), "sql", "select run_name from dim_runs order by run_name limit 1", "--json"],
-                                         capture_output=True, text=True, env=env).stdout)[0]["run_name"]
+    run_name = json.loads(
+        subprocess.run(
+            [crash.grpo_exe(), "sql", "select run_name from dim_runs order by run_name limit 1", "--json"],
+            capture_output=True,
+            text=True,
+            env=env,
+        ).stdout
+    )[0]["run_name"]
     external = ExternalReader(root / "grpo.duckdb", tmp_path, PROBE, pause=0.05)
     loops = [
         GrpoLoop(env, ["sql", PROBE, "--json"], pause=0.2),
@@ -379,7 +400,10 @@ def test_grpo_queries_and_an_external_reader_never_fail_nor_see_a_mix_of_builds_
     failures = [r["error"] for r in ext if not r["ok"]] + sql.failures() + elo.failures() + check.failures()
     ext_rows = [r["row"] for r in ext if r["ok"]]
     sql_rows = [
-        [str(r[k]) for k in ("published_at", "runs", "verdicts", "runs_in_catalog")] for _, p, _ in sql.results if p for r in p
+        [str(r[k]) for k in ("published_at", "runs", "verdicts", "runs_in_catalog")]
+        for _, p, _ in sql.results
+        if p
+        for r in p
     ]
     torn = _probe_problems(ext_rows) + _probe_problems(sql_rows)
     for rows in (ext_rows, sql_rows):
@@ -390,10 +414,12 @@ def test_grpo_queries_and_an_external_reader_never_fail_nor_see_a_mix_of_builds_
         for _, parsed, _ in loop.results:
             if isinstance(parsed, dict):
                 answers[parsed["freshness"]["published_at"]].add(json.dumps(parsed, sort_keys=True))
-        torn += [f"grpo {loop.args[0]}: snapshot {p} gave {len(a)} different answers" for p, a in answers.items() if len(a) > 1]
-        torn += _monotonic_problems(
-            [p["freshness"]["published_at"] for _, p, _ in loop.results if isinstance(p, dict)]
-        )
+        torn += [
+            f"grpo {loop.args[0]}: snapshot {p} gave {len(a)} different answers"
+            for p, a in answers.items()
+            if len(a) > 1
+        ]
+        torn += _monotonic_problems([p["freshness"]["published_at"] for _, p, _ in loop.results if isinstance(p, dict)])
     counts = {tuple(r[1:]) for r in ext_rows + sql_rows}
     reads = len(ext) + sum(len(loop.results) for loop in loops)
     print(
@@ -418,8 +444,11 @@ def test_two_grpo_ingests_started_at_once_both_finish_one_after_the_other_with_n
     procs = [
         subprocess.Popen(
             [crash.grpo_exe(), "ingest", "--wandb-dir", str(inputs.wandb), "--events", str(inputs.events), "--json"],
-            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-            env=crash.grpo_env(root, tmp_path / f"dbt-target-{i}"), cwd=str(tmp_path),
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            env=crash.grpo_env(root, tmp_path / f"dbt-target-{i}"),
+            cwd=str(tmp_path),
         )
         for i in range(2)
     ]

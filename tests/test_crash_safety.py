@@ -3,9 +3,9 @@
 The harness is bench/crash.py (its docstring explains a trial); these tests
 run a short version of it, `uv run python bench/crash.py --kills 200` the long
 one. Ingest children are real processes forked from a `python -c` zygote that
-runs `pipelines.ingest.ingest` with LocalRunSource + NdjsonEventSource on the
+runs `pipelines.ingest.run.ingest` with LocalRunSource + NdjsonEventSource on the
 demo league's files; named kill points come from the GRPO_TEST_KILL_AT hook in
-pipelines/warehouse.py. After every kill a reader must find only whole files
+pipelines/raw/. After every kill a reader must find only whole files
 and a snapshot that opens; after the re-run the raw tables must equal an
 uninterrupted ingest's row for row, with nothing stored twice.
 """
@@ -23,14 +23,15 @@ import duckdb
 import pytest
 
 from bench import crash
-from pipelines.ingest import ingest, totals
-from pipelines.queries import open_snapshot
+from pipelines.answers.sql import open_snapshot
+from pipelines.ingest.run import ingest
+from pipelines.raw.layer import Warehouse
+from pipelines.raw.readers import totals
+from pipelines.raw.schemas import EVENTS, HISTORY
+from pipelines.raw.write_lock import WarehouseBusyError
 from pipelines.sources.ndjson import NdjsonEventSource
 from pipelines.sources.wandb_local import LocalRunSource
-from pipelines.warehouse import EVENTS, HISTORY, Warehouse, WarehouseBusyError
 from tests.clock import DEMO_END
-
-
 
 SEED = 20240601
 EVENT_LINES = 3000  # per event file: enough for several chunks, fast to re-ingest
@@ -130,24 +131,25 @@ def test_after_a_crash_readers_and_totals_see_only_committed_batches_and_the_nex
     # from the Dagster UI, takes the lock: the orphans are gone before it reads the glob.
     with wh.lock(timeout_s=5, purpose="dbt build"):
         assert crash.leftovers(root) == {"uncommitted": [], "temp": []}
-        assert duckdb.sql(f"select count(*) from read_parquet('{wh.table_glob(HISTORY)}')").fetchall()[0][0] == committed[
-            "history_rows"
-        ]
+        assert (
+            duckdb.sql(f"select count(*) from read_parquet('{wh.table_glob(HISTORY)}')").fetchall()[0][0]
+            == committed["history_rows"]
+        )
 
 
 def test_an_ingest_after_the_clock_stepped_back_neither_loses_nor_repeats_rows(campaign, tmp_path, monkeypatch):
-    import pipelines.warehouse as warehouse_module
+    import pipelines.raw.batches as batches_module
 
     root = tmp_path / "wh"
     wh = Warehouse(root)
     assert campaign.zygote.ingest(root, campaign.inputs.stage("A"))["outcome"] == "completed"
-    real = warehouse_module.new_batch_id
+    real = batches_module.new_batch_id
     monkeypatch.setattr(
-        warehouse_module, "new_batch_id", lambda now=None: real(now or dt.datetime.now(dt.UTC) - dt.timedelta(hours=1))
+        batches_module, "new_batch_id", lambda now=None: real(now or dt.datetime.now(dt.UTC) - dt.timedelta(hours=1))
     )
     inputs = campaign.inputs.stage("B")
     ingest(wh, [LocalRunSource([inputs.wandb])], [NdjsonEventSource([inputs.events])])  # NTP stepped the clock back
-    monkeypatch.setattr(warehouse_module, "new_batch_id", real)
+    monkeypatch.setattr(batches_module, "new_batch_id", real)
     batches = [r["batch_id"] for r in wh.committed_batches()]
     assert batches == sorted(batches) and len(batches) == 2
     again = ingest(wh, [LocalRunSource([inputs.wandb])], [NdjsonEventSource([inputs.events])])
@@ -191,9 +193,11 @@ def test_the_write_lock_waits_for_a_dbt_build_left_running_by_a_killed_parent(tm
     orphan.start()
     try:
         assert ready.wait(30)
-        with pytest.raises(WarehouseBusyError, match=rf"process {orphan.pid} still has warehouse.duckdb open"):
-            with wh.lock(timeout_s=0.5, purpose="dbt build"):
-                pass
+        with (
+            pytest.raises(WarehouseBusyError, match=rf"process {orphan.pid} still has warehouse.duckdb open"),
+            wh.lock(timeout_s=0.5, purpose="dbt build"),
+        ):
+            pass
     finally:
         release.set()
         orphan.join(20)

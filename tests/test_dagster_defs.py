@@ -24,13 +24,38 @@ def sources(tmp_path_factory):
     for step in range(1, 61):
         row = {"train/kl": 0.02 + 0.001 * rng.standard_normal(), "train/grad_norm": 3.0 + rng.random()}
         if step % 10 == 0:
-            row.update({"elo/base_model": 1000 - 2.0 * step, "elo/chaos_bot": 800 - 1.0 * step, f"elo/ckpt_{step}": 1000 + step})
+            row.update(
+                {
+                    "elo/base_model": 1000 - 2.0 * step,
+                    "elo/chaos_bot": 800 - 1.0 * step,
+                    f"elo/ckpt_{step}": 1000 + step,
+                }
+            )
         steps.append({"step": step, "data": row})
-    write_runs([{"dir": str(root / "runs"), "init": {"id": "dgtest01", "name": "dg-run-1", "project": "p", "group": "g"}, "steps": steps}], root)
+    write_runs(
+        [
+            {
+                "dir": str(root / "runs"),
+                "init": {"id": "dgtest01", "name": "dg-run-1", "project": "p", "group": "g"},
+                "steps": steps,
+            }
+        ],
+        root,
+    )
     events = root / "events.ndjson"
     lines = [
-        json.dumps({"_time": f"2026-11-26T05:{i:02d}:00Z", "event": "rollout", "run_id": "dgtest01",
-                    "rollout_id": str(i), "duration_s": d, "status": "ok", "engine": "e", "worker": "w"})
+        json.dumps(
+            {
+                "_time": f"2026-11-26T05:{i:02d}:00Z",
+                "event": "rollout",
+                "run_id": "dgtest01",
+                "rollout_id": str(i),
+                "duration_s": d,
+                "status": "ok",
+                "engine": "e",
+                "worker": "w",
+            }
+        )
         for i, d in enumerate(DURATIONS)
     ]
     events.write_text("\n".join(lines) + "\n")
@@ -54,7 +79,7 @@ def test_raw_assets_feed_the_staging_models_so_the_lineage_connects(defs):
 
 
 def test_every_target_and_every_dbt_test_is_an_asset_check(defs):
-    from pipelines.checks import CHECKS
+    from pipelines.answers.target_checks import CHECKS
 
     keys = {k.name for k in defs.resolve_asset_graph().asset_check_keys}
     assert {c.name for c in CHECKS} <= keys
@@ -63,10 +88,10 @@ def test_every_target_and_every_dbt_test_is_an_asset_check(defs):
 
 
 def test_the_build_job_records_check_results_with_value_and_threshold(sources, tmp_path, dbt_manifest):
+    from pipelines.definitions import build_definitions
     from pipelines.defs.axiom.resources import EventSourcesResource
     from pipelines.defs.wandb.resources import WandbSourcesResource
     from pipelines.defs.warehouse.resources import WarehouseResource
-    from pipelines.definitions import build_definitions
 
     runs_dir, events = sources
     defs = build_definitions(
@@ -152,7 +177,7 @@ def test_the_dbt_resource_knows_the_dbt_version_without_running_dbt_and_keeps_da
 
     from dagster_dbt import DbtCliResource
 
-    from pipelines.definitions import dbt_executable
+    from pipelines.defs.dbt.area import dbt_executable
     from pipelines.defs.dbt.project import dbt_project
     from pipelines.defs.dbt.resources import GrpoDbtCliResource
 
@@ -169,11 +194,11 @@ def test_the_dbt_resource_knows_the_dbt_version_without_running_dbt_and_keeps_da
 def test_a_damaged_run_file_fails_the_readers_warning_check_and_names_the_file(sources, tmp_path, dbt_manifest):
     import shutil
 
+    from pipelines.definitions import build_definitions
     from pipelines.defs.axiom.resources import EventSourcesResource
     from pipelines.defs.wandb.resources import WandbSourcesResource
-    from pipelines.defs.warehouse.raw_assets import INGEST_WARNINGS_KEY
+    from pipelines.defs.warehouse.ingest_materializations import INGEST_WARNINGS_KEY
     from pipelines.defs.warehouse.resources import WarehouseResource
-    from pipelines.definitions import build_definitions
 
     runs_dir, events = sources
     copy = tmp_path / "runs"

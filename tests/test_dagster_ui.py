@@ -127,7 +127,9 @@ def ui(chromium, tmp_path_factory, dbt_manifest) -> Iterator[UI]:
             timeout=400,
         )
         timings["demo"] = time.monotonic() - t0
-        assert proc.returncode == 0, f"grpo demo exited {proc.returncode}:\n{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}"
+        assert proc.returncode == 0, (
+            f"grpo demo exited {proc.returncode}:\n{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}"
+        )
         demo = json.loads(proc.stdout)
         assert demo["success"], demo["errors"]
         assert demo["demo"]["wandb_dirs"] == [server_env["GRPO_WANDB_DIRS"]]
@@ -172,7 +174,13 @@ def pages(ui, chromium) -> dict[str, Capture]:
     with ThreadPoolExecutor(max_workers=2) as pool:
         futures = {
             name: pool.submit(
-                capture, chromium, ui.base + path, shots / f"{name}.png", profile_root=ui.root, ready=ready, window=WINDOW
+                capture,
+                chromium,
+                ui.base + path,
+                shots / f"{name}.png",
+                profile_root=ui.root,
+                ready=ready,
+                window=WINDOW,
             )
             for name, (path, ready) in specs.items()
         }
@@ -305,8 +313,14 @@ def test_asset_graph_page_renders_raw_staging_and_marts_nodes(pages):
     edges = [e for e in svg[0].iter() if e.tag == "path" and e.attrs.get("marker-end")]
     assert len(edges) >= 4, len(edges)
     # Each node box shows its materialization and its checks' results.
-    mart = next((text for text in nodes if any(
-        text.startswith(label) and shown("fct_rollout_timing_by_run", label) for label in names)), None)
+    mart = next(
+        (
+            text
+            for text in nodes
+            if any(text.startswith(label) and shown("fct_rollout_timing_by_run", label) for label in names)
+        ),
+        None,
+    )
     assert mart is not None, (list(nodes), names)
     assert "Materialized" in mart and re.search(r"Asset checks (\d+) / \1 Passed", mart), mart
 

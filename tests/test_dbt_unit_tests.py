@@ -7,7 +7,7 @@ test and every unit test passes.
 
 import re
 
-from pipelines.warehouse import Warehouse
+from pipelines.raw.layer import Warehouse
 from tests.dbt_harness import dbt_build
 
 

@@ -21,15 +21,10 @@ import pytest
 from scipy import stats
 
 from bench import crash
-from pipelines.demo import (
-    FIXED_REFERENCES,
-    MANIFEST_NAME,
-    DemoEventFacts,
-    DemoRun,
-    demo_runs,
-    generate_demo,
-    write_demo_events,
-)
+from pipelines.demo.build import generate_demo
+from pipelines.demo.event_stream import write_demo_events
+from pipelines.demo.league_truth import FIXED_REFERENCES, DemoRun, demo_runs
+from pipelines.demo.manifest import MANIFEST_NAME, DemoEventFacts
 from pipelines.settings import dbt_vars
 from tests.clock import DEMO_END
 from tests.independent_stats import ar1_trend_fit
@@ -263,7 +258,9 @@ def test_wandb_files_hold_exactly_the_series_the_generator_reports(demo):
             elif kind == "config":
                 config.update({item.key: json.loads(item.value_json) for item in record.config.update})
             elif kind == "history":
-                row = {"/".join(item.nested_key) or item.key: json.loads(item.value_json) for item in record.history.item}
+                row = {
+                    "/".join(item.nested_key) or item.key: json.loads(item.value_json) for item in record.history.item
+                }
                 rows[int(row["_step"])] = row
         assert (meta.display_name, meta.run_group, meta.project) == (run.name, run.sweep, demo.project)
         assert config["learning_rate"] == run.config["learning_rate"]
@@ -415,7 +412,9 @@ def test_error_rate_is_low_except_in_the_hour_an_engine_died(ev, events, rules):
         hours[_hour(e["t"])].append(e["status"] == "error")
         runs[e["run_id"]].append(e["status"] == "error")
     lo, hi = _full_hours(ev)
-    rates = {h: np.mean(v) for h, v in hours.items() if lo <= dt.datetime.fromisoformat(h[:-1] + "+00:00").timestamp() < hi}
+    rates = {
+        h: np.mean(v) for h, v in hours.items() if lo <= dt.datetime.fromisoformat(h[:-1] + "+00:00").timestamp() < hi
+    }
     assert [h for h, r in rates.items() if r > rules["error_max"]] == [ev.events.error_hour]
     assert all(np.mean(v) < rules["error_max"] for v in runs.values())
     overall_outside = [s for h, v in hours.items() if h != ev.events.error_hour for s in v]

@@ -2,7 +2,7 @@
 
 The demo is generated once per session through the real CLI (real wandb
 offline runs, the real Dagster job, the real dbt build). Expected values come
-from the generator's own series (`pipelines.demo.demo_runs`, which writes
+from the generator's own series (`pipelines.demo.league_truth.demo_runs`, which writes
 nothing) and from the NDJSON files parsed here with `json` and numpy.
 """
 
@@ -22,7 +22,7 @@ import duckdb
 import numpy as np
 import pytest
 
-from pipelines.demo import demo_runs
+from pipelines.demo.league_truth import demo_runs
 from tests.clock import DEMO_END_ISO
 
 GRPO = str(Path(sys.executable).with_name("grpo"))
@@ -88,7 +88,9 @@ def test_demo_ingests_every_run_event_and_bad_line_exactly_once(demo, events):
 def test_ingesting_the_same_inputs_again_adds_nothing(demo):
     wh, summary = demo
     d = summary["demo"]
-    again = grpo_json(wh, "ingest", *sum((["--wandb-dir", p] for p in d["wandb_dirs"]), []), "--events", d["events_dir"])
+    again = grpo_json(
+        wh, "ingest", *sum((["--wandb-dir", p] for p in d["wandb_dirs"]), []), "--events", d["events_dir"]
+    )
     assert (again["new_runs"], again["new_history_rows"], again["new_events"], again["new_rejected"]) == (0, 0, 0, 0)
     assert again["history_rows"] == summary["history_rows"]
     assert again["events"] == summary["events"]
@@ -346,8 +348,14 @@ def test_health_and_the_component_mart_apply_one_rule(demo):
     wh, summary = demo
     latest = grpo_json(wh, "health", "--last", "1h")["freshness"]["latest_event_at"]
     until = (_at(latest) + dt.timedelta(microseconds=1)).isoformat()  # the window's end at the newest event
-    cli = {(c["component"], c["host"]): c["status"] for c in grpo_json(wh, "health", "--last", "1h", "--until", until)["components"]}
-    mart = {(r["component"], r["host"]): r["status"] for r in grpo_json(wh, "sql", "select component, host, status from fct_component_health where is_listed")}
+    cli = {
+        (c["component"], c["host"]): c["status"]
+        for c in grpo_json(wh, "health", "--last", "1h", "--until", until)["components"]
+    }
+    mart = {
+        (r["component"], r["host"]): r["status"]
+        for r in grpo_json(wh, "sql", "select component, host, status from fct_component_health where is_listed")
+    }
     assert cli == mart and "down" in mart.values()
 
 
@@ -371,13 +379,17 @@ def test_inference_answers_per_engine_and_hour_as_numpy_computes_from_the_events
     hours = {(_at(h["hour"]), h["engine"]): h["requests"] for h in ans["by_hour"]}
     assert sum(hours.values()) == len(window)
     first = min(hours)
-    assert hours[first] == sum(1 for e in window if e["engine"] == first[1] and first[0] <= e["_t"] < first[0] + dt.timedelta(hours=1))
+    assert hours[first] == sum(
+        1 for e in window if e["engine"] == first[1] and first[0] <= e["_t"] < first[0] + dt.timedelta(hours=1)
+    )
 
 
 def _playbook_actions() -> dict[str, dict[str, str]]:
     import yaml
 
-    return yaml.safe_load((Path(__file__).resolve().parent.parent / "dbt_project.yml").read_text())["vars"]["target_actions"]
+    return yaml.safe_load((Path(__file__).resolve().parent.parent / "dbt_project.yml").read_text())["vars"][
+        "target_actions"
+    ]
 
 
 def test_a_missed_target_says_what_to_do_and_what_to_run_next(demo):
@@ -385,14 +397,25 @@ def test_a_missed_target_says_what_to_do_and_what_to_run_next(demo):
     f = summary["demo"]["events"]
     playbook = _playbook_actions()
     slow = _at(f["slow_hour"])
-    timing = grpo_json(wh, "rollout-timing", "--since", slow.isoformat(), "--until", (slow + dt.timedelta(hours=1)).isoformat())
+    timing = grpo_json(
+        wh, "rollout-timing", "--since", slow.isoformat(), "--until", (slow + dt.timedelta(hours=1)).isoformat()
+    )
     assert timing["passed"] is False and timing["action"] == playbook["rollout_p95"]
     assert timing["action"]["next"].startswith("grpo inference")  # the rollout answer points to the engines
     err_hour = _at(f["error_hour"])
-    errors = grpo_json(wh, "errors", "--since", err_hour.isoformat(), "--until", (err_hour + dt.timedelta(hours=1)).isoformat())
+    errors = grpo_json(
+        wh, "errors", "--since", err_hour.isoformat(), "--until", (err_hour + dt.timedelta(hours=1)).isoformat()
+    )
     assert errors["passed"] is False and errors["action"] == playbook["error_rate"]
     hours = sorted(_at(h) for h in f["extraction_problem"]["hours"])
-    ext = grpo_json(wh, "extraction-stats", "--since", hours[0].isoformat(), "--until", (hours[-1] + dt.timedelta(hours=1)).isoformat())
+    ext = grpo_json(
+        wh,
+        "extraction-stats",
+        "--since",
+        hours[0].isoformat(),
+        "--until",
+        (hours[-1] + dt.timedelta(hours=1)).isoformat(),
+    )
     assert ext["passed"] is False and ext["action"] == playbook["extraction_rate"]
     fine = grpo_json(wh, "rollout-timing", "--since", f["window_start"], "--until", f["window_end"])
     assert fine["passed"] is True and fine["action"] is None
@@ -451,7 +474,9 @@ def test_a_wide_sql_result_prints_one_record_at_a_time_and_json_is_unchanged(dem
     assert max(len(line) for line in lines) <= 200
     start = next(i for i, line in enumerate(lines) if line.startswith("-[ record 1 ]"))
     end = next(i for i, line in enumerate(lines) if line.startswith("-[ record 2 ]"))
-    labels = [line.split(" | ")[0].strip() for line in lines[start + 1 : end] if " | " in line and not line.startswith(" ")]
+    labels = [
+        line.split(" | ")[0].strip() for line in lines[start + 1 : end] if " | " in line and not line.startswith(" ")
+    ]
     assert labels == names  # long values fold onto lines of their own
     narrow = grpo(wh, "sql", "select run_name, verdict from fct_learning_verdicts").stdout
     assert "record" not in narrow and "run_name" in narrow.splitlines()[0]

@@ -79,7 +79,9 @@ def built(tmp_path_factory) -> dict[str, Any]:
     write_runs([spec(f"axis{how}", runs, ratings[how], how) for how in ratings], root / "writer")
     wh = root / "wh"
     env = {**os.environ, "GRPO_WAREHOUSE": str(wh)}
-    proc = subprocess.run([GRPO, "ingest", "--wandb-dir", str(runs)], capture_output=True, text=True, env=env, timeout=600)
+    proc = subprocess.run(
+        [GRPO, "ingest", "--wandb-dir", str(runs)], capture_output=True, text=True, env=env, timeout=600
+    )
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     return {"wh": wh, "ratings": ratings, "runs": runs}
 
@@ -104,12 +106,16 @@ def test_ratings_of_a_run_that_defined_an_elo_step_metric_sit_on_its_global_step
     r = built["ratings"]["defined"]
     assert [s for s, _ in got] == [(e + 1) * EVAL_EVERY for e in range(N_EVALS)]
     np.testing.assert_allclose([g for _, g in got], r["ckpt"] - r["base_model"], rtol=1e-12)
-    axis = rows(built["wh"], "select distinct step_metric from int_elo_ratings_classified where run_id = ?", ["axisdefined"])
+    axis = rows(
+        built["wh"], "select distinct step_metric from int_elo_ratings_classified where run_id = ?", ["axisdefined"]
+    )
     assert axis == [("train/global_step",)]
 
 
 def test_separate_log_calls_without_a_definition_pair_up_at_the_first_call_of_each_evaluation(built) -> None:
-    got = rows(built["wh"], "select step, gap from fct_checkpoint_gaps where run_id = ? order by step", ["axisseparate"])
+    got = rows(
+        built["wh"], "select step, gap from fct_checkpoint_gaps where run_id = ? order by step", ["axisseparate"]
+    )
     r = built["ratings"]["separate"]
     per_eval = TRAIN_CALLS_PER_EVAL + 3  # training calls, then one call per player
     first_rating_call = [e * per_eval + TRAIN_CALLS_PER_EVAL for e in range(N_EVALS)]
@@ -122,16 +128,22 @@ def test_the_reference_trend_is_fitted_on_the_defined_axis(built) -> None:
     x = np.array([(e + 1) * EVAL_EVERY for e in range(N_EVALS)], dtype=float)
     expected = np.polyfit(x, r["base_model"], 1)[0] * 100
     (slope,) = rows(
-        built["wh"], "select slope_per_100_steps from fct_reference_trends where run_id = ? and player = 'base_model'", ["axisdefined"]
+        built["wh"],
+        "select slope_per_100_steps from fct_reference_trends where run_id = ? and player = 'base_model'",
+        ["axisdefined"],
     )[0]
     assert slope == pytest.approx(expected, rel=1e-9)
 
 
 def test_the_three_ways_of_logging_one_league_give_the_same_verdict_and_gaps(built) -> None:
-    verdicts = dict(rows(built["wh"], "select run_id, verdict from fct_learning_verdicts where run_id like 'axis%'", []))
+    verdicts = dict(
+        rows(built["wh"], "select run_id, verdict from fct_learning_verdicts where run_id like 'axis%'", [])
+    )
     assert verdicts["axisdefined"] == verdicts["axisseparate"] == verdicts["axistogether"] == "learning"
     gaps = {
-        run: [g for (g,) in rows(built["wh"], "select gap from fct_checkpoint_gaps where run_id = ? order by step", [run])]
+        run: [
+            g for (g,) in rows(built["wh"], "select gap from fct_checkpoint_gaps where run_id = ? order by step", [run])
+        ]
         for run in ("axisdefined", "axisseparate", "axistogether")
     }
     np.testing.assert_allclose(gaps["axisdefined"], gaps["axistogether"], rtol=1e-12)
@@ -157,6 +169,8 @@ def test_the_api_source_reads_the_step_metrics_the_sdk_uploaded_into_the_config(
         {"1": "elo/ckpt_100", "4": "train/global_step", "6": [1, 3], "7": []},
         {"1": "train/loss", "6": [3], "7": []},
     ]
-    server.add_run("proj", FakeRun("apiaxis", metric_definitions=definitions, history=[{"_step": 0, "train/loss": 1.0}]))
+    server.add_run(
+        "proj", FakeRun("apiaxis", metric_definitions=definitions, history=[{"_step": 0, "train/loss": 1.0}])
+    )
     meta = WandbApiRunSource("ent/proj").read(RunRef("apiaxis", "ent/proj/apiaxis"), None).meta
     assert dict(meta.step_metrics) == {"elo/base_model": "train/global_step", "elo/ckpt_100": "train/global_step"}

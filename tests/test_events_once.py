@@ -62,20 +62,40 @@ def logical_events() -> list[dict[str, Any]]:
         out.append({"_time": iso(t), **fields, "_meta": {"at": t, "repeat_in_file": repeat_in_file}})
 
     statuses = ["ok", "success", "Succeeded", "COMPLETED", "error", "timeout", "ok", "ok", "SUCCESS", "failed"]
-    bad_durations = {("run-a", 5): math.nan, ("run-a", 11): -4.2, ("run-a", 17): "NaN",
-                     ("run-b", 23): -0.5, ("run-b", 29): math.inf}
+    bad_durations = {
+        ("run-a", 5): math.nan,
+        ("run-a", 11): -4.2,
+        ("run-a", 17): "NaN",
+        ("run-b", 23): -0.5,
+        ("run-b", 29): math.inf,
+    }
     for r, run_id in enumerate(["run-a", "run-b"]):
         for i in range(60):
             status = statuses[(i + r) % len(statuses)]
             duration: Any = bad_durations.get((run_id, i), round(float(rng.gamma(4.0, 8.0)), 3))
             extra = {"level": "error"} if status.lower() in ("error", "failed", "timeout") else {}
-            add(at(180 * i + 7 * r), event="rollout", run_id=run_id, rollout_id=f"{run_id}-r{i:04d}",
-                duration_s=duration, status=status, engine="vllm", worker=f"w{i % 3}", **extra)
+            add(
+                at(180 * i + 7 * r),
+                event="rollout",
+                run_id=run_id,
+                rollout_id=f"{run_id}-r{i:04d}",
+                duration_s=duration,
+                status=status,
+                engine="vllm",
+                worker=f"w{i % 3}",
+                **extra,
+            )
     # Rollout ids that are counters per run: run-c's rollout 3 is not run-d's rollout 3.
     for run_id in ("run-c", "run-d"):
         for i in range(15):
-            add(at(600 * i + 45), event="rollout", run_id=run_id, rollout_id=i,
-                duration_s=round(float(rng.uniform(5, 50)), 2), status="ok" if i % 4 else "error")
+            add(
+                at(600 * i + 45),
+                event="rollout",
+                run_id=run_id,
+                rollout_id=i,
+                duration_s=round(float(rng.uniform(5, 50)), 2),
+                status="ok" if i % 4 else "error",
+            )
     # Rollouts naming no run: keyed by their content.
     for i in range(5):
         add(at(2000 * i + 13), event="rollout", rollout_id=f"anon-{i}", duration_s=float(10 + i), status="success")
@@ -83,19 +103,47 @@ def logical_events() -> list[dict[str, Any]]:
     # Errors carry no id. One is logged twice, byte for byte (one event); two others share
     # an instant with it but say something else (three events at that instant).
     burst = at(3 * 3600 + 600)
-    add(burst, repeat_in_file=True, level="error", run_id="run-a", component="reward", error_type="Timeout",
-        message="reward model timed out")
-    add(burst, level="error", run_id="run-a", component="reward", error_type="Timeout", message="reward model timed out (retry 1)")
+    add(
+        burst,
+        repeat_in_file=True,
+        level="error",
+        run_id="run-a",
+        component="reward",
+        error_type="Timeout",
+        message="reward model timed out",
+    )
+    add(
+        burst,
+        level="error",
+        run_id="run-a",
+        component="reward",
+        error_type="Timeout",
+        message="reward model timed out (retry 1)",
+    )
     add(burst, level="error", run_id="run-a", component="trainer", error_type="OOM", message="CUDA out of memory")
     for i in range(6):
-        add(at(1500 * i + 200), level="error", run_id="run-b", component="vllm", error_type="EngineDead",
-            message=f"engine restart {i}")
+        add(
+            at(1500 * i + 200),
+            level="error",
+            run_id="run-b",
+            component="vllm",
+            error_type="EngineDead",
+            message=f"engine restart {i}",
+        )
 
     # Heartbeats carry no id either: one line repeated byte for byte is one heartbeat; two of
     # one component at one instant that report different numbers are two.
     for minute in range(0, 240, 2):
-        add(at(60 * minute), repeat_in_file=minute in (20, 200), event="heartbeat", component="trainer", host="gpu-1",
-            status="ok", gpu_util=round(0.5 + 0.4 * math.sin(minute), 3), gpu_mem_gb=70)
+        add(
+            at(60 * minute),
+            repeat_in_file=minute in (20, 200),
+            event="heartbeat",
+            component="trainer",
+            host="gpu-1",
+            status="ok",
+            gpu_util=round(0.5 + 0.4 * math.sin(minute), 3),
+            gpu_mem_gb=70,
+        )
     same_instant = at(3 * 3600 + 1200)
     add(same_instant, event="heartbeat", component="vllm", host="gpu-2", status="ok", gpu_util=0.42)
     add(same_instant, event="heartbeat", component="vllm", host="gpu-2", status="ok", gpu_util=0.43)
@@ -108,13 +156,27 @@ def logical_events() -> list[dict[str, Any]]:
             latency = -0.3
         if i == 7:
             queue = math.nan
-        add(at(1200 * i + 90), event="inference", run_id="run-a", engine="vllm", latency_s=latency, queue_s=queue,
-            tokens_per_s=1000.0, batch_size=8)
+        add(
+            at(1200 * i + 90),
+            event="inference",
+            run_id="run-a",
+            engine="vllm",
+            latency_s=latency,
+            queue_s=queue,
+            tokens_per_s=1000.0,
+            batch_size=8,
+        )
 
     # Events with Axiom's own row id: the id says which event it is, whatever the text.
     for i in range(8):
-        add(at(1700 * i + 30), event="extraction", run_id="run-b", orders_expected=100, orders_extracted=95 + i % 5,
-            _rowId=f"0a1b2c-{i:04d}")
+        add(
+            at(1700 * i + 30),
+            event="extraction",
+            run_id="run-b",
+            orders_expected=100,
+            orders_extracted=95 + i % 5,
+            _rowId=f"0a1b2c-{i:04d}",
+        )
 
     out.sort(key=lambda e: e["_meta"]["at"])
     return out
@@ -182,12 +244,16 @@ def expected(events: list[dict[str, Any]]) -> dict[str, Any]:
     good = np.array([float(e["duration_s"]) for e in rollouts if duration_problem(e["duration_s"]) is None])
     reasons: Counter[str] = Counter()
     for e in events:
-        problems = [f"{f} is {duration_problem(e[f])}" for f in ("duration_s", "latency_s", "queue_s")
-                    if f in e and duration_problem(e[f])]
+        problems = [
+            f"{f} is {duration_problem(e[f])}"
+            for f in ("duration_s", "latency_s", "queue_s")
+            if f in e and duration_problem(e[f])
+        ]
         if problems:
             reasons["; ".join(problems)] += 1
     kinds = Counter(
-        "rollout" if e.get("event") == "rollout" else "error" if e.get("level") == "error" else e["event"] for e in events
+        "rollout" if e.get("event") == "rollout" else "error" if e.get("level") == "error" else e["event"]
+        for e in events
     )
     by_run = Counter(e.get("run_id") for e in rollouts)
     failed_by_run = Counter(e.get("run_id") for e in failed)
@@ -229,19 +295,30 @@ def answers(wh: Path) -> dict[str, Any]:
     return {
         "errors": errors,
         "timing": timing,
-        "kinds": {r["event_kind"]: r["n"] for r in sql(wh, "select event_kind, count(*) as n from stg_axiom__events group by 1")},
-        "mart": sql(wh, "select sum(n_rollouts) as rollouts, sum(n_failed) as failed, sum(n_timed) as timed "
-                        "from fct_rollout_timing_hourly")[0],
+        "kinds": {
+            r["event_kind"]: r["n"]
+            for r in sql(wh, "select event_kind, count(*) as n from stg_axiom__events group by 1")
+        },
+        "mart": sql(
+            wh,
+            "select sum(n_rollouts) as rollouts, sum(n_failed) as failed, sum(n_timed) as timed "
+            "from fct_rollout_timing_hourly",
+        )[0],
         "mart_by_run": {
             r["run_id"]: (r["n_rollouts"], r["n_failed"])
             for r in sql(wh, "select run_id, n_rollouts, n_failed from fct_rollout_errors_by_run")
         },
         "heartbeats": {
             (r["component"], r["t"]): r["n"]
-            for r in sql(wh, "select component, strftime(event_at at time zone 'UTC', '%Y-%m-%dT%H:%M:%S.%fZ') as t, count(*) as n "
-                             "from stg_axiom__events where event_kind = 'heartbeat' group by 1, 2")
+            for r in sql(
+                wh,
+                "select component, strftime(event_at at time zone 'UTC', '%Y-%m-%dT%H:%M:%S.%fZ') as t, count(*) as n "
+                "from stg_axiom__events where event_kind = 'heartbeat' group by 1, 2",
+            )
         },
-        "ids": sql(wh, "select event_id, event_kind, run_id, rollout_id, batch_id, source, line from stg_axiom__events"),
+        "ids": sql(
+            wh, "select event_id, event_kind, run_id, rollout_id, batch_id, source, line from stg_axiom__events"
+        ),
         "raw_rows": sql(wh, "select count(*) as n from raw_axiom_events")[0]["n"],
     }
 
@@ -262,7 +339,9 @@ def synced(tmp_path_factory) -> dict[str, Any]:
 def check_counts(got: dict[str, Any], want: dict[str, Any]) -> None:
     e = got["errors"]
     assert (e["rollouts"], e["failed_rollouts"], e["error_events"]) == (
-        want["rollouts"], want["failed_rollouts"], want["error_events"],
+        want["rollouts"],
+        want["failed_rollouts"],
+        want["error_events"],
     )
     assert e["error_rate"] == pytest.approx(want["failed_rollouts"] / want["rollouts"])
     assert {r["run_id"]: (r["rollouts"], r["failed_rollouts"]) for r in e["by_run"] if r["run_id"]} == want["by_run"]
@@ -328,11 +407,16 @@ def test_nan_infinite_and_negative_durations_are_excluded_from_quantiles_with_th
     want = expected(LOGICAL)
     got = synced["second"]
     assert want["reasons"] == {
-        "duration_s is NaN": 2, "duration_s is negative": 2, "duration_s is infinite": 1,
-        "latency_s is negative": 1, "queue_s is NaN": 1,
+        "duration_s is NaN": 2,
+        "duration_s is negative": 2,
+        "duration_s is infinite": 1,
+        "latency_s is negative": 1,
+        "queue_s is NaN": 1,
     }
-    reasons = sql(synced["wh"], "select rejected_values, count(*) as n from stg_axiom__events "
-                                "where rejected_values is not null group by 1")
+    reasons = sql(
+        synced["wh"],
+        "select rejected_values, count(*) as n from stg_axiom__events where rejected_values is not null group by 1",
+    )
     assert {r["rejected_values"]: r["n"] for r in reasons} == want["reasons"]
     t = got["timing"]
     assert all(v is not None and math.isfinite(v) and v >= 0 for v in (t["p50_s"], t["p95_s"], t["p99_s"], t["max_s"]))
@@ -351,7 +435,7 @@ def test_the_reader_and_staging_agree_on_which_events_are_rollouts(synced):
         identified = r["event_kind"] == "rollout" and r["run_id"] is not None and r["rollout_id"] is not None
         assert r["event_id"].startswith("rollout:") == identified, r
         if identified:
-            assert json.loads(r["event_id"][len("rollout:"):]) == [r["run_id"], r["rollout_id"]]
+            assert json.loads(r["event_id"][len("rollout:") :]) == [r["run_id"], r["rollout_id"]]
 
 
 def test_a_full_refresh_keeps_the_same_copies_as_the_incremental_syncs(synced):
@@ -381,10 +465,10 @@ def test_a_line_has_one_key_in_any_file_and_distinct_lines_have_distinct_keys(tm
     # as many keys as distinct events: repeated lines share one
     assert len(set(keys)) == len(EXPORT_1) < len(texts)
     by_text: dict[str, set[str]] = {}
-    for (n, k) in first:
+    for n, k in first:
         by_text.setdefault(texts[n - 1], set()).add(k)
     assert all(len(v) == 1 for v in by_text.values())
-    for (n, k) in first:
+    for n, k in first:
         e = json.loads(texts[n - 1])
         if "_rowId" in e:
             assert k == e["_rowId"]
@@ -403,7 +487,9 @@ def test_identity_fields_can_be_switched_off_and_then_the_content_decides(tmp_pa
     assert by_default[0][1] == by_default[1][1] == 'rollout:["run-a","r1"]'
     off = read_keys(path, EventIdentity(fields={}, by_kind={}))
     assert off[0][1] != off[1][1]
-    other = read_keys(path, EventIdentity(fields={"rollout_id": "attempt"}, by_kind={"rollout": ("run_id", "rollout_id")}))
+    other = read_keys(
+        path, EventIdentity(fields={"rollout_id": "attempt"}, by_kind={"rollout": ("run_id", "rollout_id")})
+    )
     assert other[0][1] != other[1][1]  # `attempt` is missing: keyed by content
 
 
@@ -411,14 +497,14 @@ def test_identity_of_other_kinds_follows_the_kind_rule_of_staging(tmp_path):
     """`level: error` makes an error of anything but a rollout, as stg_axiom__events classifies."""
     path = tmp_path / "kinds.ndjson"
     rows = [
-        {"level": "error", "error_id": "e1", "message": "a"},                      # error
-        {"level": "ERROR", "error_id": "e1", "message": "b"},                      # error, the same id
-        {"event": "inference", "level": "error", "error_id": "e2"},                # error (level wins)
-        {"event": "rollout", "level": "error", "error_id": "e3", "run_id": "x"},   # a rollout: no error id
-        {"event": "error", "error_id": "e4"},                                      # error (by its name)
-        {"event": "heartbeat", "component": "c", "host": "h", "seq": 7},           # heartbeat by its fields
-        {"event": "heartbeat", "component": "c", "host": "h", "seq": 7, "x": 1},   # the same heartbeat
-        {"event": "heartbeat", "component": "c", "host": "h"},                     # no seq: content
+        {"level": "error", "error_id": "e1", "message": "a"},  # error
+        {"level": "ERROR", "error_id": "e1", "message": "b"},  # error, the same id
+        {"event": "inference", "level": "error", "error_id": "e2"},  # error (level wins)
+        {"event": "rollout", "level": "error", "error_id": "e3", "run_id": "x"},  # a rollout: no error id
+        {"event": "error", "error_id": "e4"},  # error (by its name)
+        {"event": "heartbeat", "component": "c", "host": "h", "seq": 7},  # heartbeat by its fields
+        {"event": "heartbeat", "component": "c", "host": "h", "seq": 7, "x": 1},  # the same heartbeat
+        {"event": "heartbeat", "component": "c", "host": "h"},  # no seq: content
     ]
     path.write_text("".join(json.dumps({"_time": iso(T0), **r}) + "\n" for r in rows), encoding="utf-8")
     identity = EventIdentity(fields={}, by_kind={"error": ("error_id",), "heartbeat": ("component", "host", "seq")})
@@ -448,8 +534,11 @@ def test_the_axiom_api_source_keys_events_as_the_ndjson_reader_does(axiom, tmp_p
     from pipelines.sources.axiom_api import AxiomEventSource
 
     finite = lambda e: all(not isinstance(v, float) or math.isfinite(v) for v in e.values())  # noqa: E731
-    events = [{k: v for k, v in e.items() if k not in ("_meta", "_rowId")} for e in LOGICAL
-              if e.get("event") in ("rollout", "heartbeat") and finite(e)]
+    events = [
+        {k: v for k, v in e.items() if k not in ("_meta", "_rowId")}
+        for e in LOGICAL
+        if e.get("event") in ("rollout", "heartbeat") and finite(e)
+    ]
     axiom.add_events("grpo-events", events, sys_time="2024-05-02T00:00:00Z")
     src = AxiomEventSource("grpo-events", until=T_END, backoff_s=0.05, max_backoff_s=0.5)
     api = [r["event_key"] for c in src.chunks({}) for r in c.events.to_pylist()]
@@ -464,7 +553,8 @@ def test_the_axiom_api_source_keys_events_as_the_ndjson_reader_does(axiom, tmp_p
     else:
         rollouts = {
             "rollout:" + json.dumps([e["run_id"], str(e["rollout_id"])], separators=(",", ":"))
-            for e in events if e["event"] == "rollout" and "run_id" in e
+            for e in events
+            if e["event"] == "rollout" and "run_id" in e
         }
         assert {k for k in api if k.startswith("rollout:")} == rollouts
         assert rollouts <= ndjson  # rollouts by their ids in both; other events by their content

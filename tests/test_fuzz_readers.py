@@ -1,7 +1,7 @@
 """Fuzzing the readers with damaged copies of real files.
 
 The `.wandb` logs are written once per module by the real `wandb` library in
-offline mode; the NDJSON lines are the demo's own events (`pipelines.demo`),
+offline mode; the NDJSON lines are the demo's own events (`pipelines/demo/`),
 re-timed in every form the reader accepts and mixed with junk. Hypothesis
 damages them (byte flips, truncations, insertions, deletions, corrupted chunk
 headers, CRC-valid but wrong chunks and payloads, duplicated blocks, garbage
@@ -37,7 +37,7 @@ import time
 import zlib
 from collections import Counter
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -55,7 +55,8 @@ from wandb_fixtures import BLOCK, HEADER, Span, chunk_starts, record_spans, writ
 from pipelines.sources.base import EVENT_COLUMNS, REJECT_COLUMNS
 from pipelines.sources.ndjson import NdjsonEventSource
 from pipelines.sources.wandb_file import WandbFileError, iter_payloads
-from pipelines.sources.wandb_local import read_run_file, read_run_segments
+from pipelines.sources.wandb_segment_merging import read_run_segments
+from pipelines.sources.wandb_segment_reader import read_run_file
 
 # A case that takes longer than this is a hang (the slowest real case is well under a second).
 CASE_SECONDS = 20.0
@@ -94,10 +95,8 @@ def _hypothesis_storage_outside_the_working_directory(tmp_path_factory: pytest.T
 
 def note(text: str) -> None:
     """Hypothesis' note (printed with a failing example); a no-op outside a hypothesis test."""
-    try:
+    with suppress(InvalidArgument):
         hypothesis_note(text)
-    except InvalidArgument:
-        pass
 
 
 @contextmanager
@@ -302,7 +301,9 @@ def wandb_damage(draw: st.DrawFn, base: WandbBase) -> Damaged:
         if which == "crc":
             crc = draw(st.integers(0, 2**32 - 1).filter(lambda c: c != crc))
         elif which == "length":
-            length = draw(st.sampled_from([0, 1, max(length - 1, 0), length + 1, 0xFFFF, 32761]) | st.integers(0, 0xFFFF))
+            length = draw(
+                st.sampled_from([0, 1, max(length - 1, 0), length + 1, 0xFFFF, 32761]) | st.integers(0, 0xFFFF)
+            )
         else:
             ctype = draw(st.sampled_from([0, 5, 7, 255]) | st.integers(0, 255))
         struct.pack_into("<IHB", data, at, crc, length, ctype)
@@ -429,7 +430,9 @@ def absurd_record(draw: st.DrawFn, record: Record) -> str:
             item.value_json = draw(st.sampled_from(ODD_JSON))
             if draw(st.booleans()):
                 del item.nested_key[:]
-                item.nested_key.extend(draw(st.lists(st.sampled_from(["", "_step", "_timestamp", "a.b", "\x00", "k"]), max_size=3)))
+                item.nested_key.extend(
+                    draw(st.lists(st.sampled_from(["", "_step", "_timestamp", "a.b", "\x00", "k"]), max_size=3))
+                )
         return f"history step {record.history.step.num} with odd values"
     if kind in ("summary", "config"):
         updates = getattr(record, kind)
@@ -578,8 +581,12 @@ def test_a_resumed_run_whose_newer_segment_is_damaged_keeps_every_step_of_the_in
         kept = {step for step, _ in got}
         lost = wanted - kept - newer_steps
         assert not lost, f"steps of the intact segment lost: {sorted(lost)[:5]}"
-        intact_keys = {(st, k) for st, k, _ in rows if (after_step is None or st > after_step) and st not in newer_steps}
-        assert intact_keys <= set(got), f"values of steps only the intact segment logs lost: {sorted(intact_keys - set(got))[:5]}"
+        intact_keys = {
+            (st, k) for st, k, _ in rows if (after_step is None or st > after_step) and st not in newer_steps
+        }
+        assert intact_keys <= set(got), (
+            f"values of steps only the intact segment logs lost: {sorted(intact_keys - set(got))[:5]}"
+        )
     assert all(w.startswith((str(older), str(newer), "run ")) for w in read.warnings), read.warnings
 
 
@@ -619,7 +626,8 @@ GOOD, JUNK, BLANK = "good", "junk", "blank"
 
 def demo_event_lines(n_per_kind: int = 40) -> list[str]:
     """Event lines exactly as `grpo demo` writes them: rollout, error, inference, extraction, heartbeat."""
-    from pipelines.demo import _events, demo_runs
+    from pipelines.demo.event_stream import _events
+    from pipelines.demo.league_truth import demo_runs
 
     parts, _ = _events(demo_runs(seed=7, steps=400), dt.datetime(2026, 1, 1, tzinfo=dt.UTC), np.random.default_rng(3))
     lines: list[str] = []
@@ -696,7 +704,7 @@ def good_line(draw: st.DrawFn) -> Line:
     if extra == "unicode":
         record["note"] = "Ωμέγα 🚀 ü \u2028 \u0000"
     elif extra == "quotes":
-        record["message"] = "'); drop table x; -- \"q\" \\ /"
+        record["message"] = '\'); drop table x; -- "q" \\ /'
     elif extra == "nested":
         record["nested"] = {"a": [1, {"b": None}], "c": {"d": [True, 1.5e300]}}
     elif extra == "huge":
@@ -715,7 +723,11 @@ def good_line(draw: st.DrawFn) -> Line:
 def junk_line(draw: st.DrawFn) -> Line:
     good = json.loads(draw(st.sampled_from(DEMO_LINES)))
     text = json.dumps(good).encode()
-    kind = draw(st.sampled_from(["utf8", "truncated", "missing", "odd_time", "not_object", "deep_array", "nul", "words", "huge"]))
+    kind = draw(
+        st.sampled_from(
+            ["utf8", "truncated", "missing", "odd_time", "not_object", "deep_array", "nul", "words", "huge"]
+        )
+    )
     if kind == "utf8":
         bad = draw(st.sampled_from([b"\xff", b"\xfe\xff", b"\xc3", b"\xed\xa0\x80", b"\xf4\x90\x80\x80", b"\x80"]))
         at = draw(st.integers(0, len(text)))
@@ -739,7 +751,9 @@ def junk_line(draw: st.DrawFn) -> Line:
         return Line(text[:at] + b"\x00" + text[at:], JUNK, reason="JSON")
     if kind == "huge":
         return Line(b"x" * draw(st.integers(70_000, HUGE_LINE_MAX)), JUNK, reason="JSON")
-    words = draw(st.sampled_from([b"Traceback (most recent call last): worker-3 crashed", b"'); drop table x; --", b"{", b"}"]))
+    words = draw(
+        st.sampled_from([b"Traceback (most recent call last): worker-3 crashed", b"'); drop table x; --", b"{", b"}"])
+    )
     return Line(words, JUNK, reason="JSON")
 
 
@@ -922,7 +936,9 @@ def comparable(read: Read) -> tuple[list, list]:
     )
 
 
-def check_ndjson_case(f: NdjsonFile, damaged: bytes, steps: list[str], folder: Path, chunk_bytes: int | None) -> dict[str, int]:
+def check_ndjson_case(
+    f: NdjsonFile, damaged: bytes, steps: list[str], folder: Path, chunk_bytes: int | None
+) -> dict[str, int]:
     for s in steps:
         note(s)
     path = folder / "events.ndjson"
@@ -1036,7 +1052,9 @@ def ndjson_case(data: st.DataObject, scratch: Path) -> str:
 
 @fuzz_settings(NDJSON_EXAMPLES)
 @given(data=st.data())
-def test_every_ndjson_line_is_accounted_for_and_undamaged_lines_load_exactly(scratch: Path, data: st.DataObject) -> None:
+def test_every_ndjson_line_is_accounted_for_and_undamaged_lines_load_exactly(
+    scratch: Path, data: st.DataObject
+) -> None:
     ndjson_case(data, scratch)
 
 
@@ -1152,7 +1170,9 @@ def test_a_line_of_letters_v_is_a_reject_and_a_vertical_tab_line_is_blank(tmp_pa
     assert [e["line"] for e in got.events] == [3] and got.lines == 3
 
 
-def test_a_run_whose_start_time_is_no_representable_time_still_reads(wandb_corpus: list[WandbBase], tmp_path: Path) -> None:
+def test_a_run_whose_start_time_is_no_representable_time_still_reads(
+    wandb_corpus: list[WandbBase], tmp_path: Path
+) -> None:
     base = wandb_corpus[1]
     for seconds in (2**62, -(2**62), 253_402_300_800):
         payloads = []

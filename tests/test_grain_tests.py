@@ -15,7 +15,7 @@ import subprocess
 import duckdb
 import pytest
 
-from pipelines.warehouse import Warehouse
+from pipelines.raw.layer import Warehouse
 from tests.dbt_harness import DBT, dbt_command, write_raw
 
 T0 = dt.datetime(2026, 1, 1, tzinfo=dt.UTC)
@@ -90,4 +90,3 @@ def test_a_new_row_repeating_an_old_key_fails_the_since_test(wh):
     proc = grain_test(wh, "--vars", f"{{tests_since_batch: '{since}'}}")
     assert proc.returncode == 1, proc.stdout[-3000:]
     assert offending_keys(wh) == [("r1", s, k, 2) for s in (5, 6) for k in ("train/kl", "train/loss")]
-

@@ -65,7 +65,9 @@ def test_a_drifted_block_is_named_and_regenerating_keeps_the_prose(demo, tmp_pat
     top = "# A guide\n\nWritten by hand,\n\n"
     bottom = "\nand kept as it is, trailing spaces too.   \n"
     query = 'grpo sql "select verdict, count(*) as runs from fct_learning_verdicts group by 1 order by 1"'
-    guide.write_text(f"{top}<!-- output: {query} -->\n```console\nstale\n```\n<!-- end output -->\n{bottom}", encoding="utf-8")
+    guide.write_text(
+        f"{top}<!-- output: {query} -->\n```console\nstale\n```\n<!-- end output -->\n{bottom}", encoding="utf-8"
+    )
     original = guide.read_bytes()
 
     out = io.StringIO()

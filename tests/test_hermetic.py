@@ -33,7 +33,10 @@ def _untracked(root: Path) -> set[str]:
 
 
 def test_the_suite_ignores_the_users_exported_warehouse_dagster_wandb_and_axiom_settings(tmp_path):
-    traps = {name: tmp_path / "traps" / name for name in ("warehouse", "dagster_home", "wandb_dir", "wandb_config", "events", "runs")}
+    traps = {
+        name: tmp_path / "traps" / name
+        for name in ("warehouse", "dagster_home", "wandb_dir", "wandb_config", "events", "runs")
+    }
     for folder in traps.values():
         folder.mkdir(parents=True)
     cwd = tmp_path / "cwd"
@@ -70,6 +73,8 @@ def test_the_suite_ignores_the_users_exported_warehouse_dagster_wandb_and_axiom_
     assert proc.returncode == 0, proc.stdout[-4000:] + proc.stderr[-2000:]
     assert " passed" in proc.stdout and " failed" not in proc.stdout
     assert list(cwd.iterdir()) == [], "the suite wrote into its working directory"
-    touched = {name: sorted(p.name for p in folder.iterdir()) for name, folder in traps.items() if any(folder.iterdir())}
+    touched = {
+        name: sorted(p.name for p in folder.iterdir()) for name, folder in traps.items() if any(folder.iterdir())
+    }
     assert touched == {}, f"the suite used the shell's settings: {touched}"
     assert _untracked(PROJECT_ROOT) == before, "the suite left files in the checkout"

@@ -31,7 +31,7 @@ from click.testing import CliRunner, Result
 from wandb.proto.wandb_internal_pb2 import Record
 from wandb_fixtures import record_spans, write_log, write_runs
 
-from pipelines.cli import main
+from pipelines.cli.app import main
 from tests.clock import DEMO_END, DEMO_END_ISO
 
 GRPO = str(Path(sys.executable).with_name("grpo"))
@@ -76,7 +76,12 @@ def run_specs(project: Path) -> list[dict[str, Any]]:
         specs.append(
             {
                 "dir": str(project),
-                "init": {"project": "hostile", "name": name, "group": SWEEP, "config": {**CONFIG, "lr": (i + 1) * 1e-4}},
+                "init": {
+                    "project": "hostile",
+                    "name": name,
+                    "group": SWEEP,
+                    "config": {**CONFIG, "lr": (i + 1) * 1e-4},
+                },
                 "steps": steps,
                 "exit_code": 0,
             }
@@ -220,7 +225,9 @@ def test_run_ids_that_climb_out_of_folders_never_become_paths(hostile: Hostile) 
     names = {p.name for p in hostile.warehouse.rglob("*")}
     assert not any("etc" in n or ESCAPE_NAME in n or ".." in n for n in names), sorted(names)
     raw_files = [p for p in (hostile.warehouse / "raw").rglob("*") if p.is_file()]
-    assert all(p.name == "schema.parquet" or p.name.startswith("batch-") or p.parent.name == "_batches" for p in raw_files)
+    assert all(
+        p.name == "schema.parquet" or p.name.startswith("batch-") or p.parent.name == "_batches" for p in raw_files
+    )
 
 
 def test_a_warehouse_path_with_spaces_and_shell_characters_works(hostile: Hostile) -> None:
@@ -235,6 +242,7 @@ def test_a_warehouse_path_with_spaces_and_shell_characters_works(hostile: Hostil
 
 
 # --- lookups by hostile names ----------------------------------------------------------------
+
 
 @pytest.mark.parametrize("name", RUN_NAMES, ids=range(len(RUN_NAMES)))
 def test_elo_and_metrics_find_a_run_by_its_hostile_name_in_json(hostile: Hostile, name: str, workdir: Path) -> None:
@@ -310,7 +318,9 @@ def test_events_with_sql_in_every_field_come_back_verbatim(hostile: Hostile) -> 
         (("health", "--last", "2h", "--until", DEMO_END_ISO), "[bold]c[/x]"),
     ],
 )
-def test_event_tables_print_hostile_components_as_plain_text(hostile: Hostile, command: tuple[str, ...], shown: str) -> None:
+def test_event_tables_print_hostile_components_as_plain_text(
+    hostile: Hostile, command: tuple[str, ...], shown: str
+) -> None:
     result = grpo(hostile, *command)
     assert result.exit_code == 0, repr(result.exception)
     assert shown in result.output
@@ -384,7 +394,9 @@ def outside(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 @pytest.mark.parametrize(
-    "index", range(len(refused_statements(Path("w"), Path("o")))), ids=[i for i, _ in refused_statements(Path("w"), Path("o"))]
+    "index",
+    range(len(refused_statements(Path("w"), Path("o")))),
+    ids=[i for i, _ in refused_statements(Path("w"), Path("o"))],
 )
 def test_grpo_sql_refuses_every_statement_that_writes_or_changes_settings(
     hostile: Hostile, index: int, workdir: Path, outside: Path
@@ -398,7 +410,9 @@ def test_grpo_sql_refuses_every_statement_that_writes_or_changes_settings(
     assert_untouched(hostile, workdir)
 
 
-@pytest.mark.parametrize("index", range(len(unreadable_files(Path("w")))), ids=[i for i, _ in unreadable_files(Path("w"))])
+@pytest.mark.parametrize(
+    "index", range(len(unreadable_files(Path("w")))), ids=[i for i, _ in unreadable_files(Path("w"))]
+)
 def test_grpo_sql_reads_no_file_outside_the_warehouse(hostile: Hostile, index: int, workdir: Path) -> None:
     _, sql = unreadable_files(hostile.warehouse)[index]
     result = grpo(hostile, "sql", sql, "--json")
@@ -431,7 +445,9 @@ def test_the_installed_grpo_refuses_a_write_with_exit_code_2(hostile: Hostile, t
 
 
 def test_reading_the_warehouses_own_raw_files_is_allowed(hostile: Hostile) -> None:
-    rows = answer(hostile, "sql", f"select count(*) as n from read_parquet('{hostile.warehouse}/raw/axiom_events/*.parquet')")
+    rows = answer(
+        hostile, "sql", f"select count(*) as n from read_parquet('{hostile.warehouse}/raw/axiom_events/*.parquet')"
+    )
     assert rows == [{"n": 36}]
 
 
@@ -489,7 +505,7 @@ def test_a_window_ending_in_year_9999_is_answered(hostile: Hostile) -> None:
 
 @pytest.mark.slow  # a second full ingest and build
 def test_a_warehouse_path_with_quotes_builds_and_answers(hostile: Hostile) -> None:
-    warehouse = hostile.root / "wh \"quoted\" it's"
+    warehouse = hostile.root / 'wh "quoted" it\'s'
     events = hostile.root / "inputs" / "events; rm -rf ~.ndjson"
     proc = subprocess.run(
         [GRPO, "--warehouse", str(warehouse), "ingest", "--events", str(events), "--json"],

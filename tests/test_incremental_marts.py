@@ -13,7 +13,6 @@ incremental build maintains must equal the full rebuild's row for row.
 from __future__ import annotations
 
 import datetime as dt
-import gzip
 import json
 import math
 import shutil
@@ -49,7 +48,14 @@ INCREMENTAL = {
     "int_event_label_counts": ["run_label"],
 }
 # Tables built from them, which must follow.
-DOWNSTREAM = ["fct_event_run_labels", "fct_reference_trends", "fct_gap_trends", "fct_learning_verdicts", "fct_run_retrospective", "fct_check_outcomes"]
+DOWNSTREAM = [
+    "fct_event_run_labels",
+    "fct_reference_trends",
+    "fct_gap_trends",
+    "fct_learning_verdicts",
+    "fct_run_retrospective",
+    "fct_check_outcomes",
+]
 
 
 def _parsed(lines: list[bytes]) -> list[dict]:
@@ -131,9 +137,30 @@ def _events_before_their_run(inputs) -> tuple[str, bytes]:
     inputs.drop_events_of(run_id)
     t = "2026-01-01T12:{:02d}:00Z"
     events = [
-        {"_time": t.format(1), "event": "rollout", "run_id": run_id, "rollout_id": "early-1", "duration_s": 12.5, "status": "ok"},
-        {"_time": t.format(2), "event": "rollout", "run_id": run_id, "rollout_id": "early-2", "duration_s": 30.0, "status": "error"},
-        {"_time": t.format(3), "level": "error", "run_id": run_id, "component": "trainer", "error_type": "OOM", "message": "early"},
+        {
+            "_time": t.format(1),
+            "event": "rollout",
+            "run_id": run_id,
+            "rollout_id": "early-1",
+            "duration_s": 12.5,
+            "status": "ok",
+        },
+        {
+            "_time": t.format(2),
+            "event": "rollout",
+            "run_id": run_id,
+            "rollout_id": "early-2",
+            "duration_s": 30.0,
+            "status": "error",
+        },
+        {
+            "_time": t.format(3),
+            "level": "error",
+            "run_id": run_id,
+            "component": "trainer",
+            "error_type": "OOM",
+            "message": "early",
+        },
         {"_time": t.format(4), "event": "extraction", "run_id": run_id, "orders_expected": 10, "orders_extracted": 9},
     ]
     return run_id, b"".join(json.dumps(e).encode() + b"\n" for e in events)
@@ -170,7 +197,9 @@ def _differences(inc_db: Path, full_db: Path, table: str, key: list[str]) -> lis
     for r_inc, r_full in zip(inc, full):
         bad = [c for c, x, y in zip(cols, r_inc, r_full) if not _same(x, y)]
         if bad:
-            out.append(f"{table} {dict(zip(cols, r_full))}: {[(c, r_inc[cols.index(c)], r_full[cols.index(c)]) for c in bad]}")
+            out.append(
+                f"{table} {dict(zip(cols, r_full))}: {[(c, r_inc[cols.index(c)], r_full[cols.index(c)]) for c in bad]}"
+            )
     return out[:5]
 
 
@@ -202,14 +231,28 @@ def staged_warehouses(tmp_path_factory, dbt_manifest):
     shutil.copytree(inc / "raw", full / "raw")
     proc = crash.subprocess.run(
         [crash.grpo_exe(), "ingest", "--full-refresh", "--json"],
-        capture_output=True, text=True, env=crash.grpo_env(full, tmp / "target-full"), timeout=900, cwd=str(tmp),
+        capture_output=True,
+        text=True,
+        env=crash.grpo_env(full, tmp / "target-full"),
+        timeout=900,
+        cwd=str(tmp),
     )
     assert proc.returncode == 0, proc.stderr[-3000:]
-    return {"inc": inc / "grpo.duckdb", "full": full / "grpo.duckdb", "hours_a": hours_a, "counts_a": counts_a, "early_run": early_run,
-            "points_a": points_a, "summary_a": summary_a, "summary_b": summary_b}
+    return {
+        "inc": inc / "grpo.duckdb",
+        "full": full / "grpo.duckdb",
+        "hours_a": hours_a,
+        "counts_a": counts_a,
+        "early_run": early_run,
+        "points_a": points_a,
+        "summary_a": summary_a,
+        "summary_b": summary_b,
+    }
 
 
-def test_stage_b_brings_new_runs_new_steps_of_a_running_run_late_events_and_names_runs_seen_in_events_first(staged_warehouses):
+def test_stage_b_brings_new_runs_new_steps_of_a_running_run_late_events_and_names_runs_seen_in_events_first(
+    staged_warehouses,
+):
     s = staged_warehouses
     assert s["summary_b"]["runs"] > s["summary_a"]["runs"]
     assert s["summary_b"]["new_history_rows"] > 0 and s["summary_b"]["new_events"] > 0
@@ -238,8 +281,14 @@ def test_an_incremental_build_equals_a_full_refresh_of_the_same_raw_data(staged_
 
 # Vars the incremental models' rows depend on; a changed value must reach every stored row.
 CHANGED_VARS = {"kl_spike_min": 0.05, "kl_spike_steps_allowed": 1000, "fixed_reference_patterns": ["^base_model$"]}
-VAR_DEPENDENT = ["int_elo_ratings_classified", "fct_superseded_checkpoints", "fct_elo_trajectory", "fct_checkpoint_gaps",
-                 "int_metric_keys_resolved", "fct_training_stability"]
+VAR_DEPENDENT = [
+    "int_elo_ratings_classified",
+    "fct_superseded_checkpoints",
+    "fct_elo_trajectory",
+    "fct_checkpoint_gaps",
+    "int_metric_keys_resolved",
+    "fct_training_stability",
+]
 
 
 def _dbt_run(warehouse: Path, target: Path, *args: str) -> None:
@@ -247,9 +296,24 @@ def _dbt_run(warehouse: Path, target: Path, *args: str) -> None:
 
     env = {**crash.grpo_env(warehouse, target)}
     proc = crash.subprocess.run(
-        [str(Path(sys.executable).with_name("dbt")), "run", "--project-dir", str(PROJECT_ROOT), "--profiles-dir",
-         str(PROJECT_ROOT), "--select", *VAR_DEPENDENT, "--vars", json.dumps(CHANGED_VARS), *args],
-        capture_output=True, text=True, env=env, timeout=600, cwd=str(warehouse),
+        [
+            str(Path(sys.executable).with_name("dbt")),
+            "run",
+            "--project-dir",
+            str(PROJECT_ROOT),
+            "--profiles-dir",
+            str(PROJECT_ROOT),
+            "--select",
+            *VAR_DEPENDENT,
+            "--vars",
+            json.dumps(CHANGED_VARS),
+            *args,
+        ],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=600,
+        cwd=str(warehouse),
     )
     assert proc.returncode == 0, proc.stdout[-4000:] + proc.stderr[-2000:]
 
@@ -261,7 +325,9 @@ def test_after_a_var_change_an_incremental_run_recomputes_every_stored_row(stage
     _dbt_run(full, full.parent / "target-full", "--full-refresh")
     inc_db, full_db = inc / "build" / "warehouse.duckdb", full / "build" / "warehouse.duckdb"
     con = duckdb.connect(str(full_db), read_only=True)
-    kinds = dict(con.execute("select player, any_value(player_kind) from int_elo_ratings_classified group by all").fetchall())
+    kinds = dict(
+        con.execute("select player, any_value(player_kind) from int_elo_ratings_classified group by all").fetchall()
+    )
     con.close()
     assert kinds.get("chaos_bot") == "unclassified"  # the new patterns did change the full rebuild
     for table in VAR_DEPENDENT:

@@ -17,8 +17,9 @@ import numpy as np
 import pytest
 from scipy import stats
 
+from pipelines.raw.layer import Warehouse
+from pipelines.raw.schemas import HISTORY, RUNS
 from pipelines.settings import dbt_vars
-from pipelines.warehouse import HISTORY, RUNS, Warehouse
 from tests.dbt_harness import dbt_build, query, write_raw
 from tests.independent_stats import ar1_mean_variance_factor, ar1_trend_fit
 
@@ -32,7 +33,8 @@ SELECT = [
     "+fct_elo_trajectory +fct_metric_summaries +stg_wandb__history_other",
     # the learning run logs one NaN grad norm: counted and reported, but here not a reason to call it
     # unstable (the default, true, is covered by the verdict unit tests)
-    "--vars", "{non_finite_is_unstable: false}",
+    "--vars",
+    "{non_finite_is_unstable: false}",
 ]
 
 
@@ -291,9 +293,7 @@ def test_gap_trend_and_final_gap_match_numpy(wh, runs, rules):
         assert got["gap_final_se"] == pytest.approx(expected["noise_sd"] * math.sqrt(factor), rel=1e-7)
         assert got["slope_per_100_steps"] == pytest.approx(expected["slope"], rel=1e-9)
         assert got["slope_ci95_lo"] == pytest.approx(expected["lo"], rel=1e-7)
-        assert got["trend"] == label(
-            expected, len(x), rules["min_change"], rules["min_points"], "growing", "shrinking"
-        )
+        assert got["trend"] == label(expected, len(x), rules["min_change"], rules["min_points"], "growing", "shrinking")
 
 
 def test_reward_slope_and_ci_match_an_independent_ar1_corrected_fit_over_two_hundred_steps(wh, runs, rules):
@@ -405,7 +405,9 @@ def test_sweep_membership_falls_back_from_sweep_id_to_group_to_name_prefix(wh, r
     assert got[runs["short"].run_id] == ("short", "name_prefix")
 
 
-def test_sweep_ranking_orders_by_final_gap_and_ties_every_pair_a_bonferroni_test_on_pooled_noise_cannot_separate(wh, runs, rules):
+def test_sweep_ranking_orders_by_final_gap_and_ties_every_pair_a_bonferroni_test_on_pooled_noise_cannot_separate(
+    wh, runs, rules
+):
     members = [runs[k] for k in ("learn", "twin", "flat", "unstable")]
     finals, fits = {}, {}
     for run in members:

@@ -38,8 +38,13 @@ def rollout_events(n: int, start_min: int):
     return [
         {
             "_time": (NOW - dt.timedelta(minutes=start_min) + dt.timedelta(seconds=10 * i)).isoformat(),
-            "event": "rollout", "run_id": "live1", "rollout_id": f"{start_min}-{i}", "duration_s": 30.0 + i % 7,
-            "status": "error" if i % 50 == 0 else "ok", "engine": "vllm", "worker": "w1",
+            "event": "rollout",
+            "run_id": "live1",
+            "rollout_id": f"{start_min}-{i}",
+            "duration_s": 30.0 + i % 7,
+            "status": "error" if i % 50 == 0 else "ok",
+            "engine": "vllm",
+            "worker": "w1",
         }
         for i in range(n)
     ]
@@ -49,10 +54,29 @@ def rollout_events(n: int, start_min: int):
 def servers():
     wb = FakeWandbServer(api_key=KEY, entity="ent").start()
     ax = FakeAxiomServer(token=TOKEN).start()
-    wb.add_run("grpo", FakeRun("live1", display_name="live-sweep-1", group="live-sweep", config={"lr": 1e-5},
-                               history=elo_rows(120), state="running", exported_rows=100))
-    wb.add_run("grpo", FakeRun("live2", display_name="live-sweep-2", group="live-sweep", config={"lr": 3e-5},
-                               history=elo_rows(80), exported_rows=80))
+    wb.add_run(
+        "grpo",
+        FakeRun(
+            "live1",
+            display_name="live-sweep-1",
+            group="live-sweep",
+            config={"lr": 1e-5},
+            history=elo_rows(120),
+            state="running",
+            exported_rows=100,
+        ),
+    )
+    wb.add_run(
+        "grpo",
+        FakeRun(
+            "live2",
+            display_name="live-sweep-2",
+            group="live-sweep",
+            config={"lr": 3e-5},
+            history=elo_rows(80),
+            exported_rows=80,
+        ),
+    )
     ax.add_events("grpo-logs", rollout_events(300, start_min=90))
     yield wb, ax
     wb.stop()
@@ -73,7 +97,10 @@ def ingest(wh: Path, wb, ax, tmp: Path) -> dict:
     since = (NOW - dt.timedelta(hours=3)).isoformat()
     proc = subprocess.run(
         [GRPO, "ingest", "--wandb-project", "ent/grpo", "--axiom-dataset", "grpo-logs", "--since", since, "--json"],
-        capture_output=True, text=True, env=env, timeout=600,
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=600,
     )
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert KEY not in proc.stdout + proc.stderr and TOKEN not in proc.stdout + proc.stderr
@@ -124,9 +151,16 @@ def test_the_live_run_answers_the_elo_question(servers, tmp_path):
 
 def test_a_bad_key_fails_with_one_clear_line_and_stores_nothing(servers, tmp_path):
     wb, ax = servers
-    env = {**os.environ, "GRPO_WAREHOUSE": str(tmp_path / "wh"), "WANDB_API_KEY": "local-" + "b" * 40,
-           "WANDB_BASE_URL": wb.url, "WANDB__GRAPHQL_RETRY_MAX": "1"}
-    proc = subprocess.run([GRPO, "ingest", "--wandb-project", "ent/grpo", "--json"], capture_output=True, text=True, env=env, timeout=300)
+    env = {
+        **os.environ,
+        "GRPO_WAREHOUSE": str(tmp_path / "wh"),
+        "WANDB_API_KEY": "local-" + "b" * 40,
+        "WANDB_BASE_URL": wb.url,
+        "WANDB__GRAPHQL_RETRY_MAX": "1",
+    }
+    proc = subprocess.run(
+        [GRPO, "ingest", "--wandb-project", "ent/grpo", "--json"], capture_output=True, text=True, env=env, timeout=300
+    )
     out = json.loads(proc.stdout)
     assert proc.returncode == 2 and out["success"] is False
     assert len(out["errors"]) == 1 and "ent/grpo" in out["errors"][0]

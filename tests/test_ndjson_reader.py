@@ -51,7 +51,7 @@ ERROR = {
     "run_id": "run-a",
     "component": "reward",
     "error_type": "ValueError",
-    "message": "could not parse order: \"qty\" missing",
+    "message": 'could not parse order: "qty" missing',
 }
 HEARTBEAT = {
     "_time": "2024-05-01T12:00:04Z",

@@ -21,10 +21,14 @@ import duckdb
 import pyarrow as pa
 import pytest
 
-from pipelines.demo import generate_demo
-from pipelines.ingest import WORKERS_ENV, IngestReport, ingest, ingest_workers
-from pipelines.sources.wandb_local import LocalRunSource, read_run_file
-from pipelines.warehouse import HISTORY, HISTORY_OTHER, RESTATED, RUNS, SCHEMAS, Warehouse
+from pipelines.demo.build import generate_demo
+from pipelines.ingest.report import IngestReport
+from pipelines.ingest.run import ingest
+from pipelines.ingest.worker_pool import WORKERS_ENV, ingest_workers
+from pipelines.raw.layer import Warehouse
+from pipelines.raw.schemas import HISTORY, HISTORY_OTHER, RESTATED, RUNS, SCHEMAS
+from pipelines.sources.wandb_local import LocalRunSource
+from pipelines.sources.wandb_segment_reader import read_run_file
 from tests.clock import DEMO_END
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
@@ -186,9 +190,7 @@ class _FailingSource(LocalRunSource):
         return _read_or_fail, (ref.handle.path, after_step, self.fail_name)
 
 
-def test_any_exception_a_worker_meets_is_the_same_warning_as_in_process_and_the_others_are_stored(
-    demo_runs, tmp_path
-):
+def test_any_exception_a_worker_meets_is_the_same_warning_as_in_process_and_the_others_are_stored(demo_runs, tmp_path):
     wandb_dir = _copy_runs(demo_runs, tmp_path / "src")
     fail_name = sorted(wandb_dir.glob("*/run-*.wandb"))[2].name
     reports = {
@@ -219,7 +221,10 @@ def test_an_incremental_reingest_with_two_workers_adds_nothing_and_touched_files
         os.utime(path, (later, later))
     touched = _ingest(root, wandb_dir, workers=2)
     assert (touched.new_history_rows, touched.new_history_other_rows, touched.new_runs, touched.updated_runs) == (
-        0, 0, 0, 0,
+        0,
+        0,
+        0,
+        0,
     )
     assert touched.warnings == []
     for table in RAW_TABLES:
@@ -270,9 +275,10 @@ def test_the_worker_count_comes_from_the_environment_and_nonsense_is_refused(mon
 
 SLOW_INGEST = r"""
 import sys, time
-from pipelines.ingest import ingest
-from pipelines.sources.wandb_local import LocalRunSource, read_run_file
-from pipelines.warehouse import Warehouse
+from pipelines.ingest.run import ingest
+from pipelines.sources.wandb_local import LocalRunSource
+from pipelines.sources.wandb_segment_reader import read_run_file
+from pipelines.raw.layer import Warehouse
 
 
 def slow_read(path, after_step):

@@ -12,11 +12,11 @@ import json
 from typing import Any
 
 import numpy as np
-from scipy import stats
 import pytest
+from scipy import stats
 
+from pipelines.raw.layer import Warehouse
 from pipelines.settings import dbt_vars, event_fields, thresholds
-from pipelines.warehouse import Warehouse
 from tests.dbt_harness import dbt_build, query, write_raw
 
 T0 = dt.datetime(2024, 5, 1, 10, 0, tzinfo=dt.UTC)
@@ -85,11 +85,19 @@ def generate(seed: int = 7) -> tuple[EventLog, dict[str, Any]]:
             # every fifth duration is logged as a JSON integer
             d = int(round(durations[i])) if i % 5 == 0 else round(float(durations[i]), 3)
             log.add(
-                at, event="rollout", run_id=run_id, rollout_id=f"{run_id}-{i}", duration_s=d,
-                status="error" if failed[i] else "ok", engine="vllm", worker=f"w{i % 4}",
+                at,
+                event="rollout",
+                run_id=run_id,
+                rollout_id=f"{run_id}-{i}",
+                duration_s=d,
+                status="error" if failed[i] else "ok",
+                engine="vllm",
+                worker=f"w{i % 4}",
                 **({"level": "error"} if failed[i] else {}),
             )
-            truth["rollouts"].append({"run_id": run_id, "hour": hour, "at": at, "duration_s": float(d), "failed": bool(failed[i])})
+            truth["rollouts"].append(
+                {"run_id": run_id, "hour": hour, "at": at, "duration_s": float(d), "failed": bool(failed[i])}
+            )
 
     # Rollouts that name no run still count in the hourly marts.
     for i in range(10):
@@ -111,15 +119,38 @@ def generate(seed: int = 7) -> tuple[EventLog, dict[str, Any]]:
 
     for i in range(5):
         at = HOURS[2] + dt.timedelta(minutes=7 * i + 2)
-        log.add(at, level="error", run_id="run-flaky", component="reward", error_type="Timeout", message=f"reward timeout {i}")
-        truth["errors"].append({"run_id": "run-flaky", "component": "reward", "error_type": "Timeout", "hour": 2, "message": f"reward timeout {i}"})
+        log.add(
+            at,
+            level="error",
+            run_id="run-flaky",
+            component="reward",
+            error_type="Timeout",
+            message=f"reward timeout {i}",
+        )
+        truth["errors"].append(
+            {
+                "run_id": "run-flaky",
+                "component": "reward",
+                "error_type": "Timeout",
+                "hour": 2,
+                "message": f"reward timeout {i}",
+            }
+        )
 
     for i in range(20):
         at = HOURS[0] + dt.timedelta(minutes=3 * i)
         latency = round(float(rng.uniform(0.2, 3)), 4)
         truth["latencies"].append(latency)
-        log.add(at, event="inference", run_id="run-good", engine="vllm", latency_s=latency,
-                tokens_per_s=round(float(rng.uniform(500, 2000)), 1), batch_size=int(rng.integers(1, 64)), queue_s=round(float(rng.uniform(0, 1)), 4))
+        log.add(
+            at,
+            event="inference",
+            run_id="run-good",
+            engine="vllm",
+            latency_s=latency,
+            tokens_per_s=round(float(rng.uniform(500, 2000)), 1),
+            batch_size=int(rng.integers(1, 64)),
+            queue_s=round(float(rng.uniform(0, 1)), 4),
+        )
 
     end = HOURS[2] + dt.timedelta(minutes=59, seconds=30)  # the latest event in the warehouse
     # trainer@gpu-1 beats every minute to the end; reward@cpu-1 goes silent at 11:30;
@@ -131,7 +162,14 @@ def generate(seed: int = 7) -> tuple[EventLog, dict[str, Any]]:
             log.add(at, event="heartbeat", component="reward", host="cpu-1", status="healthy")
         if minute % 10 == 0:
             log.add(at, event="heartbeat", component="vllm", host="gpu-2", status="ok", gpu_util=0.5)
-    log.add(end - dt.timedelta(seconds=20), event="heartbeat", component="vllm", host="gpu-2", status="degraded", gpu_util=0.1)
+    log.add(
+        end - dt.timedelta(seconds=20),
+        event="heartbeat",
+        component="vllm",
+        host="gpu-2",
+        status="degraded",
+        gpu_util=0.1,
+    )
     log.add(end, event="checkpoint_saved", run_id="run-good")
     truth["end"] = end
     truth["reward_last_seen"] = HOURS[1] + dt.timedelta(minutes=30)
@@ -141,9 +179,20 @@ def generate(seed: int = 7) -> tuple[EventLog, dict[str, Any]]:
 def wandb_rows() -> tuple[dict[str, list[dict[str, Any]]], dict[str, np.ndarray]]:
     """Three finished runs logging `train/kl`; run-flaky has three steps above kl_spike_min."""
     runs = [
-        {"run_id": run_id, "run_name": name, "project": "grpo", "entity": "lab", "run_group": "grpo",
-         "tags": [], "config_json": "{}", "summary_json": "{}", "state": "finished",
-         "started_at": HOURS[hour], "last_step": 99, "source": "test"}
+        {
+            "run_id": run_id,
+            "run_name": name,
+            "project": "grpo",
+            "entity": "lab",
+            "run_group": "grpo",
+            "tags": [],
+            "config_json": "{}",
+            "summary_json": "{}",
+            "state": "finished",
+            "started_at": HOURS[hour],
+            "last_step": 99,
+            "source": "test",
+        }
         for run_id, (name, hour) in RUNS.items()
     ]
     rng = np.random.default_rng(11)
@@ -155,8 +204,15 @@ def wandb_rows() -> tuple[dict[str, list[dict[str, Any]]], dict[str, np.ndarray]
             kl[[30, 60, 90]] = [0.35, 0.5, 0.25]
         kl_values[run_id] = kl
         for step in range(100):
-            history.append({"run_id": run_id, "step": step, "wall_time": HOURS[hour] + dt.timedelta(seconds=30 * step),
-                            "key": "train/kl", "value": float(kl[step])})
+            history.append(
+                {
+                    "run_id": run_id,
+                    "step": step,
+                    "wall_time": HOURS[hour] + dt.timedelta(seconds=30 * step),
+                    "key": "train/kl",
+                    "value": float(kl[step]),
+                }
+            )
     return {"wandb_runs": runs, "wandb_history": history}, kl_values
 
 
@@ -166,11 +222,14 @@ def built(tmp_path_factory):
     wh = Warehouse(tmp_path_factory.mktemp("pipeline_wh")).ensure()
     log, truth = generate()
     wandb, kl_values = wandb_rows()
-    write_raw(wh, {
-        "axiom_events": log.rows,
-        "axiom_rejects": [{"source": "events.ndjson", "line": 9999, "reason": "invalid JSON", "raw": "{oops"}],
-        **wandb,
-    })
+    write_raw(
+        wh,
+        {
+            "axiom_events": log.rows,
+            "axiom_rejects": [{"source": "events.ndjson", "line": 9999, "reason": "invalid JSON", "raw": "{oops"}],
+            **wandb,
+        },
+    )
     # The same rollout delivered again in a later batch (an overlapping sync).
     write_raw(wh, {"axiom_events": [log.rows[0]]})
     dbt_build(wh, "--select", *PIPELINE_MODELS)
@@ -234,9 +293,19 @@ def test_error_rate_is_failed_rollouts_over_rollouts_per_run_and_hour(built):
 
 def test_failed_rollouts_logged_at_error_level_are_not_error_events(built):
     wh, _ = built
-    rows = query(wh, "select component, error_type, n_events, n_runs, run_ids, last_message from fct_error_events_hourly")
-    assert rows == [{"component": "reward", "error_type": "Timeout", "n_events": 5, "n_runs": 1,
-                     "run_ids": ["run-flaky"], "last_message": "reward timeout 4"}]
+    rows = query(
+        wh, "select component, error_type, n_events, n_runs, run_ids, last_message from fct_error_events_hourly"
+    )
+    assert rows == [
+        {
+            "component": "reward",
+            "error_type": "Timeout",
+            "n_events": 5,
+            "n_runs": 1,
+            "run_ids": ["run-flaky"],
+            "last_message": "reward timeout 4",
+        }
+    ]
 
 
 def test_extraction_rate_pools_orders_per_hour_and_per_run(built):
@@ -342,10 +411,14 @@ def test_every_check_reads_its_threshold_from_the_project_vars(built):
     wh, _ = built
     v = dbt_vars()
     var_of = {
-        "rollout_p95_s": "rollout_p95_max_s", "error_rate": "error_rate_max",
-        "extraction_rate": "extraction_rate_min", "grad_norm_max": "grad_norm_max",
-        "kl_p95": "kl_stable_max", "kl_spike_steps": "kl_spike_steps_allowed",
-        "heartbeat_fresh": "heartbeat_stale_after_s", "non_finite_training_values": "non_finite_values_allowed",
+        "rollout_p95_s": "rollout_p95_max_s",
+        "error_rate": "error_rate_max",
+        "extraction_rate": "extraction_rate_min",
+        "grad_norm_max": "grad_norm_max",
+        "kl_p95": "kl_stable_max",
+        "kl_spike_steps": "kl_spike_steps_allowed",
+        "heartbeat_fresh": "heartbeat_stale_after_s",
+        "non_finite_training_values": "non_finite_values_allowed",
     }
     rows = query(wh, "select distinct check_name, threshold from fct_check_outcomes where threshold is not null")
     assert rows
@@ -378,11 +451,14 @@ def test_check_history_keeps_every_build_once(tmp_path):
     dbt_build(wh, "--select", "fct_check_outcomes", "fct_check_history")
     dbt_build(wh, "--select", "fct_check_history")  # no new evaluation: nothing to append
 
-    rows = query(wh, """
+    rows = query(
+        wh,
+        """
         select built_at, passed, outcome, value from fct_check_history
         where check_name = 'rollout_p95_s' and subject_type = 'run' and subject = 'r1'
         order by built_at
-    """)
+    """,
+    )
     assert len(rows) == 2
     assert rows[0]["built_at"] < rows[1]["built_at"]
     assert [(r["passed"], r["outcome"]) for r in rows] == [(False, "fail"), (False, "fail")]
@@ -395,7 +471,9 @@ def test_remapped_event_fields_are_read_from_the_new_names(tmp_path):
     log = EventLog(fields=mapping)
     durations = [3.0, 5.5, 8.0, 13.25, 21.0]
     for i, d in enumerate(durations):
-        log.add(T0 + dt.timedelta(minutes=i), event="rollout", run_id="r1", duration_s=d, status="error" if i == 0 else "ok")
+        log.add(
+            T0 + dt.timedelta(minutes=i), event="rollout", run_id="r1", duration_s=d, status="error" if i == 0 else "ok"
+        )
     write_raw(wh, {"axiom_events": log.rows})
     assert '"elapsed"' in log.rows[0]["record"] and '"duration_s"' not in log.rows[0]["record"]
 

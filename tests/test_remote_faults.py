@@ -31,13 +31,13 @@ from fakes.axiom_server import FakeAxiomServer
 from fakes.wandb_server import FakeRun, FakeWandbServer, make_rows, numeric_points
 
 from bench import crash
-from pipelines.ingest import IngestReport, ingest, totals
+from pipelines.ingest.report import IngestReport
+from pipelines.ingest.run import ingest
+from pipelines.raw.layer import Warehouse
+from pipelines.raw.readers import totals
 from pipelines.sources.axiom_api import AxiomEventSource
 from pipelines.sources.errors import SourceError
 from pipelines.sources.wandb_api import WandbApiRunSource
-from pipelines.warehouse import Warehouse
-
-
 
 KEY = "local-" + "k" * 40
 TOKEN = "xaat-" + "t" * 36
@@ -45,11 +45,18 @@ NOW = dt.datetime.now(dt.UTC).replace(microsecond=0)
 DATASET = "grpo-logs"
 TIMEOUT_S = 2.0  # per request, both sources: the "slow" faults outlast it
 
+
 def events(n: int, start_min: int) -> list[dict]:
     t0 = NOW - dt.timedelta(minutes=start_min)
     return [
-        {"_time": (t0 + dt.timedelta(seconds=5 * i)).isoformat(), "event": "rollout", "run_id": "live1",
-         "rollout_id": f"{start_min}-{i}", "duration_s": 20.0 + i % 11, "status": "ok"}
+        {
+            "_time": (t0 + dt.timedelta(seconds=5 * i)).isoformat(),
+            "event": "rollout",
+            "run_id": "live1",
+            "rollout_id": f"{start_min}-{i}",
+            "duration_s": 20.0 + i % 11,
+            "status": "ok",
+        }
         for i in range(n)
     ]
 
@@ -59,8 +66,12 @@ def servers(monkeypatch, tmp_path):
     wb = FakeWandbServer(api_key=KEY, entity="ent").start()
     ax = FakeAxiomServer(token=TOKEN).start()
     for name, value in {
-        "WANDB_API_KEY": KEY, "WANDB_BASE_URL": wb.url, "WANDB_CACHE_DIR": str(tmp_path / "wandb-cache"),
-        "WANDB_CONFIG_DIR": str(tmp_path / "wandb-config"), "AXIOM_TOKEN": TOKEN, "AXIOM_URL": ax.url,
+        "WANDB_API_KEY": KEY,
+        "WANDB_BASE_URL": wb.url,
+        "WANDB_CACHE_DIR": str(tmp_path / "wandb-cache"),
+        "WANDB_CONFIG_DIR": str(tmp_path / "wandb-config"),
+        "AXIOM_TOKEN": TOKEN,
+        "AXIOM_URL": ax.url,
     }.items():
         monkeypatch.setenv(name, value)
     wb.add_run("grpo", FakeRun("live1", state="running", history=make_rows(150), exported_rows=100))
@@ -81,8 +92,17 @@ def sync(root: Path) -> IngestReport:
     return ingest(
         Warehouse(root),
         [WandbApiRunSource("ent/grpo", timeout_s=TIMEOUT_S, retries=2, page_size=40, per_page=2)],
-        [AxiomEventSource(DATASET, since=NOW - dt.timedelta(hours=3), timeout_s=TIMEOUT_S, max_retries=2,
-                          backoff_s=0.05, max_backoff_s=0.5, page_size=250)],
+        [
+            AxiomEventSource(
+                DATASET,
+                since=NOW - dt.timedelta(hours=3),
+                timeout_s=TIMEOUT_S,
+                max_retries=2,
+                backoff_s=0.05,
+                max_backoff_s=0.5,
+                page_size=250,
+            )
+        ],
     )
 
 
@@ -117,7 +137,16 @@ class Case:
 
 
 CASES = [
-    Case("W&B listing: 429 with Retry-After, twice", "wandb", "status", 2, graphql("Runs"), False, status=429, retry_after=1),
+    Case(
+        "W&B listing: 429 with Retry-After, twice",
+        "wandb",
+        "status",
+        2,
+        graphql("Runs"),
+        False,
+        status=429,
+        retry_after=1,
+    ),
     Case("W&B listing: a 503 burst", "wandb", "status", 2, graphql("Runs"), False, status=503),
     Case("W&B live history: connection dropped", "wandb", "drop", 1, graphql("HistoryPage"), False),
     Case("W&B live history: answer cut mid-body", "wandb", "cut", 1, graphql("HistoryPage"), False),
@@ -149,8 +178,9 @@ def test_a_sync_rides_out_or_fails_clearly_on_a_remote_fault_then_resumes_with_n
     sync(ref)
 
     target = wb if case.server == "wandb" else ax
-    target.inject(case.kind, case.times, status=case.status, retry_after=case.retry_after, match=case.match,
-                  delay=case.delay)
+    target.inject(
+        case.kind, case.times, status=case.status, retry_after=case.retry_after, match=case.match, delay=case.delay
+    )
     batches_before = [b["batch_id"] for b in Warehouse(root).committed_batches()]
     started = time.monotonic()
     failure: SourceError | None = None
@@ -182,4 +212,3 @@ def test_a_sync_rides_out_or_fails_clearly_on_a_remote_fault_then_resumes_with_n
     assert (stored["history_rows"], stored["events"]) == (numeric_points(history_rows), len(ax.datasets[DATASET]))
     again = sync(root)
     assert (again.new_history_rows, again.new_events, again.new_runs) == (0, 0, 0)
-

@@ -23,9 +23,10 @@ import duckdb
 import numpy as np
 import pytest
 
-from pipelines.ingest import ingest
+from pipelines.ingest.run import ingest
+from pipelines.raw.layer import Warehouse
+from pipelines.raw.schemas import HISTORY, HISTORY_OTHER, RESTATED
 from pipelines.sources.wandb_local import LocalRunSource
-from pipelines.warehouse import HISTORY, HISTORY_OTHER, RESTATED, Warehouse
 from tests.fakes.wandb_server import FakeRun, FakeWandbServer
 from tests.wandb_fixtures import record_spans, write_runs
 
@@ -123,7 +124,9 @@ def history_dict(table) -> dict[tuple[int, str], float]:
 
 
 def other_dict(table) -> dict[tuple[int, str], Any]:
-    return {(s, k): json.loads(v) for s, k, v in zip(*(table.column(c).to_pylist() for c in ("step", "key", "value_json")))}
+    return {
+        (s, k): json.loads(v) for s, k, v in zip(*(table.column(c).to_pylist() for c in ("step", "key", "value_json")))
+    }
 
 
 def read(dirs: list[Path], run_id: str, after_step: int | None = None):
@@ -235,11 +238,14 @@ def effective_history(root: Path) -> dict[str, dict[tuple[int, str], float]]:
 
 def same(a: dict, b: dict) -> bool:
     return a.keys() == b.keys() and all(
-        (math.isnan(a[k]) and math.isnan(b[k])) if isinstance(a[k], float) and math.isnan(a[k]) else a[k] == b[k] for k in a
+        (math.isnan(a[k]) and math.isnan(b[k])) if isinstance(a[k], float) and math.isnan(a[k]) else a[k] == b[k]
+        for k in a
     )
 
 
-def test_segments_arriving_one_by_one_add_only_their_new_steps_and_end_as_one_run(league: League, tmp_path: Path) -> None:
+def test_segments_arriving_one_by_one_add_only_their_new_steps_and_end_as_one_run(
+    league: League, tmp_path: Path
+) -> None:
     res, rew = league.files(RESUMED), league.files(REWOUND)
     served, wh = tmp_path / "served", Warehouse(tmp_path / "wh")
     expected = {run_id: league.expected(run_id)[0] for run_id in (RESUMED, REWOUND)}
@@ -279,9 +285,11 @@ def test_segments_arriving_one_by_one_add_only_their_new_steps_and_end_as_one_ru
     ingest(fresh, [LocalRunSource([served])], [])
     assert effective_history(fresh.root) == stored
     other = [str(f) for f in wh.committed_files(HISTORY_OTHER)]
-    phases = duckdb.connect().sql(
-        "select count(*) from read_parquet($f) where run_id = $r", params={"f": other, "r": RESUMED}
-    ).fetchall()[0][0]
+    phases = (
+        duckdb.connect()
+        .sql("select count(*) from read_parquet($f) where run_id = $r", params={"f": other, "r": RESUMED})
+        .fetchall()[0][0]
+    )
     assert phases == len(league.expected(RESUMED)[1])
 
 
@@ -310,7 +318,11 @@ def grpo(wh: Path, *args: str, env: dict[str, str] | None = None) -> subprocess.
 def mart_rows(wh: Path, table: str, key: list[str]) -> tuple[list[str], list[tuple]]:
     con = duckdb.connect(str(wh / "grpo.duckdb"), read_only=True)
     try:
-        cols = [c for (c,) in con.execute(f"select column_name from (describe {table})").fetchall() if c not in ARRIVAL_COLUMNS]
+        cols = [
+            c
+            for (c,) in con.execute(f"select column_name from (describe {table})").fetchall()
+            if c not in ARRIVAL_COLUMNS
+        ]
         rows = con.execute(f"select {', '.join(cols)} from {table} order by {', '.join(key)}").fetchall()
         return cols, rows
     finally:
@@ -349,7 +361,9 @@ def test_a_run_resumed_twice_answers_from_its_whole_history(league: League, buil
     by_key = {m["key"]: m for m in metrics["metrics"]}
     kl = sorted((s, v) for (s, k), v in numeric.items() if k == "train/kl")
     assert by_key["train/kl"]["count"] == len(kl) == 200
-    assert by_key["train/kl"]["first"] == pytest.approx(kl[0][1]) and by_key["train/kl"]["last"] == pytest.approx(kl[-1][1])
+    assert by_key["train/kl"]["first"] == pytest.approx(kl[0][1]) and by_key["train/kl"]["last"] == pytest.approx(
+        kl[-1][1]
+    )
     elo = json.loads(grpo(wh, "elo", "resumed-run", "--json").stdout)
     base = next(r for r in elo["references"] if r["player"] == "base_model")
     logged = sorted((s, v) for (s, k), v in numeric.items() if k == "elo/base_model")
@@ -377,7 +391,9 @@ def test_the_w_and_b_api_and_the_local_segments_give_the_same_marts(league: Leag
     numeric, other = league.expected(RESUMED)
     rows: dict[int, dict[str, Any]] = {}
     for (step, key), value in [*numeric.items(), *other.items()]:
-        rows.setdefault(step, {"_step": step, "_timestamp": 1_767_225_600.0 + step, "_runtime": float(step)})[key] = value
+        rows.setdefault(step, {"_step": step, "_timestamp": 1_767_225_600.0 + step, "_runtime": float(step)})[key] = (
+            value
+        )
     _, local = read([league.dir_a, league.dir_b], RESUMED)
     server = FakeWandbServer(api_key=KEY, entity="ent").start()
     try:
@@ -393,7 +409,9 @@ def test_the_w_and_b_api_and_the_local_segments_give_the_same_marts(league: Leag
         cols, from_api = mart_rows(tmp_path / "api", table, key)
         _, from_files = mart_rows(built["fresh"], table, key)
         from_files = [r for r in from_files if r[cols.index("run_id")] == RESUMED]
-        assert from_api and same_rows(from_api, from_files), f"{table} ({cols}) differs:\n{from_api[:3]}\n{from_files[:3]}"
+        assert from_api and same_rows(from_api, from_files), (
+            f"{table} ({cols}) differs:\n{from_api[:3]}\n{from_files[:3]}"
+        )
 
 
 def test_an_older_segment_that_grows_after_a_newer_one_was_stored_loses_no_step(league: League, tmp_path: Path) -> None:

@@ -231,11 +231,22 @@ def fill(wandb: FakeWandbServer, axiom: FakeAxiomServer) -> None:
     for row in rows:
         row["elo/base_model"] = 1000.0 - row["_step"]
         row["train/kl"] = 0.01
-    wandb.add_run(project, FakeRun("secretrun1", display_name=RUN_NAME, group="secret-sweep", config={"lr": 1e-4}, history=rows))
+    wandb.add_run(
+        project, FakeRun("secretrun1", display_name=RUN_NAME, group="secret-sweep", config={"lr": 1e-4}, history=rows)
+    )
     events = []
     for i in range(30):
         t = NOW - dt.timedelta(minutes=2 * i + 1)
-        events.append({"_time": t, "event": "rollout", "run_id": "secretrun1", "rollout_id": f"r{i}", "duration_s": 3.5, "status": "ok"})
+        events.append(
+            {
+                "_time": t,
+                "event": "rollout",
+                "run_id": "secretrun1",
+                "rollout_id": f"r{i}",
+                "duration_s": 3.5,
+                "status": "ok",
+            }
+        )
         events.append({"_time": t, "event": "heartbeat", "component": "rollout-worker", "host": "h1", "status": "ok"})
     events.append({"_time": NOW - dt.timedelta(minutes=3), "level": "error", "run_id": "secretrun1", "component": "reward",
                    "error_type": "ValueError", "message": "bad order"})  # fmt: skip
@@ -297,7 +308,9 @@ def test_the_scanner_finds_a_secret_in_text_parquet_duckdb_gzip_and_sqlite(tmp_p
     piece = WANDB_KEY[20:40]  # a fragment is a leak too
     (tmp_path / "plain.log").write_text(f"error: {AXIOM_TOKEN}")
     pq.write_table(pa.table({"x": [f"cfg {piece} end"] * 1000}), tmp_path / "data.parquet", compression="zstd")
-    (tmp_path / "log.gz").write_bytes(gzip.compress(f"Basic {base64.b64encode(f'api:{WANDB_KEY}'.encode()).decode()}".encode()))
+    (tmp_path / "log.gz").write_bytes(
+        gzip.compress(f"Basic {base64.b64encode(f'api:{WANDB_KEY}'.encode()).decode()}".encode())
+    )
     con = duckdb.connect(str(tmp_path / "db.duckdb"))
     con.execute("create table t as select 'x' || ? || 'y' as v from range(5000)", [AXIOM_TOKEN[3:30]])
     con.close()
@@ -350,7 +363,16 @@ def test_a_sync_from_both_apis_and_every_command_after_it_keep_the_secrets_out(t
         for args in QUERY_COMMANDS:
             ran.append(grpo(box, env, *args))
             assert ran[-1].code in (0, 1, 2), f"grpo {args} crashed:\n{ran[-1].err[-2000:]}"
-        assert {r.args[0] for r in ran if r.code == 0} >= {"ingest", "elo", "sweep", "metrics", "errors", "health", "sql", "tracker"}
+        assert {r.args[0] for r in ran if r.code == 0} >= {
+            "ingest",
+            "elo",
+            "sweep",
+            "metrics",
+            "errors",
+            "health",
+            "sql",
+            "tracker",
+        }
     finally:
         wandb.stop()
         axiom.stop()
@@ -390,7 +412,10 @@ def test_servers_that_echo_the_secrets_in_401_errors_get_a_clear_refusal_and_no_
 def test_every_failing_sync_path_keeps_the_secrets_out(tmp_path: Path, failure: str) -> None:
     servers: list = []
     if failure == "echoing 500s":
-        servers = [EchoingWandbServer(500, api_key=WANDB_KEY).start(), EchoingAxiomServer(500, token=AXIOM_TOKEN).start()]
+        servers = [
+            EchoingWandbServer(500, api_key=WANDB_KEY).start(),
+            EchoingAxiomServer(500, token=AXIOM_TOKEN).start(),
+        ]
     elif failure in ("500s", "malformed answers"):
         servers = [FakeWandbServer(api_key=WANDB_KEY, entity="ent").start(), FakeAxiomServer(token=AXIOM_TOKEN).start()]
         fill(*servers)
@@ -407,7 +432,9 @@ def test_every_failing_sync_path_keeps_the_secrets_out(tmp_path: Path, failure: 
             s.stop()
     summary = json.loads(ran[0].out)
     assert ran[0].code == 2 and not summary["success"], ran[0].out + ran[0].err
-    assert len(summary["errors"]) == 2 and all("wandb-api" in e or "axiom-api" in e for e in summary["errors"]), summary["errors"]
+    assert len(summary["errors"]) == 2 and all("wandb-api" in e or "axiom-api" in e for e in summary["errors"]), (
+        summary["errors"]
+    )
     assert_dagster_recorded_the_run(box, PROJECT, DATASET)
     assert_no_leaks(box, ran)
 

@@ -14,9 +14,9 @@ import json
 
 import duckdb
 
+from pipelines.publish import publish
+from pipelines.raw.layer import Warehouse
 from pipelines.settings import dbt_vars
-from pipelines.snapshot import publish
-from pipelines.warehouse import Warehouse
 from tests.dbt_harness import dbt_command, write_raw
 
 T0 = dt.datetime(2026, 3, 1, tzinfo=dt.UTC)
@@ -25,10 +25,23 @@ T0 = dt.datetime(2026, 3, 1, tzinfo=dt.UTC)
 def rollouts(first: int, n: int) -> list[dict]:
     out = []
     for i in range(first, first + n):
-        record = {"_time": (T0 + dt.timedelta(minutes=i)).isoformat(), "event": "rollout", "run_id": "r1",
-                  "duration_s": float(i), "elapsed": float(1000 + i), "status": "ok"}
-        out.append({"time": T0 + dt.timedelta(minutes=i), "record": json.dumps(record), "source": "events.ndjson",
-                    "line": i + 1, "event_key": f"events.ndjson:{i + 1}"})
+        record = {
+            "_time": (T0 + dt.timedelta(minutes=i)).isoformat(),
+            "event": "rollout",
+            "run_id": "r1",
+            "duration_s": float(i),
+            "elapsed": float(1000 + i),
+            "status": "ok",
+        }
+        out.append(
+            {
+                "time": T0 + dt.timedelta(minutes=i),
+                "record": json.dumps(record),
+                "source": "events.ndjson",
+                "line": i + 1,
+                "event_key": f"events.ndjson:{i + 1}",
+            }
+        )
     return out
 
 
@@ -66,8 +79,9 @@ def test_a_full_refresh_with_another_mapping_republishes_the_typed_events(tmp_pa
     assert published_durations(wh) == [float(i) for i in range(40)]
 
     mapping = {**dbt_vars()["event_fields"], "duration_s": "elapsed"}
-    dbt_command(wh, "run", "--select", "stg_axiom__events", "--full-refresh",
-                "--vars", json.dumps({"event_fields": mapping}))
+    dbt_command(
+        wh, "run", "--select", "stg_axiom__events", "--full-refresh", "--vars", json.dumps({"event_fields": mapping})
+    )
     assert generation(wh) != first
     publish(wh)
 

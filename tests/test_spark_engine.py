@@ -287,7 +287,8 @@ def test_every_cli_answer_is_the_same_on_both_engines(compared):
 
 
 def test_an_incremental_spark_build_after_new_data_equals_a_full_spark_build(builds, compared, tmp_path):
-    from pipelines.demo import demo_runs, write_demo_events
+    from pipelines.demo.event_stream import write_demo_events
+    from pipelines.demo.league_truth import demo_runs
     from pipelines.spark_publish import bridge_db
 
     spark_wh, _duck_wh, _summary = builds

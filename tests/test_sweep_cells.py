@@ -17,8 +17,9 @@ import numpy as np
 import pytest
 from scipy import stats
 
+from pipelines.raw.layer import Warehouse
+from pipelines.raw.schemas import HISTORY, RUNS
 from pipelines.settings import dbt_vars
-from pipelines.warehouse import HISTORY, RUNS, Warehouse
 from tests.dbt_harness import dbt_build, query, write_raw
 from tests.independent_stats import ar1_mean_variance_factor, ar1_trend_fit
 
@@ -101,7 +102,9 @@ def test_a_multi_seed_cells_bootstrap_interval_agrees_with_numpys(cells):
         spread = gaps.max() - gaps.min()
         assert gaps.min() <= got["gap_final_ci95_lo"] <= got["gap_final_iqm"] <= got["gap_final_ci95_hi"] <= gaps.max()
         # a percentile of 1,000 resamples against one of 20,000: a few percent of the data's range apart at most
-        assert abs(got["gap_final_ci95_lo"] - lo) <= 0.08 * spread and abs(got["gap_final_ci95_hi"] - hi) <= 0.08 * spread
+        assert (
+            abs(got["gap_final_ci95_lo"] - lo) <= 0.08 * spread and abs(got["gap_final_ci95_hi"] - hi) <= 0.08 * spread
+        )
 
 
 def test_cells_whose_intervals_overlap_cannot_be_separated(cells):

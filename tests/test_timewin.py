@@ -2,7 +2,7 @@ import datetime as dt
 
 import pytest
 
-from pipelines.timewin import WindowError, resolve
+from pipelines.answers.windows import WindowError, resolve
 
 NOW = dt.datetime(2026, 11, 26, 12, 0, tzinfo=dt.UTC)
 

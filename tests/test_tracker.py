@@ -20,15 +20,15 @@ from pathlib import Path
 
 import pytest
 
-from pipelines.tracker import (
+from pipelines.tracker.marked_page import (
     BEGIN_MARKER,
     END_MARKER,
     TrackerFileError,
-    render_section,
     render_tracker,
-    tracker_extras,
     update_tracker,
 )
+from pipelines.tracker.mart_extras import tracker_extras
+from pipelines.tracker.section_render import render_section
 from tests.clock import DEMO_END_ISO
 
 GRPO = str(Path(sys.executable).with_name("grpo"))
@@ -39,38 +39,88 @@ FRESH = {"published_at": "2026-12-05T23:30:00Z", "latest_event_at": "2026-12-05T
 def _run(run_id, name, sweep, *, gap=None, se=None, rank=None, tie=(), verdict="learning", config=None, **more):
     """A retrospective row plus the extras that belong to it."""
     row = {
-        "run_id": run_id, "run_name": name, "sweep_key": sweep, "state": "finished",
-        "started_at": more.pop("started_at", "2026-12-01T00:00:00Z"), "config_json": json.dumps(config or {}),
-        "verdict": verdict, "gap_final": gap, "base_model_delta": more.pop("base_delta", -50.0),
-        "kl_p95": 0.05, "kl_spike_steps": more.get("kl_spike_steps", 0), "grad_norm_max": 5.0,
-        "rollout_p95_s": more.pop("p95", 70.0), "n_rollouts": 100, "error_rate": 0.01, "n_error_events": 1,
+        "run_id": run_id,
+        "run_name": name,
+        "sweep_key": sweep,
+        "state": "finished",
+        "started_at": more.pop("started_at", "2026-12-01T00:00:00Z"),
+        "config_json": json.dumps(config or {}),
+        "verdict": verdict,
+        "gap_final": gap,
+        "base_model_delta": more.pop("base_delta", -50.0),
+        "kl_p95": 0.05,
+        "kl_spike_steps": more.get("kl_spike_steps", 0),
+        "grad_norm_max": 5.0,
+        "rollout_p95_s": more.pop("p95", 70.0),
+        "n_rollouts": 100,
+        "error_rate": 0.01,
+        "n_error_events": 1,
         "extraction_rate": more.pop("extraction", 0.98),
     }
-    ranking = {"run_id": run_id, "sweep_key": sweep, "rank": rank, "gap_final": gap, "gap_final_se": se,
-               "is_tie": bool(tie), "tied_with": list(tie)}
-    stability = {"run_id": run_id, "kl_spike_steps": more.get("kl_spike_steps", 0),
-                 "has_kl_spikes": more.get("kl_spike_steps", 0) > 0,
-                 "grad_norm_over_steps": more.get("grad_over", 0), "has_grad_norm_over_target": more.get("grad_over", 0) > 0,
-                 "grad_norm_max": 5.0}
+    ranking = {
+        "run_id": run_id,
+        "sweep_key": sweep,
+        "rank": rank,
+        "gap_final": gap,
+        "gap_final_se": se,
+        "is_tie": bool(tie),
+        "tied_with": list(tie),
+    }
+    stability = {
+        "run_id": run_id,
+        "kl_spike_steps": more.get("kl_spike_steps", 0),
+        "has_kl_spikes": more.get("kl_spike_steps", 0) > 0,
+        "grad_norm_over_steps": more.get("grad_over", 0),
+        "has_grad_norm_over_target": more.get("grad_over", 0) > 0,
+        "grad_norm_max": 5.0,
+    }
     return row, ranking, stability
 
 
 def hand_made(latest_step=400, lr3_verdict="unstable"):
     """Two sweeps of hand-made rows: (runs, freshness, extras)."""
     made = [
-        _run("a1", "lr-1", "lr", gap=150.0, se=3.0, rank=2, config={"lr": 1e-6, "kl": 0.05},
-             started_at="2026-11-01T00:00:00Z"),
+        _run(
+            "a1",
+            "lr-1",
+            "lr",
+            gap=150.0,
+            se=3.0,
+            rank=2,
+            config={"lr": 1e-6, "kl": 0.05},
+            started_at="2026-11-01T00:00:00Z",
+        ),
         _run("a2", "lr-2", "lr", gap=240.0, se=7.0, rank=1, config={"lr": 3e-6, "kl": 0.05}),
-        _run("a3", "lr-3", "lr", gap=None, se=None, rank=3, verdict=lr3_verdict, kl_spike_steps=10, grad_over=4,
-             config={"lr": 5e-6, "kl": 0.05}),
-        _run("b1", "kl-1", "kl", gap=205.0, se=8.0, rank=1, tie=["kl-2"], config={"lr": 1e-6, "kl": 0.01},
-             started_at="2026-11-20T00:00:00Z"),
+        _run(
+            "a3",
+            "lr-3",
+            "lr",
+            gap=None,
+            se=None,
+            rank=3,
+            verdict=lr3_verdict,
+            kl_spike_steps=10,
+            grad_over=4,
+            config={"lr": 5e-6, "kl": 0.05},
+        ),
+        _run(
+            "b1",
+            "kl-1",
+            "kl",
+            gap=205.0,
+            se=8.0,
+            rank=1,
+            tie=["kl-2"],
+            config={"lr": 1e-6, "kl": 0.01},
+            started_at="2026-11-20T00:00:00Z",
+        ),
         _run("b2", "kl-2", "kl", gap=202.0, se=3.0, rank=2, tie=["kl-1"], config={"lr": 1e-6, "kl": 0.5}),
     ]
     runs = [m[0] for m in made]
     config = [
         {"run_id": r["run_id"], "sweep_key": r["sweep_key"], "config_key": k, "value_text": json.dumps(v)}
-        for r in runs for k, v in json.loads(r["config_json"]).items()
+        for r in runs
+        for k, v in json.loads(r["config_json"]).items()
     ]
     extras = {
         "rankings": [m[1] for m in made],
@@ -197,7 +247,11 @@ def test_the_file_mode_is_kept(tmp_path):
     ("text", "line", "says"),
     [
         (f"notes\n{BEGIN_MARKER}\nold section\n", 2, "no end marker"),
-        (f"{BEGIN_MARKER}\na\n{END_MARKER}\n\nnotes\n{BEGIN_MARKER}\nb\n{END_MARKER}\n", 6, "second tracker begin marker"),
+        (
+            f"{BEGIN_MARKER}\na\n{END_MARKER}\n\nnotes\n{BEGIN_MARKER}\nb\n{END_MARKER}\n",
+            6,
+            "second tracker begin marker",
+        ),
         (f"{BEGIN_MARKER}\na\n{BEGIN_MARKER}\nb\n{END_MARKER}\n", 3, "second tracker begin marker"),
         (f"notes\n\n{END_MARKER}\n{BEGIN_MARKER}\n", 3, "no begin marker before it"),
         (f"{BEGIN_MARKER}\na\n{END_MARKER}\nb\n{END_MARKER}\n", 5, "second tracker end marker"),
@@ -255,7 +309,7 @@ def table_under(text: str, heading: str) -> list[dict[str, str]]:
         i += 1
     header = _cells(lines[i])
     out = []
-    for line in lines[i + 2:]:
+    for line in lines[i + 2 :]:
         if not line.startswith("| "):
             break
         out.append(dict(zip(header, _cells(line), strict=True)))
@@ -278,7 +332,8 @@ def test_the_section_shows_ranks_gaps_with_their_interval_stability_and_varied_c
 
     best = table_under(section, "## Across sweeps")
     assert [(b["sweep"], b["best run"], b["runs"]) for b in best] == [
-        ("lr", "lr-2", "3"), ("kl", "kl-1 (tie with kl-2)", "2")
+        ("lr", "lr-2", "3"),
+        ("kl", "kl-1 (tie with kl-2)", "2"),
     ]
     assert best[0]["verdicts"] == "2 learning, 1 unstable"
     changed = table_under(section, "| config key | lr | kl |")
@@ -328,7 +383,9 @@ def test_without_extras_config_comes_from_config_json():
 
 def test_an_empty_warehouse_says_so(tmp_path):
     path = tmp_path / "t.md"
-    assert update_tracker(path, [], FRESH, {"rankings": [], "stability": [], "varying_config_keys": [], "run_config": []})
+    assert update_tracker(
+        path, [], FRESH, {"rankings": [], "stability": [], "varying_config_keys": [], "run_config": []}
+    )
     assert "No runs in the warehouse yet." in between_markers(path.read_text(encoding="utf-8"))
 
 
@@ -341,20 +398,27 @@ def warehouse(tmp_path_factory):
     root = tmp_path_factory.mktemp("tracker")
     wh = root / "wh"
     env = {**os.environ, "GRPO_WAREHOUSE": str(wh)}
-    proc = subprocess.run([GRPO, "demo", "--end-time", DEMO_END_ISO, "--json"], cwd=root, env=env,
-                          capture_output=True, text=True, timeout=900, check=False)
+    proc = subprocess.run(
+        [GRPO, "demo", "--end-time", DEMO_END_ISO, "--json"],
+        cwd=root,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=900,
+        check=False,
+    )
     assert proc.returncode == 0, proc.stdout + proc.stderr
-    from pipelines import queries
+    from pipelines.answers import sql
 
-    con = queries.open_snapshot(wh)
+    con = sql.open_snapshot(wh)
     yield con
     con.close()
 
 
 def _inputs(con):
-    from pipelines import queries
+    from pipelines.answers import learning, lookups
 
-    return queries.retrospective(con), queries.freshness(con), tracker_extras(con)
+    return learning.retrospective(con), lookups.freshness(con), tracker_extras(con)
 
 
 def _rows(con, sql):
@@ -371,7 +435,7 @@ def _close(cell: str, expected, scale: float = 1.0, digits: int = 1) -> bool:
     got = _number(cell)
     if expected is None or (isinstance(expected, float) and not math.isfinite(expected)):
         return got is None
-    return got is not None and abs(got - scale * expected) <= 0.5 * 10 ** -digits + 1e-9
+    return got is not None and abs(got - scale * expected) <= 0.5 * 10**-digits + 1e-9
 
 
 def test_each_sweep_table_matches_the_marts(warehouse, tmp_path):
@@ -385,8 +449,10 @@ def test_each_sweep_table_matches_the_marts(warehouse, tmp_path):
     gaps = {r["run_id"]: r for r in _rows(con, "select run_id, gap_final, gap_final_se from fct_gap_trends")}
     stab = {r["run_id"]: r for r in _rows(con, "select * from fct_training_stability")}
     p95 = {r["run_id"]: r["p95_s"] for r in _rows(con, "select run_id, p95_s from fct_rollout_timing_by_run")}
-    extraction = {r["run_id"]: r["extraction_rate"]
-                  for r in _rows(con, "select run_id, extraction_rate from fct_extraction_by_run")}
+    extraction = {
+        r["run_id"]: r["extraction_rate"]
+        for r in _rows(con, "select run_id, extraction_rate from fct_extraction_by_run")
+    }
     config: dict[str, dict[str, str]] = {}
     for c in _rows(con, "select run_id, config_key, value_text from dim_run_config"):
         config.setdefault(c["run_id"], {})[c["config_key"]] = c["value_text"]
@@ -398,8 +464,11 @@ def test_each_sweep_table_matches_the_marts(warehouse, tmp_path):
     for sweep in sweeps:
         members = [rid for rid, r in runs.items() if r["sweep_key"] == sweep]
         # Config keys that vary within the sweep: more than one value, or set by only some runs.
-        keys = sorted(k for k in {k for rid in members for k in config.get(rid, {})}
-                      if len({config.get(rid, {}).get(k) for rid in members}) > 1)
+        keys = sorted(
+            k
+            for k in {k for rid in members for k in config.get(rid, {})}
+            if len({config.get(rid, {}).get(k) for rid in members}) > 1
+        )
         table = table_under(text, f"## Sweep {sweep}")
         assert sorted(r["run"] for r in table) == sorted(runs[rid]["run_name"] for rid in members)
         assert list(table[0])[10:] == keys  # rank … extraction rate, game gap among them: 10 fixed columns
@@ -471,8 +540,9 @@ def test_the_retrospective_names_each_sweeps_best_run_and_what_changed_between_s
     for c in _rows(con, "select run_id, config_key, value_text from dim_run_config"):
         config.setdefault(c["run_id"], {})[c["config_key"]] = c["value_text"]
     for k in {k for cfg in config.values() for k in cfg}:
-        values[k] = {s: {config.get(r["run_id"], {}).get(k, "(not set)") for r in runs if r["sweep_key"] == s}
-                     for s in order}
+        values[k] = {
+            s: {config.get(r["run_id"], {}).get(k, "(not set)") for r in runs if r["sweep_key"] == s} for s in order
+        }
     differing = sorted(k for k, per in values.items() if len({frozenset(v) for v in per.values()}) > 1)
     changed = table_under(text, "| config key | " + " | ".join(order) + " |")
     assert [c["config key"].strip("`") for c in changed] == differing

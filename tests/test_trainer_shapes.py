@@ -2,7 +2,7 @@
 
 Real offline `.wandb` files are written here by the real `wandb` library
 (tests/wandb_fixtures.py) from the demo generator's exact series
-(`pipelines.demo.demo_runs`, which writes nothing), each run logged once per
+(`pipelines.demo.league_truth.demo_runs`, which writes nothing), each run logged once per
 naming:
 
 - default: the demo's own names (`train/kl`, `elo/ckpt_<n>`, ...);
@@ -38,7 +38,7 @@ from typing import Any
 import numpy as np
 import pytest
 
-from pipelines.demo import demo_runs
+from pipelines.demo.league_truth import demo_runs
 from tests.clock import DEMO_END
 from tests.wandb_fixtures import write_runs
 
@@ -134,8 +134,17 @@ T0 = DEMO_END - dt.timedelta(hours=2)
 
 def _event(minute: float, label: str, status: str = "ok", **extra: Any) -> str:
     at = (T0 + dt.timedelta(minutes=minute)).isoformat().replace("+00:00", "Z")
-    return json.dumps({"_time": at, "event": "rollout", "run_id": label, "rollout_id": f"{label}-{minute}",
-                       "duration_s": 10.0 + minute, "status": status, **extra})
+    return json.dumps(
+        {
+            "_time": at,
+            "event": "rollout",
+            "run_id": label,
+            "rollout_id": f"{label}-{minute}",
+            "duration_s": 10.0 + minute,
+            "status": status,
+            **extra,
+        }
+    )
 
 
 @pytest.fixture(scope="module")
@@ -149,15 +158,31 @@ def shapes(tmp_path_factory) -> dict[str, Any]:
         for i, plan in enumerate(PLANS):
             run_id = f"{naming[:4]}{i:04d}"
             ids[(naming, plan)] = run_id
-            specs.append(_spec(folder, run_id, f"{naming}-{plan}", [(s, _row(d, naming)) for s, d in runs[plan].history_rows()]))
+            specs.append(
+                _spec(folder, run_id, f"{naming}-{plan}", [(s, _row(d, naming)) for s, d in runs[plan].history_rows()])
+            )
     for naming in ("checkpoint_", "step-", "step_"):
         run_id = f"ck{len(ids):06d}"
         ids[(naming, "lr-sweep-2")] = run_id
-        specs.append(_spec(folder, run_id, f"{naming}-lr-sweep-2",
-                           [(s, _row(d, naming)) for s, d in runs["lr-sweep-2"].history_rows()]))
+        specs.append(
+            _spec(
+                folder,
+                run_id,
+                f"{naming}-lr-sweep-2",
+                [(s, _row(d, naming)) for s, d in runs["lr-sweep-2"].history_rows()],
+            )
+        )
     # checkpoints named in a way no pattern knows: they are listed, and the gap is missing for that reason
-    odd = [(s, {("elo/model_iter" + k.removeprefix("elo/ckpt_")) if k.startswith("elo/ckpt_") else k: v
-                for k, v in d.items()}) for s, d in runs["lr-sweep-2"].history_rows()]
+    odd = [
+        (
+            s,
+            {
+                ("elo/model_iter" + k.removeprefix("elo/ckpt_")) if k.startswith("elo/ckpt_") else k: v
+                for k, v in d.items()
+            },
+        )
+        for s, d in runs["lr-sweep-2"].history_rows()
+    ]
     specs.append(_spec(folder, "oddnames", "odd-names", odd))
     # two runs sharing one display name: events naming it cannot be told apart
     specs.append(_spec(folder, "twinaaaa", "twin-run", [(1, {"train/kl": 0.01})]))
@@ -211,11 +236,32 @@ def _elo_answer(ans: dict[str, Any]) -> dict[str, Any]:
 
 
 STABILITY_FIGURES = (
-    "kl_mean", "kl_p95", "kl_max", "kl_spike_steps", "grad_norm_p95", "grad_norm_max", "grad_norm_over_steps",
-    "non_finite_values", "reward_first", "reward_last", "reward_trend", "entropy_n_values", "entropy_early",
-    "entropy_late", "entropy_late_to_early", "has_entropy_collapse", "clip_ratio_mean", "clip_ratio_p95",
-    "clip_ratio_max", "response_length_mean", "response_length_max", "response_length_early",
-    "response_length_late", "is_kl_stable", "has_kl_spikes", "has_grad_norm_over_target",
+    "kl_mean",
+    "kl_p95",
+    "kl_max",
+    "kl_spike_steps",
+    "grad_norm_p95",
+    "grad_norm_max",
+    "grad_norm_over_steps",
+    "non_finite_values",
+    "reward_first",
+    "reward_last",
+    "reward_trend",
+    "entropy_n_values",
+    "entropy_early",
+    "entropy_late",
+    "entropy_late_to_early",
+    "has_entropy_collapse",
+    "clip_ratio_mean",
+    "clip_ratio_p95",
+    "clip_ratio_max",
+    "response_length_mean",
+    "response_length_max",
+    "response_length_early",
+    "response_length_late",
+    "is_kl_stable",
+    "has_kl_spikes",
+    "has_grad_norm_over_target",
 )
 
 
@@ -351,7 +397,9 @@ def test_events_that_arrive_before_their_run_join_it_once_it_arrives(tmp_path: P
     """An incremental build moves a label's rows to its run when the run arrives: no row stays under the label."""
     folder = tmp_path / "wandb"
     folder.mkdir()
-    write_runs([_spec(folder, "late0001", "late-run", [(s, {"train/kl": 0.01 * s}) for s in range(1, 6)])], tmp_path / "work")
+    write_runs(
+        [_spec(folder, "late0001", "late-run", [(s, {"train/kl": 0.01 * s}) for s in range(1, 6)])], tmp_path / "work"
+    )
     lines = [_event(m, "late-run", "error" if m % 10 == 0 else "ok") for m in range(40)]
     events = tmp_path / "events.ndjson"
     events.write_text("\n".join(lines) + "\n", encoding="utf-8")

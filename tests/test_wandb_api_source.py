@@ -22,7 +22,8 @@ from fakes.wandb_server import FakeRun, FakeWandbServer, flatten, make_rows
 
 from pipelines.sources.base import HISTORY_COLUMNS, HISTORY_OTHER_COLUMNS, RunRef
 from pipelines.sources.errors import SourceError
-from pipelines.sources.wandb_api import WandbApiRunSource, history_to_long, rows_to_long
+from pipelines.sources.wandb_api import WandbApiRunSource
+from pipelines.sources.wandb_api_conversion import history_to_long, rows_to_long
 
 KEY = "local-" + "k" * 40
 HISTORY_OPS = {"RunHistoryKeys", "RunParquetHistory", "HistoryPage", "SampledHistoryPage", "RunFullHistory"}
@@ -105,12 +106,17 @@ def test_listing_pages_through_every_run_with_a_small_page_size(server):
 
 
 def test_sweep_group_name_and_updated_since_filters_select_the_matching_runs(server):
-    for run_id, sweep, group, name, day in [("a", "sw1", "g1", "grpo-a", 1), ("b", "sw1", "g2", "grpo-b", 2),
-                                            ("c", "sw2", "g1", "sft-c", 3)]:
+    for run_id, sweep, group, name, day in [
+        ("a", "sw1", "g1", "grpo-a", 1),
+        ("b", "sw1", "g2", "grpo-b", 2),
+        ("c", "sw2", "g1", "sft-c", 3),
+    ]:
         created = f"2024-01-0{day}T00:00:00"
         heartbeat = "2024-02-01T00:00:00" if run_id == "c" else created
-        server.add_run("proj", FakeRun(run_id, sweep=sweep, group=group, display_name=name, created_at=created,
-                                       heartbeat_at=heartbeat))
+        server.add_run(
+            "proj",
+            FakeRun(run_id, sweep=sweep, group=group, display_name=name, created_at=created, heartbeat_at=heartbeat),
+        )
 
     def ids(**kw: Any) -> list[str]:
         return [r.run_id for r in WandbApiRunSource("ent/proj", **kw).runs()]
@@ -129,8 +135,10 @@ def test_sweep_group_name_and_updated_since_filters_select_the_matching_runs(ser
 
 def test_full_history_from_the_parquet_export_equals_the_servers_rows(server):
     rows = training_rows(300)
-    run = server.add_run("proj", FakeRun("done", state="finished", config={"lr": 1e-5, "model": {"name": "q"}},
-                                         history=rows, exported_rows=300))
+    run = server.add_run(
+        "proj",
+        FakeRun("done", state="finished", config={"lr": 1e-5, "model": {"name": "q"}}, history=rows, exported_rows=300),
+    )
 
     src = WandbApiRunSource("ent/proj")
     (ref,) = list(src.runs())
@@ -159,7 +167,9 @@ def test_full_history_from_live_pages_equals_the_servers_rows(server):
     assert actual_long(read) == expected_long(rows)
     pages = server.requests(op="HistoryPage")
     assert [(p.json["variables"]["minStep"], p.json["variables"]["maxStep"]) for p in pages] == [
-        (0, 100), (100, 200), (200, 260)
+        (0, 100),
+        (100, 200),
+        (200, 260),
     ]
     assert not server.requests(op="RunFullHistory") and not server.requests(op="SampledHistoryPage")
 
@@ -237,10 +247,28 @@ def test_a_run_named_without_a_listing_is_read_by_path(server):
 
 def test_the_export_and_row_converters_agree_on_every_kind_of_value():
     rows = [
-        {"_step": 0, "_timestamp": 1.5, "_runtime": 0.1, "a": {"b": 1, "c": {"d": 2.5}},
-         "img": {"_type": "image-file", "path": "x.png"}, "s": "t", "flag": True, "l": [1, 2], "n": math.nan},
-        {"_step": 1, "_timestamp": 2.5, "_runtime": 1.1, "a": {"b": None, "c": {"d": -math.inf}},
-         "img": None, "s": None, "flag": False, "l": None, "n": 1},
+        {
+            "_step": 0,
+            "_timestamp": 1.5,
+            "_runtime": 0.1,
+            "a": {"b": 1, "c": {"d": 2.5}},
+            "img": {"_type": "image-file", "path": "x.png"},
+            "s": "t",
+            "flag": True,
+            "l": [1, 2],
+            "n": math.nan,
+        },
+        {
+            "_step": 1,
+            "_timestamp": 2.5,
+            "_runtime": 1.1,
+            "a": {"b": None, "c": {"d": -math.inf}},
+            "img": None,
+            "s": None,
+            "flag": False,
+            "l": None,
+            "n": 1,
+        },
     ]
     wide = pa.Table.from_pylist(rows)  # nested dicts become struct columns, as in a parquet file
 
@@ -254,10 +282,19 @@ def test_the_export_and_row_converters_agree_on_every_kind_of_value():
             sorted((r["step"], r["key"], r["value_json"]) for r in other.to_pylist()),
         )
 
-    assert facts(from_export) == facts(from_rows) == (
-        [(0, "a.b", "1.0"), (0, "a.c.d", "2.5"), (0, "n", "nan"), (1, "a.c.d", "-inf"), (1, "n", "1.0")],
-        [(0, "flag", "true"), (0, "img", '{"_type": "image-file", "path": "x.png"}'), (0, "l", "[1, 2]"),
-         (0, "s", '"t"'), (1, "flag", "false")],
+    assert (
+        facts(from_export)
+        == facts(from_rows)
+        == (
+            [(0, "a.b", "1.0"), (0, "a.c.d", "2.5"), (0, "n", "nan"), (1, "a.c.d", "-inf"), (1, "n", "1.0")],
+            [
+                (0, "flag", "true"),
+                (0, "img", '{"_type": "image-file", "path": "x.png"}'),
+                (0, "l", "[1, 2]"),
+                (0, "s", '"t"'),
+                (1, "flag", "false"),
+            ],
+        )
     )
 
 

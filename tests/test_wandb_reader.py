@@ -22,7 +22,8 @@ from wandb_fixtures import BLOCK, HEADER, Span, record_spans, write_log, write_r
 
 from pipelines.sources.base import HISTORY_COLUMNS, HISTORY_OTHER_COLUMNS, RunSource
 from pipelines.sources.wandb_file import WandbFileError, iter_payloads, iter_records
-from pipelines.sources.wandb_local import LocalRunSource, read_run_file
+from pipelines.sources.wandb_local import LocalRunSource
+from pipelines.sources.wandb_segment_reader import read_run_file
 
 MAIN_STEPS = 60
 BIG_HISTORY_STRING = "z" * 100_000
@@ -174,9 +175,7 @@ def expected_other(steps: list[dict[str, Any]], after: int | None = None) -> dic
 
 def same_floats(a: dict[Any, float], b: dict[Any, float]) -> bool:
     """Dict equality where NaN equals NaN (a NaN is a value here, not a missing one)."""
-    return a.keys() == b.keys() and all(
-        (math.isnan(a[k]) and math.isnan(b[k])) or a[k] == b[k] for k in a
-    )
+    return a.keys() == b.keys() and all((math.isnan(a[k]) and math.isnan(b[k])) or a[k] == b[k] for k in a)
 
 
 def history_dict(table) -> dict[tuple[int, str], float]:
@@ -390,7 +389,9 @@ def test_a_flipped_byte_warns_with_file_and_offset_and_later_blocks_are_read(run
     bad = next(
         s
         for s in spans
-        if BLOCK <= s.start and s.start // BLOCK < last_block and s.chunk_types == (1,)
+        if s.start >= BLOCK
+        and s.start // BLOCK < last_block
+        and s.chunk_types == (1,)
         and pb.Record.FromString(s.payload).WhichOneof("record_type") == "history"
     )
     path = copy_run(runs.main_file, tmp_path)
@@ -414,7 +415,7 @@ def test_an_impossible_chunk_length_skips_the_block_with_a_warning(runs: Runs, t
     data = runs.main_file.read_bytes()
     spans = record_spans(data)
     last_block = (len(data) - 1) // BLOCK
-    bad = next(s for s in spans if BLOCK <= s.start and s.start // BLOCK < last_block and s.chunk_types == (1,))
+    bad = next(s for s in spans if s.start >= BLOCK and s.start // BLOCK < last_block and s.chunk_types == (1,))
     damaged = bytearray(data)
     damaged[bad.start + 4 : bad.start + 6] = (0xFFFF).to_bytes(2, "little")
     path = copy_run(runs.main_file, tmp_path)
@@ -470,8 +471,15 @@ def test_typed_history_values_without_json_are_read(tmp_path: Path) -> None:
     record = pb.Record()
     record.run.run_id = "typed1"
     history = pb.Record()
-    items = [("_step", {"integer": 3}), ("a", {"number": 0.0}), ("b", {"integer": -5}), ("c", {"boolean": True}),
-             ("d", {"text": "hi"}), ("e", {"json": "[1]"}), ("f", {"number": math.nan})]
+    items = [
+        ("_step", {"integer": 3}),
+        ("a", {"number": 0.0}),
+        ("b", {"integer": -5}),
+        ("c", {"boolean": True}),
+        ("d", {"text": "hi"}),
+        ("e", {"json": "[1]"}),
+        ("f", {"number": math.nan}),
+    ]
     for key, value in items:
         item = history.history.item.add()
         item.nested_key.append(key)
@@ -629,7 +637,7 @@ def protobuf_view(item: pb.HistoryItem) -> tuple[str | tuple[str, ...], str]:
 
 
 def test_bulk_item_decoding_agrees_with_protobuf_on_odd_items() -> None:
-    from pipelines.sources.wandb_local import decode_items
+    from pipelines.sources.wandb_bulk_decoding import decode_items
 
     items = odd_history_items() * 3
     decoded = decode_items([i.SerializeToString() for i in items], pb.HistoryItem, typed=True)
@@ -661,7 +669,7 @@ def test_odd_items_in_a_file_come_back_as_protobuf_reads_them(tmp_path: Path) ->
 
 
 def test_small_parse_chunks_read_the_same_values(runs: Runs, monkeypatch: pytest.MonkeyPatch) -> None:
-    from pipelines.sources import wandb_local
+    from pipelines.sources import wandb_bulk_decoding as wandb_local
 
     monkeypatch.setattr(wandb_local, "_CHUNK_BYTES", 2000)
     read = read_run_file(runs.main_file)

@@ -7,7 +7,9 @@ import duckdb
 import pyarrow as pa
 import pytest
 
-from pipelines.warehouse import EVENTS, HISTORY, SCHEMAS, Warehouse, WarehouseBusyError
+from pipelines.raw.layer import Warehouse
+from pipelines.raw.schemas import EVENTS, HISTORY, SCHEMAS
+from pipelines.raw.write_lock import WarehouseBusyError
 
 
 def _history(n: int, run_id: str = "r1") -> pa.Table:
@@ -49,10 +51,9 @@ def test_rows_of_an_uncommitted_batch_are_removed_by_the_next_cleanup(tmp_path):
 
 def test_a_batch_that_raises_leaves_no_files_behind(tmp_path):
     wh = Warehouse(tmp_path).ensure()
-    with pytest.raises(RuntimeError):
-        with wh.batch() as b:
-            b.write(HISTORY, _history(3))
-            raise RuntimeError("source died")
+    with pytest.raises(RuntimeError), wh.batch() as b:
+        b.write(HISTORY, _history(3))
+        raise RuntimeError("source died")
     assert _count(wh, HISTORY) == 0
 
 
@@ -74,10 +75,18 @@ def test_state_folds_commit_records_in_order(tmp_path):
 def test_no_temporary_file_is_left_where_readers_look(tmp_path):
     wh = Warehouse(tmp_path).ensure()
     b = wh.batch()
-    b.write(EVENTS, pa.table({
-        "time": pa.array([None], pa.timestamp("us", tz="UTC")), "record": ["{}"], "source": ["s"],
-        "line": [1], "event_key": ["k"],
-    }))
+    b.write(
+        EVENTS,
+        pa.table(
+            {
+                "time": pa.array([None], pa.timestamp("us", tz="UTC")),
+                "record": ["{}"],
+                "source": ["s"],
+                "line": [1],
+                "event_key": ["k"],
+            }
+        ),
+    )
     b.commit()
     names = [p.name for p in wh.table_dir(EVENTS).iterdir()]
     assert all(n.endswith(".parquet") and not n.startswith(".") for n in names)
@@ -97,9 +106,11 @@ def test_a_second_writer_is_refused_clearly_while_the_first_holds_the_lock(tmp_p
     holder.start()
     try:
         assert ready.wait(20)
-        with pytest.raises(WarehouseBusyError, match=r"test holder \(pid \d+\)"):
-            with Warehouse(tmp_path).lock(timeout_s=0.3):
-                pass
+        with (
+            pytest.raises(WarehouseBusyError, match=r"test holder \(pid \d+\)"),
+            Warehouse(tmp_path).lock(timeout_s=0.3),
+        ):
+            pass
     finally:
         release.set()
         holder.join(10)

@@ -8,6 +8,7 @@ Pillow); Chromium is Debian's `chromium` (`apt-get install -y chromium`).
 
 from __future__ import annotations
 
+import contextlib
 import html
 import os
 import shutil
@@ -82,10 +83,8 @@ def stop_group(proc: subprocess.Popen, *, grace_s: float = 15.0) -> None:
 
 
 def _signal_group(pgid: int, sig: int) -> None:
-    try:
+    with contextlib.suppress(ProcessLookupError):
         os.killpg(pgid, sig)
-    except ProcessLookupError:
-        pass
 
 
 def _wait_gone(proc: subprocess.Popen, pgid: int, seconds: float) -> bool:
@@ -203,7 +202,9 @@ def capture(
         dom = out.decode("utf-8", "replace")
         png.with_suffix(".html").write_text(dom, encoding="utf-8")  # kept next to the screenshot for debugging
         if proc.returncode != 0:
-            raise AssertionError(f"chromium exited {proc.returncode} on {url}:\n{err.decode('utf-8', 'replace')[-3000:]}")
+            raise AssertionError(
+                f"chromium exited {proc.returncode} on {url}:\n{err.decode('utf-8', 'replace')[-3000:]}"
+            )
         if png.exists() and ready(Page.parse(dom)):
             return Capture(url, png, dom, time.monotonic() - started, attempt)
     return Capture(url, png, dom, time.monotonic() - started, len(budgets_ms))

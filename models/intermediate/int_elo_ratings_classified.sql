@@ -1,11 +1,4 @@
-{{
-    config(
-        materialized='incremental',
-        incremental_strategy='delete+insert',
-        unique_key='run_id',
-        post_hook="{{ incremental_mark([ref('stg_wandb__history'), ref('stg_wandb__runs')]) }}"
-    )
-}}
+{{ incremental_by_key('run_id', inputs=['stg_wandb__history', 'stg_wandb__runs']) }}
 -- depends_on: {{ ref('stg_wandb__history') }}
 -- depends_on: {{ ref('stg_wandb__runs') }}
 -- Incremental (macros/incremental.sql): a build reclassifies only the runs
@@ -81,6 +74,17 @@ elo_keys as (
 
 -- The x-axis of each Elo metric: the override, else the definition naming the
 -- metric exactly, else the most specific glob that matches it (W&B's `*`).
+-- each run's step metric definitions, one row per (metric glob, step metric)
+step_metric_definitions as (
+
+    select
+        run_id,
+        -- a recursive unnest names its columns itself (metric, step_metric): no alias
+        {{ unnest_struct_list('step_metrics') }}  -- noqa: AL03
+    from runs
+
+),
+
 axis_of_key as (
 
     {% if var('elo_step_metric') %}
@@ -98,10 +102,7 @@ axis_of_key as (
         definitions.step_metric
 
     from elo_keys
-    inner join (
-        select run_id, {{ unnest_struct_list('step_metrics') }}
-        from runs
-    ) as definitions
+    inner join step_metric_definitions as definitions
         on elo_keys.run_id = definitions.run_id
         and (elo_keys.metric_key = definitions.metric or {{ glob_matches('elo_keys.metric_key', 'definitions.metric') }})
     where definitions.step_metric <> '_step'
@@ -123,7 +124,7 @@ axis_values as (
 
     from history
     where history.is_finite
-        and (history.run_id, history.metric_key) in (select run_id, step_metric from axis_of_key)
+        and (history.run_id, history.metric_key) in (select axis_of_key.run_id, axis_of_key.step_metric from axis_of_key)
 
 ),
 
@@ -186,7 +187,7 @@ rated_on_axis as (
             )) as bigint) as step
 
         from axis_timeline
-    )
+    ) as timeline_steps
     -- a rating logged before its axis had any value has no place on it
     where is_rating and step is not null
 
@@ -227,7 +228,7 @@ mixed_steps as (
     from history
     where not {{ is_elo_metric('history.metric_key') }}
         and not {{ text_starts_with('history.metric_key', "'_'") }}
-        and (history.run_id, history.step) in (select run_id, history_step from rating_steps)
+        and (history.run_id, history.step) in (select rating_steps.run_id, rating_steps.history_step from rating_steps)
 
 ),
 

@@ -1,11 +1,4 @@
-{{
-    config(
-        materialized='incremental',
-        incremental_strategy='delete+insert',
-        unique_key='run_label',
-        post_hook="{{ incremental_mark([ref('stg_axiom__events')]) }}"
-    )
-}}
+{{ incremental_by_key('run_label', inputs=['stg_axiom__events']) }}
 -- depends_on: {{ ref('stg_axiom__events') }}
 -- Incremental (macros/incremental.sql): a build recounts, from all their
 -- events, only the run labels that got events in new raw batches.

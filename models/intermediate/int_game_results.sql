@@ -48,7 +48,7 @@ judged as (
         case
             when games.game_id is null then 'no game_id'
             when games.run_id is null then 'no run_id'
-            when games.run_id not in (select run_id from runs) then {{ format_text('unknown run {}', ['games.run_id']) }}
+            when games.run_id not in (select runs.run_id from runs) then {{ format_text('unknown run {}', ['games.run_id']) }}
             -- one game id for two game events (or both shapes): which one is the game is unknown
             when games.n_shapes > 1 or (games.shape = 'players' and games.n_events > 1)
                 then {{ format_text('duplicate game_id: {} events', ['games.n_events']) }}

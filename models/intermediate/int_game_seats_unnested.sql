@@ -36,8 +36,8 @@ listed as (
         {{ json_array_entry_seat('entry') }} as seat,
         entry.result
 
-    from {{ json_array_entries('games', 'players_json', 'entry') }}
-    where {{ json_is_array('players_json') }}
+    from {{ json_array_entries('games', 'games.players_json', 'entry') }}
+    where {{ json_is_array('games.players_json') }}
 
 ),
 

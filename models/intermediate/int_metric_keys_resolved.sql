@@ -1,11 +1,4 @@
-{{
-    config(
-        materialized='incremental',
-        incremental_strategy='delete+insert',
-        unique_key='run_id',
-        post_hook="{{ incremental_mark([ref('stg_wandb__history')]) }}"
-    )
-}}
+{{ incremental_by_key('run_id', inputs=['stg_wandb__history']) }}
 -- depends_on: {{ ref('stg_wandb__history') }}
 -- Incremental (macros/incremental.sql): a build resolves only the runs with
 -- history in new raw batches; a changed setting (vars:) resolves every run.

@@ -205,5 +205,8 @@ _BOOL = {"has_enough_games", "harness_stable", "is_intransitive"}
 
 
 def _typed(df: pd.DataFrame) -> pd.DataFrame:
-    types = {c: "string" if c in _TEXT else "Int64" if c in _INT else "boolean" if c in _BOOL else "float64" for c in df.columns}
+    types = {
+        c: "string" if c in _TEXT else "Int64" if c in _INT else "boolean" if c in _BOOL else "float64"
+        for c in df.columns
+    }
     return df.astype(types)

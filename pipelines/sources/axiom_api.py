@@ -1,46 +1,5 @@
-"""Events from an Axiom dataset through the Axiom API (`axiom-py` 0.15), as an EventSource.
-
-Queries are APL in the shape Axiom recommends for paging by time::
-
-    ['<dataset>'] | where _time >= datetime(<lo>) and _time < datetime(<hi>) | sort by _time asc | limit <n>
-
-Paging by `_time` without losing or repeating events
-------------------------------------------------------
-Events that share a timestamp come back in no particular order, so a page
-boundary can fall in the middle of them. After a full page whose newest
-timestamp is T, the next query starts at T *inclusive*, and the events at T
-already delivered (known by event key) are dropped from it. If a whole page
-shares one timestamp, starting at T again would make no progress: that instant
-is then read completely on its own (`_time >= T and _time < T + 1 ns`) with a
-limit that doubles until the answer is shorter than the limit, and paging goes
-on from T + 1 ns. Timestamps are handled in nanoseconds, Axiom's precision, as
-the text Axiom returned, so no boundary is rounded away.
-
-Incremental syncs
------------------
-The cursor for `axiom:<dataset>` is `{"time": <newest stored _time>}`. The next
-sync starts at that time minus `overlap`, to catch events that arrived late,
-and marks its chunks `dedupe=True`: the ingest layer drops event keys it
-already stored. An event's key follows the rules every event source shares
-(pipelines/sources/event_identity.py): its `_rowId` when Axiom returns one,
-else the values of its kind's identity fields (var `event_identity`, e.g. a
-rollout's `run_id` and `rollout_id`), else the sha256 of its canonical JSON
-record (so two events identical in every field, time included, count as
-one). A sync reads up to "now", never beyond, so an event stamped in the
-future cannot push the cursor past events still to come.
-
-Failures
---------
-axiom-py mounts urllib3 retries on its session (3 retries, 0/4/8 s waits, 5xx
-only; 429 is not retried and a persistent 5xx surfaces as
-`requests.exceptions.RetryError`). This source mounts its own adapter on
-`client.session` instead: up to `max_retries` retries of 429 and 5xx with
-exponential waits from `backoff_s` (capped at `max_backoff_s`) or the server's
-Retry-After (capped the same way), and a per-request timeout, which axiom-py
-does not set. A body that cannot be read as a query result, or that the
-connection cut short, is retried the same number of times. After the bound the sync raises SourceError: one line naming
-the dataset and the last status, never the token.
-"""
+"""Events from an Axiom dataset through the Axiom API (`axiom-py` 0.15), as an EventSource: paging a
+dataset by `_time` without losing or repeating events, keying them, and bounded retries of failures."""
 
 from __future__ import annotations
 
@@ -48,7 +7,6 @@ import dataclasses
 import datetime as dt
 import hashlib
 import os
-import re
 import time
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
@@ -57,23 +15,72 @@ from typing import Any
 import duckdb
 import pyarrow as pa
 
+from pipelines.sources.axiom_apl_time import (
+    DATASET_NAME,
+    apl_page_query,
+    datetime_ceil,
+    datetime_floor,
+    format_ns,
+    parse_ns,
+    timedelta_ns,
+    to_ns,
+)
 from pipelines.sources.base import EVENT_COLUMNS, REJECT_COLUMNS, EventChunk, dumps
-from pipelines.sources.event_identity import EventIdentity, sql_literal
 from pipelines.sources.errors import SourceError, scrub
+from pipelines.sources.event_identity import EventIdentity, sql_literal
 from pipelines.sources.retry import TimeoutHTTPAdapter, bounded_retry
 
-__all__ = ["AxiomEventSource", "apl_page_query", "format_ns", "parse_ns"]
+__all__ = ["AxiomEventSource"]
 
-NS = 1_000_000_000
-_DATASET = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
-_TIME = re.compile(r"^(\d{4}-\d\d-\d\d)[T ](\d\d:\d\d:\d\d)(?:\.(\d{1,9}))?(Z|[+-]\d\d:?\d\d)?$")
 # Reading one instant completely doubles its limit up to this many events;
 # more events than this at one nanosecond means something is wrong upstream.
 MAX_EVENTS_PER_INSTANT = 1_000_000
 
 
 class AxiomEventSource:
-    """Events of one Axiom dataset, read page by page in `_time` order."""
+    """Events of one Axiom dataset, read page by page in `_time` order.
+
+    Queries are APL in the shape Axiom recommends for paging by time::
+
+        ['<dataset>'] | where _time >= datetime(<lo>) and _time < datetime(<hi>) | sort by _time asc | limit <n>
+
+    Paging by `_time` without losing or repeating events
+    ------------------------------------------------------
+    Events that share a timestamp come back in no particular order, so a page
+    boundary can fall in the middle of them. After a full page whose newest
+    timestamp is T, the next query starts at T *inclusive*, and the events at T
+    already delivered (known by event key) are dropped from it. If a whole page
+    shares one timestamp, starting at T again would make no progress: that instant
+    is then read completely on its own (`_time >= T and _time < T + 1 ns`) with a
+    limit that doubles until the answer is shorter than the limit, and paging goes
+    on from T + 1 ns. Timestamps are handled in nanoseconds, Axiom's precision, as
+    the text Axiom returned, so no boundary is rounded away.
+
+    Incremental syncs
+    -----------------
+    The cursor for `axiom:<dataset>` is `{"time": <newest stored _time>}`. The next
+    sync starts at that time minus `overlap`, to catch events that arrived late,
+    and marks its chunks `dedupe=True`: the ingest layer drops event keys it
+    already stored. An event's key follows the rules every event source shares
+    (pipelines/sources/event_identity.py): its `_rowId` when Axiom returns one,
+    else the values of its kind's identity fields (var `event_identity`, e.g. a
+    rollout's `run_id` and `rollout_id`), else the sha256 of its canonical JSON
+    record (so two events identical in every field, time included, count as
+    one). A sync reads up to "now", never beyond, so an event stamped in the
+    future cannot push the cursor past events still to come.
+
+    Failures
+    --------
+    axiom-py mounts urllib3 retries on its session (3 retries, 0/4/8 s waits, 5xx
+    only; 429 is not retried and a persistent 5xx surfaces as
+    `requests.exceptions.RetryError`). This source mounts its own adapter on
+    `client.session` instead: up to `max_retries` retries of 429 and 5xx with
+    exponential waits from `backoff_s` (capped at `max_backoff_s`) or the server's
+    Retry-After (capped the same way), and a per-request timeout, which axiom-py
+    does not set. A body that cannot be read as a query result, or that the
+    connection cut short, is retried the same number of times. After the bound the sync raises SourceError: one line naming
+    the dataset and the last status, never the token.
+    """
 
     name = "axiom-api"
 
@@ -92,7 +99,7 @@ class AxiomEventSource:
         timeout_s: float = 60.0,
         identity: EventIdentity | None = None,
     ) -> None:
-        if not _DATASET.match(dataset or ""):
+        if not DATASET_NAME.match(dataset or ""):
             raise ValueError(
                 f"Axiom dataset name {dataset!r} is not valid: use letters, digits, '.', '_' or '-' (at most 128)"
             )
@@ -121,7 +128,7 @@ class AxiomEventSource:
         stored_ns = parse_ns(cursor["time"]) if cursor.get("time") else None
         hi = to_ns(self.until) if self.until is not None else to_ns(dt.datetime.now(dt.UTC))
         if stored_ns is not None:
-            lo = stored_ns - _timedelta_ns(self.overlap)
+            lo = stored_ns - timedelta_ns(self.overlap)
             if self.since is not None:
                 lo = max(lo, to_ns(self.since))
         else:
@@ -146,7 +153,7 @@ class AxiomEventSource:
 
     # --- paging -------------------------------------------------------------------
     def _pages(self, client: Any, lo: int, hi: int) -> Iterator[list[_Row]]:
-        """Fresh rows of [lo, hi), page by page; see the module docstring for the method."""
+        """Fresh rows of [lo, hi), page by page; see the class docstring for the method."""
         seen_at_lo: set[str] = set()  # keys already delivered whose time is exactly `lo`
         while lo < hi:
             raw = self._query(client, lo, hi, self.page_size)
@@ -192,13 +199,13 @@ class AxiomEventSource:
 
     def _query(self, client: Any, lo: int, hi: int, limit: int) -> list[dict[str, Any]]:
         """Run one page query, retrying unreadable answers; status retries happen in the adapter."""
-        import requests  # noqa: PLC0415
-        from axiom_py import AplOptions, AxiomError  # noqa: PLC0415
-        from dacite import DaciteError  # noqa: PLC0415
+        import requests
+        from axiom_py import AplOptions, AxiomError
+        from dacite import DaciteError
 
         apl = apl_page_query(self.dataset, lo, hi, limit)
         # The request window is whole microseconds (axiom-py's format); the APL holds the exact bounds.
-        opts = AplOptions(start_time=_datetime_floor(lo), end_time=_datetime_ceil(hi))
+        opts = AplOptions(start_time=datetime_floor(lo), end_time=datetime_ceil(hi))
         what = f"axiom-api: querying dataset {self.dataset} from {format_ns(lo)}"
         attempt = 0
         while True:
@@ -247,7 +254,7 @@ class AxiomEventSource:
         token = os.environ.get("AXIOM_TOKEN")
         if not token:
             raise SourceError(f"axiom-api: AXIOM_TOKEN is not set; cannot query dataset {self.dataset}")
-        from axiom_py import Client  # noqa: PLC0415
+        from axiom_py import Client
 
         client = Client(
             token=token,
@@ -278,7 +285,9 @@ class AxiomEventSource:
                 self._keys_con = duckdb.connect(":memory:")
             paths = "[" + ", ".join(sql_literal(p) for p in self.identity.paths()) + "]"
             key = self.identity.key_sql("fields", "sha256(record)", first=1)
-            page = pa.table({"i": pa.array(range(len(unkeyed)), pa.int64()), "record": [rows[i].record for i in unkeyed]})
+            page = pa.table(
+                {"i": pa.array(range(len(unkeyed)), pa.int64()), "record": [rows[i].record for i in unkeyed]}
+            )
             self._keys_con.register("page", page)
             try:
                 keys = [
@@ -352,62 +361,6 @@ def _fresh(rows: list[_Row], lo: int, seen_at_lo: set[str]) -> list[_Row]:
         keys.add(r.key)
         out.append(r)
     return out
-
-
-# --- APL and time -------------------------------------------------------------------
-
-
-def apl_page_query(dataset: str, lo_ns: int, hi_ns: int, limit: int) -> str:
-    """The APL for one page; the dataset name is validated and quoted, times are ours."""
-    if not _DATASET.match(dataset):
-        raise ValueError(f"invalid Axiom dataset name {dataset!r}")
-    quoted = dataset.replace("\\", "\\\\").replace("'", "\\'")
-    return (
-        f"['{quoted}'] | where _time >= datetime({format_ns(lo_ns)}) and _time < datetime({format_ns(hi_ns)})"
-        f" | sort by _time asc | limit {int(limit)}"
-    )
-
-
-def parse_ns(text: str) -> int:
-    """RFC 3339 time (up to nanoseconds; no offset means UTC) -> nanoseconds since the epoch."""
-    m = _TIME.match(text.strip())
-    if not m:
-        raise ValueError(f"not an RFC 3339 time: {text!r}")
-    date, clock, frac, zone = m.groups()
-    offset = "+00:00" if zone in (None, "Z") else (zone if ":" in zone else f"{zone[:3]}:{zone[3:]}")
-    base = dt.datetime.fromisoformat(f"{date}T{clock}{offset}")
-    seconds = (base - _EPOCH) // dt.timedelta(seconds=1)
-    return seconds * NS + int((frac or "").ljust(9, "0"))
-
-
-def format_ns(ns: int) -> str:
-    """Nanoseconds since the epoch -> RFC 3339 UTC with as many fraction digits as needed."""
-    seconds, frac = divmod(ns, NS)
-    text = (_EPOCH + dt.timedelta(seconds=seconds)).strftime("%Y-%m-%dT%H:%M:%S")
-    if frac:
-        text += "." + f"{frac:09d}".rstrip("0")
-    return text + "Z"
-
-
-def to_ns(value: dt.datetime) -> int:
-    """A datetime (naive = UTC) -> nanoseconds since the epoch."""
-    value = value.replace(tzinfo=dt.UTC) if value.tzinfo is None else value
-    return (value - _EPOCH) // dt.timedelta(microseconds=1) * 1000
-
-
-_EPOCH = dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
-
-
-def _timedelta_ns(delta: dt.timedelta) -> int:
-    return delta // dt.timedelta(microseconds=1) * 1000
-
-
-def _datetime_floor(ns: int) -> dt.datetime:
-    return _EPOCH + dt.timedelta(microseconds=ns // 1000)
-
-
-def _datetime_ceil(ns: int) -> dt.datetime:
-    return _EPOCH + dt.timedelta(microseconds=-(-ns // 1000))
 
 
 def _short(text: str, limit: int = 300) -> str:

@@ -17,7 +17,7 @@ from typing import Any, Protocol
 
 import pyarrow as pa
 
-from pipelines.warehouse import HISTORY, HISTORY_OTHER, SCHEMAS, UTC_TS
+from pipelines.raw.schemas import HISTORY, HISTORY_OTHER, SCHEMAS, UTC_TS
 
 # Columns a source produces; the raw layer adds batch_id (and ingested_at).
 HISTORY_COLUMNS = pa.schema([f for f in SCHEMAS[HISTORY] if f.name != "batch_id"])

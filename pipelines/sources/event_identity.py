@@ -27,7 +27,7 @@ tests/test_events_once.py checks the two agree.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from dataclasses import dataclass
 
 ROW_ID_FIELD = "_rowId"
@@ -36,7 +36,7 @@ EVENT_KINDS = ("rollout", "inference", "extraction", "error", "heartbeat", "game
 
 
 def field_path(field_name: str) -> str:
-    """The DuckDB JSON path of a mapped field name, as macros/events.sql builds it.
+    """The DuckDB JSON path of a mapped field name, as macros/event_fields.sql builds it.
 
     A name starting with ``$`` is a path already (nested fields); any other
     name is one top-level member, quoted so dots and spaces stay literal.
@@ -120,21 +120,3 @@ class EventIdentity:
                 values_json = f"to_json([{', '.join(text(n) for n in names)}])::varchar"
                 whens.append(f"when {is_kind} and {present} then {sql_literal(k + ':')} || {values_json}")
         return "case " + " ".join(whens) + f" else {content_key or 'null'} end"
-
-
-def identity_from_var(value: object) -> dict[str, tuple[str, ...]]:
-    """The `event_identity` var as kind -> field names (a single name may be given as a string)."""
-    if value is None:
-        return {}
-    if not isinstance(value, Mapping):
-        raise ValueError("var event_identity must map event kinds to lists of field names")
-    out: dict[str, tuple[str, ...]] = {}
-    for kind, names in value.items():
-        if names is None or names == []:
-            continue  # a kind switched off: its events are keyed by content
-        if isinstance(names, str):
-            names = [names]
-        if not isinstance(names, Sequence) or not all(isinstance(n, str) and n.strip() for n in names):
-            raise ValueError(f"var event_identity: kind {kind!r} must list field names")
-        out[str(kind)] = tuple(names)
-    return out

@@ -235,9 +235,7 @@ def parse(cls: type[Message], path: Path, offset: int, payload: bytes | memoryvi
         return None
 
 
-def iter_records(
-    path: str | Path, warnings: list[str], types: Collection[str] | None = None
-) -> Iterator[Record]:
+def iter_records(path: str | Path, warnings: list[str], types: Collection[str] | None = None) -> Iterator[Record]:
     """Yield every intact `wandb_internal.Record` in the file, in file order.
 
     With `types` (names of the `record_type` oneof, e.g. {"history", "run"}),

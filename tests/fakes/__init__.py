@@ -9,6 +9,7 @@ assertions, and can be told to misbehave for the next N matching requests
 
 from __future__ import annotations
 
+import contextlib
 import socket
 import sys
 import threading
@@ -200,10 +201,8 @@ class FakeHTTPServer:
             headers={k.lower(): v for k, v in h.headers.items()},
             body=body,
         )
-        try:
+        with contextlib.suppress(Exception):  # an unparsable body is the handler's problem to answer
             self.describe(request)
-        except Exception:  # an unparsable body is the handler's problem to answer
-            pass
         with self._lock:
             self.log.append(request)
 
@@ -249,7 +248,5 @@ class FakeHTTPServer:
 def _hang_up(h: BaseHTTPRequestHandler) -> None:
     """Close the client's connection at once, whatever was (or was not) sent."""
     h.close_connection = True
-    try:
+    with contextlib.suppress(OSError):
         h.connection.shutdown(socket.SHUT_RDWR)
-    except OSError:
-        pass

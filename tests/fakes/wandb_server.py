@@ -160,7 +160,7 @@ class FakeWandbServer(FakeHTTPServer):
         return user == "api" and key == self.api_key
 
     # --- operations ------------------------------------------------------------
-    def _op_Viewer(self, request: Request, v: dict) -> dict:  # noqa: N802
+    def _op_Viewer(self, request: Request, v: dict) -> dict:
         return {
             "viewer": {
                 "id": "VXNlcjox",
@@ -172,7 +172,7 @@ class FakeWandbServer(FakeHTTPServer):
             }
         }
 
-    def _op_GetDefaultEntity(self, request: Request, v: dict) -> dict:  # noqa: N802
+    def _op_GetDefaultEntity(self, request: Request, v: dict) -> dict:
         return {"viewer": {"id": "VXNlcjox", "entity": self.entity}}
 
     def _project_runs(self, v: dict) -> list[FakeRun] | None:
@@ -180,7 +180,7 @@ class FakeWandbServer(FakeHTTPServer):
             return None
         return self.projects.get(v.get("project"))
 
-    def _op_Runs(self, request: Request, v: dict) -> dict:  # noqa: N802
+    def _op_Runs(self, request: Request, v: dict) -> dict:
         runs = self._project_runs(v)
         if runs is None:
             return {"project": None}
@@ -214,20 +214,20 @@ class FakeWandbServer(FakeHTTPServer):
             return False
         return next((r for r in runs if r.run_id == v.get(name_var)), None)
 
-    def _op_Run(self, request: Request, v: dict) -> dict:  # noqa: N802
+    def _op_Run(self, request: Request, v: dict) -> dict:
         run = self._find_run(v, "name")
         if run is False:
             return {"project": None}
         lightweight = "LightweightRunFragment" in request.json["query"]
         return {"project": {"run": self._node(run, lightweight=lightweight) if run else None}}
 
-    def _op_RunHistoryKeys(self, request: Request, v: dict) -> dict:  # noqa: N802
+    def _op_RunHistoryKeys(self, request: Request, v: dict) -> dict:
         run = self._find_run(v, "name")
         if not run:
             return {"project": None if run is False else {"run": None}}
         return {"project": {"run": {"historyKeys": _history_keys(run)}}}
 
-    def _op_RunParquetHistory(self, request: Request, v: dict) -> dict:  # noqa: N802
+    def _op_RunParquetHistory(self, request: Request, v: dict) -> dict:
         run = self._find_run(v, "runName")
         if not run:
             return {"project": None if run is False else {"run": None}}
@@ -238,7 +238,7 @@ class FakeWandbServer(FakeHTTPServer):
         live = [{"_step": float(r["_step"])} for r in run.history[exported:]]
         return {"project": {"run": {"parquetHistory": {"parquetUrls": urls, "liveData": live}}}}
 
-    def _op_HistoryPage(self, request: Request, v: dict) -> dict:  # noqa: N802
+    def _op_HistoryPage(self, request: Request, v: dict) -> dict:
         run = self._find_run(v, "run")
         if not run:
             return {"project": None if run is False else {"run": None}}
@@ -246,7 +246,7 @@ class FakeWandbServer(FakeHTTPServer):
         rows = [r for r in run.history if lo <= int(r["_step"]) < hi][:size]
         return {"project": {"run": {"history": [json.dumps(r) for r in rows]}}}
 
-    def _op_SampledHistoryPage(self, request: Request, v: dict) -> dict:  # noqa: N802
+    def _op_SampledHistoryPage(self, request: Request, v: dict) -> dict:
         run = self._find_run(v, "run")
         if not run:
             return {"project": None if run is False else {"run": None}}
@@ -254,13 +254,11 @@ class FakeWandbServer(FakeHTTPServer):
         keys = list(dict.fromkeys(spec["keys"]))
         lo, hi = int(spec.get("minStep", 0)), int(spec.get("maxStep", 2**62))  # maxStep inclusive here
         rows = [
-            {k: r[k] for k in keys}
-            for r in run.history
-            if lo <= int(r["_step"]) <= hi and all(k in r for k in keys)
+            {k: r[k] for k in keys} for r in run.history if lo <= int(r["_step"]) <= hi and all(k in r for k in keys)
         ][: int(spec.get("samples", 1000))]
         return {"project": {"run": {"sampledHistory": [rows]}}}
 
-    def _op_RunFullHistory(self, request: Request, v: dict) -> dict:  # noqa: N802
+    def _op_RunFullHistory(self, request: Request, v: dict) -> dict:
         run = self._find_run(v, "name")
         if not run:
             return {"project": None if run is False else {"run": None}}
@@ -445,7 +443,7 @@ def _cmp(value: Any, cond: Any) -> bool:
         "$gte": lambda a, b: a is not None and _as_time(a) >= _as_time(b),
         "$lt": lambda a, b: a is not None and _as_time(a) < _as_time(b),
         "$lte": lambda a, b: a is not None and _as_time(a) <= _as_time(b),
-        "$in": lambda a, b: (any(x in b for x in a) if isinstance(a, list) else a in b),
+        "$in": lambda a, b: any(x in b for x in a) if isinstance(a, list) else a in b,
         "$nin": lambda a, b: a not in b,
         "$exists": lambda a, b: (a is not None) == bool(b),
         "$regex": lambda a, b: a is not None and re.search(b, str(a)) is not None,

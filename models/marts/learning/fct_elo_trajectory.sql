@@ -1,11 +1,4 @@
-{{
-    config(
-        materialized='incremental',
-        incremental_strategy='delete+insert',
-        unique_key='run_id',
-        post_hook="{{ incremental_mark([ref('int_elo_ratings_classified'), ref('stg_wandb__runs')]) }}"
-    )
-}}
+{{ incremental_by_key('run_id', inputs=['int_elo_ratings_classified', 'stg_wandb__runs']) }}
 -- depends_on: {{ ref('int_elo_ratings_classified') }}
 -- depends_on: {{ ref('stg_wandb__runs') }}
 -- Incremental (macros/incremental.sql): a build rewrites only the runs with

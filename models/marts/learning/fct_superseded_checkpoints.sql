@@ -1,11 +1,4 @@
-{{
-    config(
-        materialized='incremental',
-        incremental_strategy='delete+insert',
-        unique_key='run_id',
-        post_hook="{{ incremental_mark([ref('int_elo_ratings_classified')]) }}"
-    )
-}}
+{{ incremental_by_key('run_id', inputs=['int_elo_ratings_classified']) }}
 -- depends_on: {{ ref('int_elo_ratings_classified') }}
 -- Incremental (macros/incremental.sql): a build recomputes only the runs with
 -- Elo points in new raw batches; a changed setting (vars:), every run.
@@ -71,7 +64,7 @@ superseded as (
     from checkpoints
     inner join checkpoint_ratings as newer
         on checkpoints.run_id = newer.run_id
-        and newer.checkpoint_step > checkpoints.checkpoint_step
+        and checkpoints.checkpoint_step < newer.checkpoint_step
     group by all
 
 ),

@@ -1,11 +1,4 @@
-{{
-    config(
-        materialized='incremental',
-        incremental_strategy='delete+insert',
-        unique_key=['component', 'host'],
-        post_hook="{{ incremental_mark([ref('stg_axiom__events')]) }}"
-    )
-}}
+{{ incremental_by_key(['component', 'host'], inputs=['stg_axiom__events']) }}
 -- depends_on: {{ ref('stg_axiom__events') }}
 -- Incremental (macros/incremental.sql): count, first, latest and the latest
 -- heartbeat's fields merge exactly when every new heartbeat of a component is

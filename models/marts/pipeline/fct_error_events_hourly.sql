@@ -1,12 +1,4 @@
-{{
-    config(
-        materialized='incremental',
-        incremental_strategy='delete+insert',
-        unique_key='hour_at',
-        pre_hook="{{ incremental_reset_if_settings_changed() }}",
-        post_hook="{{ incremental_mark([ref('stg_axiom__events')]) }}"
-    )
-}}
+{{ incremental_by_key('hour_at', inputs=['stg_axiom__events'], reset_on_settings_change=true) }}
 -- depends_on: {{ ref('stg_axiom__events') }}
 -- depends_on: {{ ref('fct_event_run_labels') }}
 -- Events join their run by run id, else by a unique run name (fct_event_run_labels);

@@ -4,7 +4,7 @@
 -- else (no such run, or several runs share the name) it stays unjoined, and
 -- the answers and a warning check name it. Small (one row per label) and
 -- rebuilt whole: a run that arrives or is renamed can change any label's run.
--- The per-run event marts key events by run_key (macros/events.sql,
+-- The per-run event marts key events by run_key (macros/event_run_key.sql,
 -- events_with_run_key) and recompute every row when this mapping changes.
 with
 
@@ -28,7 +28,7 @@ by_id as (
 
     from labels
     inner join runs
-        on runs.run_id = labels.run_label
+        on labels.run_label = runs.run_id
 
 ),
 
@@ -40,7 +40,7 @@ by_name as (
 
     from labels
     inner join runs
-        on runs.run_name = labels.run_label
+        on labels.run_label = runs.run_name
     group by labels.run_label
 
 ),

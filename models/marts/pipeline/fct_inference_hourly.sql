@@ -1,11 +1,4 @@
-{{
-    config(
-        materialized='incremental',
-        incremental_strategy='delete+insert',
-        unique_key='hour_at',
-        post_hook="{{ incremental_mark([ref('stg_axiom__events')]) }}"
-    )
-}}
+{{ incremental_by_key('hour_at', inputs=['stg_axiom__events']) }}
 -- depends_on: {{ ref('stg_axiom__events') }}
 -- Incremental (macros/incremental.sql): a build recomputes, from all their
 -- events, only the hours that inference events of new raw batches fall in

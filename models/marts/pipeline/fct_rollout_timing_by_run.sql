@@ -1,12 +1,4 @@
-{{
-    config(
-        materialized='incremental',
-        incremental_strategy='delete+insert',
-        unique_key='run_id',
-        pre_hook="{{ incremental_reset_if_settings_changed() }}",
-        post_hook="{{ incremental_mark([ref('stg_axiom__events'), ref('stg_wandb__runs')]) }}"
-    )
-}}
+{{ incremental_by_key('run_id', inputs=['stg_axiom__events', 'stg_wandb__runs'], reset_on_settings_change=true) }}
 -- depends_on: {{ ref('stg_axiom__events') }}
 -- depends_on: {{ ref('fct_event_run_labels') }}
 -- depends_on: {{ ref('stg_wandb__runs') }}

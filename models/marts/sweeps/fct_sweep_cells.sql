@@ -106,7 +106,7 @@ observed as (
             row_number() over (partition by cell_id order by gap_final) as ordinal
         from cell_members
         where gap_final is not null
-    )
+    ) as ranked_members
     group by cell_id
 
 ),
@@ -217,7 +217,7 @@ ranked as (
         *,
         row_number() over (
             partition by sweep_key
-            order by gap_final_iqm desc nulls last, cell_id
+            order by gap_final_iqm desc nulls last, cell_id asc
         ) as rank
 
     from cells

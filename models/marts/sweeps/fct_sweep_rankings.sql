@@ -78,7 +78,7 @@ ranked as (
         case when sweep_uses_games then game_gap else gap_final end as rank_gap,
         row_number() over (
             partition by sweep_key
-            order by case when sweep_uses_games then game_gap else gap_final end desc nulls last, run_name, run_id
+            order by case when sweep_uses_games then game_gap else gap_final end desc nulls last, run_name asc, run_id asc
         ) as rank
 
     from basis
@@ -93,7 +93,17 @@ t_critical_bonferroni as (
 
 compared as (
 
-    select * from ranked where rank_gap is not null
+    select *
+    from ranked
+    where rank_gap is not null
+
+),
+
+-- the numbers of comparisons m the seed lists
+comparison_levels as (
+
+    select distinct t_critical_bonferroni.comparisons
+    from t_critical_bonferroni
 
 ),
 
@@ -109,8 +119,8 @@ sweep_levels as (
         from compared
         group by sweep_key
     ) as sizes
-    inner join (select distinct comparisons from t_critical_bonferroni) as levels
-        on levels.comparisons >= sizes.pairs
+    inner join comparison_levels as levels
+        on sizes.pairs <= levels.comparisons
     group by sizes.sweep_key
 
 ),
@@ -184,7 +194,7 @@ pair_tests as (
     inner join sweep_levels
         on pairs.sweep_key = sweep_levels.sweep_key
     left join t_critical_ranges
-        on t_critical_ranges.comparisons = sweep_levels.comparisons
+        on sweep_levels.comparisons = t_critical_ranges.comparisons
         and pairs.test_df >= t_critical_ranges.df
         and (pairs.test_df < t_critical_ranges.next_df or t_critical_ranges.next_df is null)
 

@@ -1,11 +1,4 @@
-{{
-    config(
-        materialized='incremental',
-        incremental_strategy='delete+insert',
-        unique_key='run_id',
-        post_hook="{{ incremental_mark([ref('stg_wandb__history'), ref('stg_wandb__runs')]) }}"
-    )
-}}
+{{ incremental_by_key('run_id', inputs=['stg_wandb__history', 'stg_wandb__runs']) }}
 -- depends_on: {{ ref('stg_wandb__history') }}
 -- depends_on: {{ ref('stg_wandb__runs') }}
 -- Incremental (macros/incremental.sql): a build recomputes, from all their

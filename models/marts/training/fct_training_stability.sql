@@ -1,11 +1,4 @@
-{{
-    config(
-        materialized='incremental',
-        incremental_strategy='delete+insert',
-        unique_key='run_id',
-        post_hook="{{ incremental_mark([ref('stg_wandb__history'), ref('stg_wandb__runs')]) }}"
-    )
-}}
+{{ incremental_by_key('run_id', inputs=['stg_wandb__history', 'stg_wandb__runs']) }}
 -- depends_on: {{ ref('stg_wandb__history') }}
 -- depends_on: {{ ref('stg_wandb__runs') }}
 -- Incremental (macros/incremental.sql): a build recomputes, from all their
@@ -272,10 +265,7 @@ final as (
         reward.reward_slope_per_100_steps,
         reward.reward_ci95_lo,
         reward.reward_ci95_hi,
-        case
-            when reward.reward_trend is not null then reward.reward_trend
-            else 'insufficient_data'
-        end as reward_trend,
+        coalesce(reward.reward_trend, 'insufficient_data') as reward_trend,
         metric_keys.entropy_key,
         entropy.entropy_n_values,
         entropy.entropy_early,

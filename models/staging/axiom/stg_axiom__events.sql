@@ -1,4 +1,4 @@
--- Every field is read through the `event_fields` mapping (macros/events.sql),
+-- Every field is read through the `event_fields` mapping (macros/event_fields.sql),
 -- so a logger with other field names needs a var change, not a model change.
 --
 -- Materialized as an incremental table, not a view: parsing JSON is the most
@@ -66,13 +66,13 @@ deduplicated as (
 
     select *
     from source
-    where {{ hash64(['event_key']) }} not in (select key_hash from repeated_keys)
+    where {{ hash64(['event_key']) }} not in (select repeated_keys.key_hash from repeated_keys)
 
     union all
 
     select *
     from source
-    where {{ hash64(['event_key']) }} in (select key_hash from repeated_keys)
+    where {{ hash64(['event_key']) }} in (select repeated_keys.key_hash from repeated_keys)
     qualify row_number() over (
         partition by event_key
         order by batch_id, time, source, line, record
@@ -80,7 +80,7 @@ deduplicated as (
 
 ),
 
--- One JSON parse per event for all mapped fields (macros/events.sql).
+-- One JSON parse per event for all mapped fields (macros/event_fields.sql).
 parsed as (
 
     select *, {{ events_fields_list('record') }} as fields
@@ -138,9 +138,9 @@ extracted as (
 
 ),
 
-{#- An extraction counts only with both counts, neither negative, and no more extracted than
-    expected: a rate above 1 is impossible. Otherwise both counts are set aside, with the reason. -#}
-{%- set orders_problem -%}
+{# An extraction counts only with both counts, neither negative, and no more extracted than
+   expected: a rate above 1 is impossible. Otherwise both counts are set aside, with the reason. #}
+{% set orders_problem -%}
             case
                 when event_name is distinct from 'extraction' then null
                 when orders_expected is null or orders_extracted is null

@@ -9,7 +9,7 @@ with
 
 source as (
 
-    select * from {{ source('wandb', 'wandb_history') }} as history
+    select history.* from {{ source('wandb', 'wandb_history') }} as history
     {{ restated_steps_filter('history') }}
 
 ),

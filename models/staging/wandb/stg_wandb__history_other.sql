@@ -2,7 +2,7 @@ with
 
 source as (
 
-    select * from {{ source('wandb', 'wandb_history_other') }} as history
+    select history.* from {{ source('wandb', 'wandb_history_other') }} as history
     {{ restated_steps_filter('history') }}
 
 ),

@@ -1,20 +1,29 @@
 """Raw event assets: pipeline log events and the lines that could not be loaded."""
 
-
 from collections.abc import Iterator
 
 import dagster as dg
 
 from pipelines.defs.axiom.resources import EventSourcesResource
-from pipelines.defs.warehouse.raw_assets import results, run_ingest, warnings_check_spec
+from pipelines.defs.warehouse.ingest_materializations import results, run_ingest, warnings_check_spec
 from pipelines.defs.warehouse.resources import WarehouseResource
-from pipelines.warehouse import EVENTS, REJECTS
+from pipelines.raw.schemas import EVENTS, REJECTS
 
 
 @dg.multi_asset(
     specs=[
-        dg.AssetSpec(["raw", EVENTS], description="Pipeline log events (rollouts, inference, extraction, errors, heartbeats) with all original fields.", group_name="raw", kinds={"parquet", "axiom"}),
-        dg.AssetSpec(["raw", REJECTS], description="Event lines that could not be loaded, with file, line number and reason.", group_name="raw", kinds={"parquet", "axiom"}),
+        dg.AssetSpec(
+            ["raw", EVENTS],
+            description="Pipeline log events (rollouts, inference, extraction, errors, heartbeats) with all original fields.",
+            group_name="raw",
+            kinds={"parquet", "axiom"},
+        ),
+        dg.AssetSpec(
+            ["raw", REJECTS],
+            description="Event lines that could not be loaded, with file, line number and reason.",
+            group_name="raw",
+            kinds={"parquet", "axiom"},
+        ),
     ],
     check_specs=[warnings_check_spec(EVENTS)],
     name="events_raw",

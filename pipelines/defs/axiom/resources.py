@@ -8,31 +8,36 @@ from typing import Optional
 
 import dagster as dg
 
+from pipelines.defs.environment import env_var, split_list
 from pipelines.sources.base import EventSource
 
 
 class EventSourcesResource(dg.ConfigurableResource):
-    """Which events to ingest. Unset fields fall back to environment variables.
+    """Which events to ingest.
 
-    `paths` (env GRPO_EVENT_PATHS, ':'-separated): NDJSON files or folders (gzip allowed).
-    `axiom_datasets` (env GRPO_AXIOM_DATASETS, ','-separated): read with the Axiom API;
-    the token comes only from AXIOM_TOKEN (and AXIOM_ORG_ID, AXIOM_URL).
+    `paths`: NDJSON files or folders (gzip allowed); `paths_path` the same as one
+    ':'-separated string (the code location binds it to $GRPO_EVENT_PATHS).
+    `axiom_datasets`: read with the Axiom API; `axiom_datasets_list` the same as one
+    ','-separated string (bound to $GRPO_AXIOM_DATASETS). The token comes only from
+    AXIOM_TOKEN (and AXIOM_ORG_ID, AXIOM_URL), read by the Axiom client itself.
     `since`: ISO-8601 start for a dataset's first sync (default: 7 days back).
     """
 
     paths: Optional[list[str]] = None
+    paths_path: Optional[str] = None
     axiom_datasets: Optional[list[str]] = None
+    axiom_datasets_list: Optional[str] = None
     since: Optional[str] = None
 
     def resolved_paths(self) -> list[str]:
         if self.paths is not None:
             return list(self.paths)
-        return [p for p in os.environ.get("GRPO_EVENT_PATHS", "").split(os.pathsep) if p.strip()]
+        return split_list(self.paths_path, os.pathsep)
 
     def resolved_datasets(self) -> list[str]:
         if self.axiom_datasets is not None:
             return list(self.axiom_datasets)
-        return [d.strip() for d in os.environ.get("GRPO_AXIOM_DATASETS", "").split(",") if d.strip()]
+        return split_list(self.axiom_datasets_list, ",")
 
     def sources(self) -> list[EventSource]:
         sources: list[EventSource] = []
@@ -50,3 +55,8 @@ class EventSourcesResource(dg.ConfigurableResource):
 
             sources.append(AxiomEventSource(dataset, since=since))
         return sources
+
+    @classmethod
+    def from_environment(cls) -> EventSourcesResource:
+        """The sources $GRPO_EVENT_PATHS and $GRPO_AXIOM_DATASETS name, bound through dg.EnvVar."""
+        return cls(paths_path=env_var("GRPO_EVENT_PATHS"), axiom_datasets_list=env_var("GRPO_AXIOM_DATASETS"))

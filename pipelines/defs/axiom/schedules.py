@@ -2,8 +2,15 @@
 
 import dagster as dg
 
+from pipelines.defs.axiom.assets import events_raw
 from pipelines.defs.axiom.resources import EventSourcesResource
-from pipelines.defs.jobs import sync_events_job
+
+sync_events_job = dg.define_asset_job(
+    "sync_events",
+    selection=dg.AssetSelection.assets(events_raw).downstream(),
+    description="Fetch new events (NDJSON files, Axiom datasets), rebuild what depends on them, publish, check.",
+    executor_def=dg.in_process_executor,  # one writer of the build database at a time (see definitions.py)
+)
 
 
 @dg.schedule(

@@ -5,9 +5,10 @@ import datetime as dt
 import dagster as dg
 
 from pipelines.defs.warehouse.resources import WarehouseResource
-from pipelines.ingest import aggregate
+from pipelines.raw.layer import Warehouse
+from pipelines.raw.readers import aggregate
+from pipelines.raw.schemas import EVENTS, RUNS
 from pipelines.settings import thresholds
-from pipelines.warehouse import EVENTS, RUNS, Warehouse
 
 
 def newest(wh: Warehouse, table: str, column: str) -> dt.datetime | None:
@@ -18,7 +19,9 @@ def _result(latest: dt.datetime | None, limit_s: float, what: str) -> dg.AssetCh
     now = dt.datetime.now(dt.UTC)
     if latest is None:
         return dg.AssetCheckResult(
-            passed=False, severity=dg.AssetCheckSeverity.WARN, description=f"no {what} stored yet",
+            passed=False,
+            severity=dg.AssetCheckSeverity.WARN,
+            description=f"no {what} stored yet",
             metadata={"stale_after_s": limit_s},
         )
     age = (now - latest).total_seconds()
@@ -30,11 +33,15 @@ def _result(latest: dt.datetime | None, limit_s: float, what: str) -> dg.AssetCh
     )
 
 
-@dg.asset_check(asset=dg.AssetKey(["raw", EVENTS]), description="The newest stored event is recent: events are flowing.")
+@dg.asset_check(
+    asset=dg.AssetKey(["raw", EVENTS]), description="The newest stored event is recent: events are flowing."
+)
 def events_fresh(warehouse: WarehouseResource) -> dg.AssetCheckResult:
     return _result(newest(warehouse.warehouse(), EVENTS, "time"), thresholds().events_stale_after_s, "event")
 
 
-@dg.asset_check(asset=dg.AssetKey(["raw", RUNS]), description="Some W&B run was updated recently: training data is flowing.")
+@dg.asset_check(
+    asset=dg.AssetKey(["raw", RUNS]), description="Some W&B run was updated recently: training data is flowing."
+)
 def wandb_fresh(warehouse: WarehouseResource) -> dg.AssetCheckResult:
     return _result(newest(warehouse.warehouse(), RUNS, "ingested_at"), thresholds().wandb_stale_after_s, "run update")

@@ -1,10 +1,9 @@
 """dbt models as Dagster assets: staging -> intermediate -> marts, tests as asset checks."""
 
-
 import json
 import os
-from pathlib import Path
 from collections.abc import Mapping
+from pathlib import Path
 from typing import Any, Optional
 
 import dagster as dg
@@ -12,7 +11,8 @@ from dagster_dbt import DagsterDbtTranslator, DagsterDbtTranslatorSettings, DbtC
 
 from pipelines.defs.dbt.project import dbt_project
 from pipelines.defs.warehouse.resources import WarehouseResource
-from pipelines.warehouse import Warehouse, write_json_atomic
+from pipelines.raw.atomic_files import write_json_atomic
+from pipelines.raw.layer import Warehouse
 
 
 class GrpoDbtTranslator(DagsterDbtTranslator):
@@ -36,7 +36,9 @@ class DbtBuildConfig(dg.Config):
     full_refresh: bool = False
 
 
-@dbt_assets(manifest=dbt_project.manifest_path, project=dbt_project, dagster_dbt_translator=translator, name="grpo_dbt_models")
+@dbt_assets(
+    manifest=dbt_project.manifest_path, project=dbt_project, dagster_dbt_translator=translator, name="grpo_dbt_models"
+)
 def grpo_dbt_models(
     context: dg.AssetExecutionContext, config: DbtBuildConfig, dbt: DbtCliResource, warehouse: WarehouseResource
 ):

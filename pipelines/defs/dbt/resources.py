@@ -18,7 +18,7 @@ class GrpoDbtCliResource(DbtCliResource):
     dbt adapter inside the Dagster process (~2.5 s) that only
     `fetch_column_metadata()` / `fetch_row_counts()` use. The dbt here is the
     pinned `dbt-core` of this environment (`dbt_executable()` in
-    pipelines/definitions.py), so its version is read from the package
+    pipelines/defs/dbt/area.py), so its version is read from the package
     metadata, and no adapter is made: this project calls neither method.
     Both are private hooks of the exact pinned dagster-dbt (pyproject.toml);
     tests/test_dagster_defs.py guards that they still exist.

@@ -4,9 +4,16 @@ import hashlib
 
 import dagster as dg
 
-from pipelines.defs.jobs import sync_wandb_job
+from pipelines.defs.wandb.assets import wandb_raw
 from pipelines.defs.wandb.resources import WandbSourcesResource
 from pipelines.sources.base import change_token
+
+sync_wandb_job = dg.define_asset_job(
+    "sync_wandb",
+    selection=dg.AssetSelection.assets(wandb_raw).downstream(),
+    description="Fetch new and changed W&B runs, rebuild what depends on them, publish, check.",
+    executor_def=dg.in_process_executor,  # one writer of the build database at a time (see definitions.py)
+)
 
 
 @dg.sensor(

@@ -6,7 +6,7 @@ import dagster as dg
 from pipelines.defs.dbt.assets import grpo_dbt_models
 from pipelines.defs.dbt.project import dbt_project
 from pipelines.defs.warehouse.resources import WarehouseResource
-from pipelines.snapshot import publish
+from pipelines.publish import publish
 
 SNAPSHOT_KEY = dg.AssetKey(["warehouse_snapshot"])
 
@@ -39,7 +39,7 @@ def snapshot_preview(path) -> dict:
 
     import duckdb
 
-    from pipelines.plots import latest_runs_gap_png
+    from pipelines.answers.plots import latest_runs_gap_png
 
     con = duckdb.connect(str(path), read_only=True)
     try:

@@ -6,12 +6,13 @@ from typing import Optional
 
 import dagster as dg
 
-from pipelines.settings import warehouse_root
-from pipelines.warehouse import Warehouse
+from pipelines.defs.environment import env_var
+from pipelines.settings import WAREHOUSE_ENV, warehouse_root
+from pipelines.raw.layer import Warehouse
 
 
 class WarehouseResource(dg.ConfigurableResource):
-    """The warehouse directory; unset means $GRPO_WAREHOUSE, else ./warehouse."""
+    """The warehouse directory; unset means ./warehouse (the code location binds it to $GRPO_WAREHOUSE)."""
 
     root: Optional[str] = None
     # How long a build or ingest waits for another one holding the write lock.
@@ -19,3 +20,8 @@ class WarehouseResource(dg.ConfigurableResource):
 
     def warehouse(self) -> Warehouse:
         return Warehouse(warehouse_root(self.root))
+
+    @classmethod
+    def from_environment(cls) -> WarehouseResource:
+        """The warehouse $GRPO_WAREHOUSE names, bound through dg.EnvVar."""
+        return cls(root=env_var(WAREHOUSE_ENV))

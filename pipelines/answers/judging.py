@@ -1,0 +1,96 @@
+"""How an answer judges a value against its target: the very SQL `fct_check_outcomes` judges with.
+
+The rule has one home, the macros in `macros/judging.sql`: dbt expands them in
+`fct_check_outcomes`, and this module renders the same macros (plain Jinja, no
+dbt functions) into DuckDB expressions for the CLI's arbitrary time windows.
+
+A rate (failed rollouts, extracted orders) is judged on its Wilson 95 % interval:
+it passes only when the whole interval meets the target and fails only when
+the whole interval misses it; an interval that straddles the target, or fewer
+observations than the target's minimum, is `inconclusive` (0 failures in 50
+rollouts does not prove an error rate under 1 %). A p95 is judged on its value
+once enough rollouts are behind it.
+"""
+
+from __future__ import annotations
+
+import functools
+from typing import Any
+
+import duckdb
+
+from pipelines.settings import PROJECT_ROOT
+
+JUDGING_MACROS = PROJECT_ROOT / "macros" / "judging.sql"
+
+
+@functools.cache
+def _macros() -> Any:
+    import jinja2
+
+    return (
+        jinja2.Environment(undefined=jinja2.StrictUndefined)
+        .from_string(JUDGING_MACROS.read_text(encoding="utf-8"))
+        .module
+    )
+
+
+@functools.cache
+def _judge_sql(with_interval: bool) -> str:
+    """One query judging the bound parameters $value, $threshold, $comparison, $n, $min_n (and, for a rate,
+    the interval of $k out of $n): it returns (outcome, ci95_lo, ci95_hi)."""
+    m = _macros()
+    if with_interval:
+        lo, hi = str(m.wilson_bound("$k", "$n", -1)), str(m.wilson_bound("$k", "$n", 1))
+    else:
+        lo = hi = "cast(null as double)"
+    outcome = m.judge_outcome("$value", "$threshold", "$comparison", "$n", "$min_n", "ci95_lo", "ci95_hi")
+    return f"select {outcome} as outcome, ci95_lo, ci95_hi from (select {lo} as ci95_lo, {hi} as ci95_hi)"
+
+
+@functools.cache
+def _con() -> duckdb.DuckDBPyConnection:
+    return duckdb.connect()  # in memory: judging reads no table
+
+
+def _judge(params: dict[str, Any], with_interval: bool) -> tuple[str | None, float | None, float | None]:
+    return _con().execute(_judge_sql(with_interval), params).fetchone()  # type: ignore[return-value]
+
+
+def wilson(k: int, n: int) -> tuple[float, float] | None:
+    """The Wilson score 95 % interval of the share k / n; None for n = 0."""
+    if n <= 0:
+        return None
+    _, lo, hi = _judge(
+        {"k": k, "n": n, "value": k / n, "threshold": 0.0, "comparison": "<", "min_n": None}, with_interval=True
+    )
+    return lo, hi
+
+
+def judge_rate(
+    k: int, n: int, target: float, below: bool, min_n: float
+) -> tuple[str | None, tuple[float, float] | None]:
+    """(pass | fail | inconclusive, or None without data; the interval) for a rate that must stay below
+    (`below`) or above `target`."""
+    if n <= 0:
+        return None, None
+    outcome, lo, hi = _judge(
+        {"k": k, "n": n, "value": k / n, "threshold": target, "comparison": "<" if below else ">", "min_n": min_n},
+        with_interval=True,
+    )
+    return outcome, (lo, hi)
+
+
+def judge_p95(p95: float | None, n: int, target: float, min_n: float) -> str | None:
+    """pass | fail | inconclusive for a p95 that must stay below `target`; None without data."""
+    if p95 is None or n == 0:
+        return None
+    outcome, _, _ = _judge(
+        {"value": p95, "threshold": target, "comparison": "<", "n": n, "min_n": min_n}, with_interval=False
+    )
+    return outcome
+
+
+def passed(outcome: str | None) -> bool | None:
+    """True for pass, False for fail, None for inconclusive or no data."""
+    return {"pass": True, "fail": False}.get(outcome or "")
