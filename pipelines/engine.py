@@ -64,8 +64,8 @@ def build_exists(warehouse) -> bool:
 def spark_unavailable_reason() -> str | None:
     """Why a local Spark build cannot run here (None when it can)."""
     try:
-        import pyspark  # noqa: F401
         import dbt.adapters.spark  # noqa: F401
+        import pyspark  # noqa: F401
     except ImportError as exc:
         return f"the Spark engine needs the `spark` dependency group (uv sync --group spark): {exc}"
     java_home = os.environ.get("JAVA_HOME")
@@ -127,7 +127,10 @@ def _install_session_python_models() -> None:
             from pyspark.sql import SparkSession
 
             spark = SparkSession.builder.getOrCreate()  # the session dbt-spark's `session` method made
-            exec(compile(compiled_code, f"<dbt python model {self.name}>", "exec"), {"spark": spark, "__name__": "__dbt__"})
+            exec(
+                compile(compiled_code, f"<dbt python model {self.name}>", "exec"),
+                {"spark": spark, "__name__": "__dbt__"},
+            )
             return None
 
     helpers = dict(SparkAdapter.python_submission_helpers.fget(None))  # type: ignore[union-attr]

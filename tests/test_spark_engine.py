@@ -54,7 +54,9 @@ SPELLING_COLUMNS = {"fct_sweep_cells": {"cell_id", "tied_with"}}
 def run(wh: Path, engine: str, *args: str, exe: str = "grpo") -> subprocess.CompletedProcess:
     env = {**os.environ, "GRPO_WAREHOUSE": str(wh), "GRPO_ENGINE": engine, "COLUMNS": "200"}
     proc = subprocess.run([str(BIN / exe), *args], capture_output=True, text=True, env=env, timeout=900)
-    assert proc.returncode == 0, f"{exe} {' '.join(args)} exited {proc.returncode}:\n{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}"
+    assert proc.returncode == 0, (
+        f"{exe} {' '.join(args)} exited {proc.returncode}:\n{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}"
+    )
     return proc
 
 
@@ -120,7 +122,12 @@ def _same_json(a: str, b: str) -> bool:
             return u.keys() == v.keys() and all(same(u[k], v[k]) for k in u)
         if isinstance(u, list) and isinstance(v, list):
             return len(u) == len(v) and all(same(p, q) for p, q in zip(u, v))
-        if isinstance(u, int | float) and isinstance(v, int | float) and not isinstance(u, bool) and not isinstance(v, bool):
+        if (
+            isinstance(u, int | float)
+            and isinstance(v, int | float)
+            and not isinstance(u, bool)
+            and not isinstance(v, bool)
+        ):
             return math.isclose(u, v, rel_tol=REL, abs_tol=1e-300)
         return u == v
 
@@ -154,7 +161,9 @@ def differences(a: duckdb.DuckDBPyConnection, b: duckdb.DuckDBPyConnection, tabl
         for ra, rb in zip(rows_a, rows_b):
             bad = [c for c, x, y in zip(cols_a, ra, rb) if not _close(x, y)]
             if bad:
-                out.append(f"{t}: first differing row, columns {bad}: {dict(zip(cols_a, ra))} vs {dict(zip(cols_a, rb))}")
+                out.append(
+                    f"{t}: first differing row, columns {bad}: {dict(zip(cols_a, ra))} vs {dict(zip(cols_a, rb))}"
+                )
                 break
     return out
 
@@ -199,9 +208,9 @@ def _answers_close(a, b, path="") -> list[str]:
         if len(a) != len(b):
             return [f"{path}: {len(a)} items vs {len(b)}"]
         return [d for i, (x, y) in enumerate(zip(a, b)) for d in _answers_close(x, y, f"{path}[{i}]")]
-    if isinstance(a, float) or isinstance(b, float):
-        if isinstance(a, int | float) and isinstance(b, int | float) and _close(float(a), float(b)):
-            return []
+    numbers = isinstance(a, int | float) and isinstance(b, int | float)
+    if (isinstance(a, float) or isinstance(b, float)) and numbers and _close(float(a), float(b)):
+        return []
     if a != b:
         return [f"{path}: {a!r} vs {b!r}"]
     return []
@@ -241,7 +250,10 @@ def cli_answers(wh: Path, engine: str, summary: dict) -> dict[str, object]:
     for cmd in commands:
         env = {**os.environ, "GRPO_WAREHOUSE": str(wh), "GRPO_ENGINE": engine, "COLUMNS": "200"}
         proc = subprocess.run([str(BIN / "grpo"), *cmd, "--json"], capture_output=True, text=True, env=env, timeout=300)
-        answers[" ".join(cmd)] = (proc.returncode, _strip(json.loads(proc.stdout)) if proc.stdout.strip() else proc.stderr)
+        answers[" ".join(cmd)] = (
+            proc.returncode,
+            _strip(json.loads(proc.stdout)) if proc.stdout.strip() else proc.stderr,
+        )
     return answers
 
 
@@ -249,9 +261,10 @@ def cli_answers(wh: Path, engine: str, summary: dict) -> dict[str, object]:
 def compared(builds):
     """Everything the equality tests compare, read before the incremental test adds data."""
     spark_wh, duck_wh, summary = builds
-    with duckdb.connect(str(spark_wh / "grpo.duckdb"), read_only=True) as s, duckdb.connect(
-        str(duck_wh / "grpo.duckdb"), read_only=True
-    ) as d:
+    with (
+        duckdb.connect(str(spark_wh / "grpo.duckdb"), read_only=True) as s,
+        duckdb.connect(str(duck_wh / "grpo.duckdb"), read_only=True) as d,
+    ):
         tables = (published_tables(s), published_tables(d))
         diffs = differences(d, s, [t for t in tables[1] if t in tables[0] and not t.startswith("raw_")])
         checks = (table_rows(d, "fct_check_outcomes"), table_rows(s, "fct_check_outcomes"))
@@ -300,13 +313,26 @@ def test_an_incremental_spark_build_after_new_data_equals_a_full_spark_build(bui
     # The same raw layer, built from scratch (models only: the data tests ran in the builds above).
     full_wh = tmp_path / "full_wh"
     shutil.copytree(spark_wh / "raw", full_wh / "raw")
-    run(full_wh, "spark", "run", "--full-refresh", "--project-dir", str(Path(__file__).parents[1]),
-        "--profiles-dir", str(Path(__file__).parents[1]), "--target-path", str(tmp_path / "target"),
-        exe="grpo-dbt-spark")
-    with duckdb.connect(str(bridge_db(spark_wh)), read_only=True) as inc, duckdb.connect(
-        str(bridge_db(full_wh)), read_only=True
-    ) as full:
+    run(
+        full_wh,
+        "spark",
+        "run",
+        "--full-refresh",
+        "--project-dir",
+        str(Path(__file__).parents[1]),
+        "--profiles-dir",
+        str(Path(__file__).parents[1]),
+        "--target-path",
+        str(tmp_path / "target"),
+        exe="grpo-dbt-spark",
+    )
+    with (
+        duckdb.connect(str(bridge_db(spark_wh)), read_only=True) as inc,
+        duckdb.connect(str(bridge_db(full_wh)), read_only=True) as full,
+    ):
         names = sorted(r[0] for r in inc.execute("select view_name from duckdb_views() where not internal").fetchall())
-        assert names == sorted(r[0] for r in full.execute("select view_name from duckdb_views() where not internal").fetchall())
+        assert names == sorted(
+            r[0] for r in full.execute("select view_name from duckdb_views() where not internal").fetchall()
+        )
         assert "fct_rollout_timing_hourly" in names
         assert differences(full, inc, names) == []
