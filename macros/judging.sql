@@ -56,3 +56,22 @@
         else 'fail'
     end
 {%- endmacro %}
+
+
+{#-
+    down | stale | degraded | ok for a component silent for `silent_s` seconds whose last
+    heartbeat said `last_status`: silent longer than `down_after_s` is down, longer than
+    `stale_after_s` stale (even if its last word was healthy); otherwise a last status outside
+    `ok_statuses` (a list of words, compared in lower case) is degraded.
+-#}
+{% macro component_status(silent_s, last_status, down_after_s, stale_after_s, ok_statuses) -%}
+    case
+        when {{ silent_s }} > {{ down_after_s }} then 'down'
+        when {{ silent_s }} > {{ stale_after_s }} then 'stale'
+        when {{ last_status }} is not null
+            and lower({{ last_status }}) not in (
+                {%- for s in ok_statuses %}'{{ s | lower | replace("'", "''") }}'{{ ', ' if not loop.last }}{% endfor -%}
+            ) then 'degraded'
+        else 'ok'
+    end
+{%- endmacro %}

@@ -19,7 +19,7 @@ from typing import Any
 
 import duckdb
 
-from pipelines.settings import PROJECT_ROOT
+from pipelines.settings import PROJECT_ROOT, Thresholds
 
 JUDGING_MACROS = PROJECT_ROOT / "macros" / "judging.sql"
 
@@ -89,6 +89,30 @@ def judge_p95(p95: float | None, n: int, target: float, min_n: float) -> str | N
         {"value": p95, "threshold": target, "comparison": "<", "n": n, "min_n": min_n}, with_interval=False
     )
     return outcome
+
+
+def judge_value(value: float | None, target: float, comparison: str) -> str | None:
+    """pass | fail for a value that must relate to `target` by `comparison` ('<', '<=', '>', '>='); None without it."""
+    if value is None:
+        return None
+    outcome, _, _ = _judge(
+        {"value": value, "threshold": target, "comparison": comparison, "n": None, "min_n": None}, with_interval=False
+    )
+    return outcome
+
+
+def component_status(silent_s: float, last_status: str | None, t: Thresholds) -> str:
+    """down | stale | degraded | ok: the rule fct_component_health applies, with the same vars."""
+    sql = _macros().component_status(
+        "$silent_s", "$last_status", "$down_after_s", "$stale_after_s", list(t.heartbeat_ok_statuses)
+    )
+    params = {
+        "silent_s": silent_s,
+        "last_status": last_status,
+        "down_after_s": t.heartbeat_down_after_s,
+        "stale_after_s": t.heartbeat_stale_after_s,
+    }
+    return _con().execute(f"select {sql}", params).fetchone()[0]
 
 
 def passed(outcome: str | None) -> bool | None:
