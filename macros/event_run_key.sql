@@ -7,16 +7,30 @@
     changes (incremental_settings_hash includes it).
 -#}
 {% macro events_with_run_key(relation) -%}
-    {#- columns listed (not DuckDB's `* replace`), run_id in its place -#}
-    {%- set columns = adapter.get_columns_in_relation(relation) | map(attribute='name') | list if execute else ['run_id'] -%}
     select
-        {%- for c in columns %}
-        {% if c | lower == 'run_id' %}coalesce(event_run_labels.run_key, keyed_events.run_id) as run_id{% else %}keyed_events.{{ c }}{% endif %},
-        {%- endfor %}
+        {{ events_run_key_columns(relation) }},
         keyed_events.run_id as run_label
     from {{ relation }} as keyed_events
     left join {{ ref('fct_event_run_labels') }} as event_run_labels
         on event_run_labels.run_label = keyed_events.run_id
+{%- endmacro %}
+
+
+{#- Every column of the events with run_id replaced in place (DuckDB: `* replace`). -#}
+{% macro events_run_key_columns(relation) -%}
+    {{- return(adapter.dispatch('events_run_key_columns')(relation)) -}}
+{%- endmacro %}
+
+{% macro default__events_run_key_columns(relation) -%}
+    keyed_events.* replace (coalesce(event_run_labels.run_key, keyed_events.run_id) as run_id)
+{%- endmacro %}
+
+{#- Spark has no `* replace`: the columns are listed, run_id in its place. -#}
+{% macro spark__events_run_key_columns(relation) -%}
+    {%- set columns = adapter.get_columns_in_relation(relation) | map(attribute='name') | list if execute else ['run_id'] -%}
+    {%- for c in columns %}
+        {% if c | lower == 'run_id' %}coalesce(event_run_labels.run_key, keyed_events.run_id) as run_id{% else %}keyed_events.{{ c }}{% endif %}{{ ',' if not loop.last }}
+    {%- endfor %}
 {%- endmacro %}
 
 

@@ -143,11 +143,12 @@
 
 {#- Does the JSON text hold an object / an array (false for invalid JSON and null)? -#}
 {% macro json_is_object(x) -%}{{ return(adapter.dispatch('json_is_object')(x)) }}{%- endmacro %}
-{% macro default__json_is_object(x) -%}coalesce(json_valid({{ x }}) and json_type({{ x }}) = 'OBJECT', false){%- endmacro %}
+{#- CASE, not AND: DuckDB would evaluate json_type() on invalid JSON too, and fail -#}
+{% macro default__json_is_object(x) -%}(case when json_valid({{ x }}) then json_type({{ x }}) = 'OBJECT' else false end){%- endmacro %}
 {% macro spark__json_is_object(x) -%}coalesce(json_object_keys({{ x }}) is not null, false){%- endmacro %}
 
 {% macro json_is_array(x) -%}{{ return(adapter.dispatch('json_is_array')(x)) }}{%- endmacro %}
-{% macro default__json_is_array(x) -%}coalesce(json_valid({{ x }}) and json_type({{ x }}) = 'ARRAY', false){%- endmacro %}
+{% macro default__json_is_array(x) -%}(case when json_valid({{ x }}) then json_type({{ x }}) = 'ARRAY' else false end){%- endmacro %}
 {% macro spark__json_is_array(x) -%}coalesce(json_array_length({{ x }}) is not null, false){%- endmacro %}
 
 {#- A JSON path as the engine writes it: `$."a.b"` (DuckDB) / `$['a.b']` (Spark). `path` is our
