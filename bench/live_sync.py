@@ -90,7 +90,10 @@ def main(argv: list[str] | None = None) -> int:
         work = Path(tmp)
         write_events(work / "events.ndjson", a.events)
         write_events(work / "warm.ndjson", 2_000, seed=8)
-        axiom_spec = {"token": TOKEN, "datasets": {"live": str(work / "events.ndjson"), "warm": str(work / "warm.ndjson")}}
+        axiom_spec = {
+            "token": TOKEN,
+            "datasets": {"live": str(work / "events.ndjson"), "warm": str(work / "warm.ndjson")},
+        }
         runs = [
             {"run_id": f"live{i:02d}", "state": "running", "synthetic": {"steps": a.steps, "metrics": a.metrics}}
             for i in range(a.runs)
