@@ -300,15 +300,16 @@ class AxiomEventSource:
         return rows
 
     def _tables(self, rows: list[Row]) -> tuple[pa.Table, pa.Table]:
-        good = [r for r in rows if r.ns is not None]
         bad = [r for r in rows if r.ns is None]
+        good = [r for r in rows if r.ns is not None] if bad else rows
+        ns, _, records, keys = zip(*good, strict=True) if good else ((), (), (), ())
         events = pa.Table.from_arrays(
             [
-                pa.array([r.ns // 1000 for r in good], pa.int64()).cast(EVENT_COLUMNS.field("time").type),
-                pa.array([r.record for r in good], pa.string()),
+                pa.array([n // 1000 for n in ns], pa.int64()).cast(EVENT_COLUMNS.field("time").type),
+                pa.array(records, pa.string()),
                 pa.repeat(pa.scalar(self.source_key, pa.string()), len(good)),
                 pa.nulls(len(good), pa.int64()),
-                pa.array([r.key for r in good], pa.string()),
+                pa.array(keys, pa.string()),
             ],
             schema=EVENT_COLUMNS,
         )

@@ -81,10 +81,11 @@ def page_rows(names: list[str], columns: list[list[Any]]) -> list[Row]:
     records = _records(names, columns)
     texts = _column(names, columns, "_time")
     row_ids = _column(names, columns, "_rowId")
-    return [
-        Row(ns, text, record, _row_key(row_id))
-        for ns, text, record, row_id in zip(_times_ns(texts), texts, records, row_ids, strict=True)
-    ]
+    if all(type(v) is str for v in row_ids):  # Axiom's `_rowId`s: a blank one is no key
+        keys = [v if v and not v.isspace() else None for v in row_ids]
+    else:
+        keys = [_row_key(v) for v in row_ids]
+    return list(map(Row._make, zip(_times_ns(texts), texts, records, keys, strict=True)))
 
 
 def _column(names: list[str], columns: list[list[Any]], name: str) -> list[Any]:
