@@ -9,7 +9,14 @@ are all still running (their history comes only from live `HistoryPage`
 pages, never a parquet export). This process first syncs a tiny dataset and
 project (imports, wandb-core start), then times one `ingest` of each source
 into an empty warehouse: the figure is what a team's first sync runs at,
-raw batch written included. The machine's load average is recorded with
+raw batch written included. `client_cpu_s` is this process's CPU time
+(threads included), the ceiling the client alone would allow; the servers
+and wandb-core run in other processes on the same cores.
+
+To measure older code the same way, put its `pipelines` first on the path:
+`git archive <commit> pipelines dbt_project.yml macros seeds | tar -x -C DIR`,
+then `PYTHONPATH=DIR uv run python bench/live_sync.py --out old.json`, and
+pass `--before old.json` to the run of the current code. The machine's load average is recorded with
 each figure; on a shared machine it decides much of the result.
 """
 
@@ -81,6 +88,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--wandb-page-size", type=int, default=None, help="WandbApiRunSource page_size (its default)")
     ap.add_argument("--label", default="", help="a note stored with the figures (e.g. the code measured)")
     ap.add_argument("--out", type=Path, default=REPO / "bench" / "results" / "live_sync.json")
+    ap.add_argument(
+        "--before", type=Path, help="a results file of the same measurement on older code, kept under `before`"
+    )
     a = ap.parse_args(argv)
 
     from pipelines.sources.axiom_api import AxiomEventSource
@@ -148,6 +158,8 @@ def main(argv: list[str] | None = None) -> int:
         },
         "loadavg_end": [round(x, 2) for x in os.getloadavg()],
     }
+    if a.before:
+        result["before"] = json.loads(a.before.read_text())
     a.out.parent.mkdir(parents=True, exist_ok=True)
     a.out.write_text(json.dumps(result, indent=1) + "\n")
     print(json.dumps(result, indent=1))

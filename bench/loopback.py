@@ -8,7 +8,10 @@ off the measured client's interpreter, as a real server is. The child prints
 its URL once loaded and serves until its stdin closes.
 
 Specs (JSON):
-- axiom: `token`, `datasets` {name: NDJSON path of events with `_time`}.
+- axiom: `token`, `datasets` {name: NDJSON path of events with `_time`}, and
+  `shuffle_ties` (default false here: the fake shuffles events that share a
+  timestamp to test paging, at a cost of the whole remaining window per page,
+  which no real server pays).
 - wandb: `api_key`, `entity`, `projects` {name: [run]}; a run is FakeRun's
   fields plus either `history_jsonl` (a file of history rows, one JSON object
   per line) or `synthetic` {"steps": n, "metrics": m} (rows of m float metrics).
@@ -75,7 +78,7 @@ def _serve(kind: str, spec: dict[str, Any]) -> None:
     if kind == "axiom":
         from fakes.axiom_server import FakeAxiomServer
 
-        server: Any = FakeAxiomServer(token=spec["token"])
+        server: Any = FakeAxiomServer(token=spec["token"], shuffle_ties=bool(spec.get("shuffle_ties", False)))
         for name, path in spec["datasets"].items():
             with open(path, encoding="utf-8") as fh:
                 server.add_events(name, [json.loads(line) for line in fh if line.strip()])
