@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import datetime as dt
 import hashlib
+import json
 import os
 import time
 from collections.abc import Iterator, Mapping
@@ -213,7 +214,8 @@ class AxiomEventSource:
             except PartialResult:
                 raise SourceError(f"{what} returned a partial result; try a smaller page_size") from None
             except (
-                ValueError,  # not JSON (requests' JSONDecodeError is one too)
+                json.JSONDecodeError,  # cut short or not JSON
+                UnicodeDecodeError,
                 requests.exceptions.ChunkedEncodingError,  # the connection broke mid-answer: urllib3 does not retry that
                 KeyError,
                 TypeError,

@@ -45,8 +45,10 @@ def query_page(client: Any, apl: str, opts: Any) -> tuple[list[str], list[list[A
 
     Errors surface as they do through `client.query`: HTTP errors as
     `AxiomError` (the session's response hook), transport failures as
-    `requests` exceptions; an unreadable body raises ValueError, KeyError,
-    TypeError or IndexError.
+    `requests` exceptions; an unreadable body raises json.JSONDecodeError,
+    UnicodeDecodeError, KeyError, TypeError or IndexError. The client's
+    request helpers are private to axiom-py (0.15, pinned in uv.lock); they are
+    what `Client.query` itself calls, so the request is byte for byte the same.
     """
     import ujson
     from axiom_py.util import handle_json_serialization
