@@ -69,7 +69,7 @@ def write_events(path: Path, n: int, *, seed: int = 7) -> None:
 
 
 def timed_ingest(root: Path, run_sources: list, event_sources: list) -> tuple[Any, float, float, list[float]]:
-    from pipelines.ingest.run import ingest
+    from pipelines.ingest.ingest_sources import ingest
     from pipelines.raw.layer import Warehouse
 
     load = [round(x, 2) for x in os.getloadavg()]

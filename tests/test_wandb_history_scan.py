@@ -11,7 +11,7 @@ import pytest
 from fakes.wandb_server import FakeRun, FakeWandbServer, make_rows, numeric_points
 
 from bench import crash
-from pipelines.ingest.run import ingest
+from pipelines.ingest.ingest_sources import ingest
 from pipelines.raw.layer import Warehouse
 from pipelines.raw.readers import totals
 from pipelines.sources.wandb_api import WandbApiRunSource
