@@ -89,6 +89,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--metrics", type=int, default=40)
     ap.add_argument("--axiom-page-size", type=int, default=None, help="AxiomEventSource page_size (its default)")
     ap.add_argument("--wandb-page-size", type=int, default=None, help="WandbApiRunSource page_size (its default)")
+    ap.add_argument("--wandb-read-threads", type=int, default=None, help="WandbApiRunSource read_threads (its default)")
     ap.add_argument("--label", default="", help="a note stored with the figures (e.g. the code measured)")
     ap.add_argument("--out", type=Path, default=REPO / "bench" / "results" / "live_sync.json")
     ap.add_argument(
@@ -125,7 +126,9 @@ def main(argv: list[str] | None = None) -> int:
             os.environ.pop("AXIOM_ORG_ID", None)
             until = T0 + dt.timedelta(days=2)
             axiom_kw = {"page_size": a.axiom_page_size} if a.axiom_page_size else {}
-            wandb_kw = {"page_size": a.wandb_page_size} if a.wandb_page_size else {}
+            wandb_kw: dict[str, Any] = {"page_size": a.wandb_page_size} if a.wandb_page_size else {}
+            if a.wandb_read_threads:
+                wandb_kw["read_threads"] = a.wandb_read_threads
 
             def axiom(dataset: str) -> AxiomEventSource:
                 return AxiomEventSource(dataset, since=T0 - dt.timedelta(days=1), until=until, **axiom_kw)
@@ -158,6 +161,7 @@ def main(argv: list[str] | None = None) -> int:
             "points_per_s": round(points / wb_s),
             "loadavg_before": wb_load,
             "page_size": a.wandb_page_size or "default",
+            "read_threads": a.wandb_read_threads or "default",
         },
         "loadavg_end": [round(x, 2) for x in os.getloadavg()],
     }
