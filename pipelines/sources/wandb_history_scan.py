@@ -6,8 +6,10 @@ wandb then calls `json.loads` once per value and builds a dict per row, and
 `rows_to_long` walks those dicts again. Here the scan keeps each row's keys
 and texts as they arrive, every text of the scan is parsed by one
 `json.loads`, and the long tables are filled in one pass. The result is what
-`rows_to_long` gives for the same rows (one row per step, the later one
-winning, as `WandbApiRunSource._scan` keeps them).
+`rows_to_long` gives for the same rows, one row per step: when part of a
+running run is already exported, wandb-core reads the export *and* pages the
+same steps live (seen with 0.31 against the loopback server: steps 0-99 came
+twice), so rows are keyed by step and the later (live) row wins.
 """
 
 from __future__ import annotations
