@@ -19,7 +19,7 @@ PROJECT_ROOT = Path(__file__).resolve().parent.parent
 ZYGOTE = r"""
 import json, os, signal, sys, time, traceback
 import pandas, pyarrow.pandas_compat  # imported lazily by the first parquet write; paid once here
-from pipelines.ingest.run import ingest
+from pipelines.ingest.ingest_sources import ingest
 from pipelines.publish import publish
 from pipelines.sources.ndjson import NdjsonEventSource
 from pipelines.sources.wandb_local import LocalRunSource

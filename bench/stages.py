@@ -18,7 +18,7 @@ from typing import Any
 
 def ingest_history(args: dict[str, Any]) -> dict[str, Any]:
     """W&B history only: `ingest()` with one LocalRunSource over the run folders."""
-    from pipelines.ingest.run import ingest
+    from pipelines.ingest.ingest_sources import ingest
     from pipelines.raw.layer import Warehouse
     from pipelines.raw.readers import totals
     from pipelines.sources.wandb_local import LocalRunSource
@@ -32,7 +32,7 @@ def ingest_history(args: dict[str, Any]) -> dict[str, Any]:
 
 def ingest_events(args: dict[str, Any]) -> dict[str, Any]:
     """Events only: `ingest()` with one NdjsonEventSource over the event folder."""
-    from pipelines.ingest.run import ingest
+    from pipelines.ingest.ingest_sources import ingest
     from pipelines.raw.layer import Warehouse
     from pipelines.raw.readers import totals
     from pipelines.sources.ndjson import NdjsonEventSource

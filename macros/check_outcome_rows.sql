@@ -5,7 +5,7 @@
     skipped, so a missing metric never reads as a pass or a failure.
 -#}
 {% macro checks_rows(check_name, subject_type, relation, subject, value,
-                     threshold_var=none, comparison='<', severity='error',
+                     threshold_var=none, comparison='<',
                      subject_label='run_name', observed_label=none, expected_label=none,
                      not_null=none, n=none, k=none, min_n_var=none) %}
     {#- n / k: a rate's denominator and numerator: the rate gets a Wilson 95 % interval, and
@@ -21,7 +21,6 @@
         '{{ comparison }}' as comparison,
         {{ observed_label if observed_label else 'cast(null as varchar)' }} as observed_label,
         {{ "'" ~ expected_label ~ "'" if expected_label else 'cast(null as varchar)' }} as expected_label,
-        '{{ severity }}' as severity,
         {{ 'cast(' ~ n ~ ' as bigint)' if n else 'cast(null as bigint)' }} as n_observations,
         {{ checks_threshold(min_n_var) if min_n_var else 'cast(null as double)' }} as min_observations,
         {% if n and k -%}

@@ -70,17 +70,7 @@ class Thresholds:
     min_rollouts_for_p95: float = 20.0
     entropy_collapse_fraction: float = 0.5
     entropy_window: int = 10
-
-
-def component_status(silent_s: float, last_status: str | None, t: Thresholds) -> str:
-    """`down`, `stale`, `degraded` or `ok`: the rule fct_component_health applies, with the same vars."""
-    if silent_s > t.heartbeat_down_after_s:
-        return "down"
-    if silent_s > t.heartbeat_stale_after_s:
-        return "stale"
-    if last_status is not None and last_status.lower() not in t.heartbeat_ok_statuses:
-        return "degraded"
-    return "ok"
+    non_finite_values_allowed: int = 0
 
 
 @dataclass(frozen=True)
@@ -119,6 +109,7 @@ def thresholds() -> Thresholds:
         min_rollouts_for_p95=float(v["min_rollouts_for_p95"]),
         entropy_collapse_fraction=float(v["entropy_collapse_fraction"]),
         entropy_window=int(v["entropy_window"]),
+        non_finite_values_allowed=int(v["non_finite_values_allowed"]),
     )
 
 

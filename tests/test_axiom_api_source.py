@@ -155,7 +155,7 @@ def test_an_incremental_sync_with_overlap_catches_late_events_without_duplicates
 
 
 def test_the_ingest_layer_stores_each_event_once_across_overlapping_syncs(server, tmp_path):
-    from pipelines.ingest.run import ingest
+    from pipelines.ingest.ingest_sources import ingest
     from pipelines.raw.layer import Warehouse
 
     server.add_events("grpo-events", rollouts(400, step=1.0))

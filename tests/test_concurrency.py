@@ -29,7 +29,7 @@ import duckdb
 import pytest
 
 from bench import crash
-from pipelines.ingest.run import ingest
+from pipelines.ingest.ingest_sources import ingest
 from pipelines.publish import publish
 from pipelines.raw.layer import Warehouse
 from pipelines.raw.write_lock import WarehouseBusyError
@@ -212,7 +212,7 @@ def test_readers_never_fail_nor_see_a_torn_snapshot_while_publishes_swap_it_over
 
 INGESTER = r"""
 import json, os, sys, time
-from pipelines.ingest.run import ingest
+from pipelines.ingest.ingest_sources import ingest
 from pipelines.sources.ndjson import NdjsonEventSource
 from pipelines.sources.wandb_local import LocalRunSource
 from pipelines.raw.layer import Warehouse

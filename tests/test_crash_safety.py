@@ -3,7 +3,7 @@
 The harness is bench/crash.py (its docstring explains a trial); these tests
 run a short version of it, `uv run python bench/crash.py --kills 200` the long
 one. Ingest children are real processes forked from a `python -c` zygote that
-runs `pipelines.ingest.run.ingest` with LocalRunSource + NdjsonEventSource on the
+runs `pipelines.ingest.ingest_sources.ingest` with LocalRunSource + NdjsonEventSource on the
 demo league's files; named kill points come from the GRPO_TEST_KILL_AT hook in
 pipelines/raw/. After every kill a reader must find only whole files
 and a snapshot that opens; after the re-run the raw tables must equal an
@@ -24,7 +24,7 @@ import pytest
 
 from bench import crash
 from pipelines.answers.sql import open_snapshot
-from pipelines.ingest.run import ingest
+from pipelines.ingest.ingest_sources import ingest
 from pipelines.raw.layer import Warehouse
 from pipelines.raw.readers import totals
 from pipelines.raw.schemas import EVENTS, HISTORY

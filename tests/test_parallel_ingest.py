@@ -22,8 +22,8 @@ import pyarrow as pa
 import pytest
 
 from pipelines.demo.build import generate_demo
+from pipelines.ingest.ingest_sources import ingest
 from pipelines.ingest.report import IngestReport
-from pipelines.ingest.run import ingest
 from pipelines.ingest.worker_pool import WORKERS_ENV, ingest_workers
 from pipelines.raw.layer import Warehouse
 from pipelines.raw.schemas import HISTORY, HISTORY_OTHER, RESTATED, RUNS, SCHEMAS
@@ -275,7 +275,7 @@ def test_the_worker_count_comes_from_the_environment_and_nonsense_is_refused(mon
 
 SLOW_INGEST = r"""
 import sys, time
-from pipelines.ingest.run import ingest
+from pipelines.ingest.ingest_sources import ingest
 from pipelines.sources.wandb_local import LocalRunSource
 from pipelines.sources.wandb_segment_reader import read_run_file
 from pipelines.raw.layer import Warehouse

@@ -31,8 +31,8 @@ from fakes.axiom_server import FakeAxiomServer
 from fakes.wandb_server import FakeRun, FakeWandbServer, make_rows, numeric_points
 
 from bench import crash
+from pipelines.ingest.ingest_sources import ingest
 from pipelines.ingest.report import IngestReport
-from pipelines.ingest.run import ingest
 from pipelines.raw.layer import Warehouse
 from pipelines.raw.readers import totals
 from pipelines.sources.axiom_api import AxiomEventSource

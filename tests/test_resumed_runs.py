@@ -23,7 +23,7 @@ import duckdb
 import numpy as np
 import pytest
 
-from pipelines.ingest.run import ingest
+from pipelines.ingest.ingest_sources import ingest
 from pipelines.raw.layer import Warehouse
 from pipelines.raw.schemas import HISTORY, HISTORY_OTHER, RESTATED
 from pipelines.sources.wandb_local import LocalRunSource

@@ -1,4 +1,8 @@
-"""How an answer judges a value against its target: the rules `fct_check_outcomes` applies in SQL.
+"""How an answer judges a value against its target: the very SQL `fct_check_outcomes` judges with.
+
+The rule has one home, the macros in `macros/judging.sql`: dbt expands them in
+`fct_check_outcomes`, and this module renders the same macros (plain Jinja, no
+dbt functions) into DuckDB expressions for the CLI's arbitrary time windows.
 
 A rate (failed rollouts, extracted orders) is judged on its Wilson 95 % interval:
 it passes only when the whole interval meets the target and fails only when
@@ -10,19 +14,57 @@ once enough rollouts are behind it.
 
 from __future__ import annotations
 
-import math
+import functools
+from typing import Any
 
-Z95 = 1.959964
+import duckdb
+
+from pipelines.settings import PROJECT_ROOT, Thresholds
+
+JUDGING_MACROS = PROJECT_ROOT / "macros" / "judging.sql"
+
+
+@functools.cache
+def _macros() -> Any:
+    import jinja2
+
+    return (
+        jinja2.Environment(undefined=jinja2.StrictUndefined)
+        .from_string(JUDGING_MACROS.read_text(encoding="utf-8"))
+        .module
+    )
+
+
+@functools.cache
+def _judge_sql(with_interval: bool) -> str:
+    """One query judging the bound parameters $value, $threshold, $comparison, $n, $min_n (and, for a rate,
+    the interval of $k out of $n): it returns (outcome, ci95_lo, ci95_hi)."""
+    m = _macros()
+    if with_interval:
+        lo, hi = str(m.wilson_bound("$k", "$n", -1)), str(m.wilson_bound("$k", "$n", 1))
+    else:
+        lo = hi = "cast(null as double)"
+    outcome = m.judge_outcome("$value", "$threshold", "$comparison", "$n", "$min_n", "ci95_lo", "ci95_hi")
+    return f"select {outcome} as outcome, ci95_lo, ci95_hi from (select {lo} as ci95_lo, {hi} as ci95_hi)"
+
+
+@functools.cache
+def _con() -> duckdb.DuckDBPyConnection:
+    return duckdb.connect()  # in memory: judging reads no table
+
+
+def _judge(params: dict[str, Any], with_interval: bool) -> tuple[str | None, float | None, float | None]:
+    return _con().execute(_judge_sql(with_interval), params).fetchone()  # type: ignore[return-value]
 
 
 def wilson(k: int, n: int) -> tuple[float, float] | None:
     """The Wilson score 95 % interval of the share k / n; None for n = 0."""
     if n <= 0:
         return None
-    p = k / n
-    centre = (p + Z95 * Z95 / (2 * n)) / (1 + Z95 * Z95 / n)
-    half = Z95 * math.sqrt(p * (1 - p) / n + Z95 * Z95 / (4 * n * n)) / (1 + Z95 * Z95 / n)
-    return max(0.0, centre - half), min(1.0, centre + half)
+    _, lo, hi = _judge(
+        {"k": k, "n": n, "value": k / n, "threshold": 0.0, "comparison": "<", "min_n": None}, with_interval=True
+    )
+    return lo, hi
 
 
 def judge_rate(
@@ -30,24 +72,47 @@ def judge_rate(
 ) -> tuple[str | None, tuple[float, float] | None]:
     """(pass | fail | inconclusive, or None without data; the interval) for a rate that must stay below
     (`below`) or above `target`."""
-    ci = wilson(k, n)
-    if ci is None:
+    if n <= 0:
         return None, None
-    lo, hi = ci
-    if n < min_n:
-        return "inconclusive", ci
-    if below:
-        return ("pass" if hi < target else "fail" if lo >= target else "inconclusive"), ci
-    return ("pass" if lo > target else "fail" if hi <= target else "inconclusive"), ci
+    outcome, lo, hi = _judge(
+        {"k": k, "n": n, "value": k / n, "threshold": target, "comparison": "<" if below else ">", "min_n": min_n},
+        with_interval=True,
+    )
+    return outcome, (lo, hi)
 
 
 def judge_p95(p95: float | None, n: int, target: float, min_n: float) -> str | None:
     """pass | fail | inconclusive for a p95 that must stay below `target`; None without data."""
     if p95 is None or n == 0:
         return None
-    if n < min_n:
-        return "inconclusive"
-    return "pass" if p95 < target else "fail"
+    outcome, _, _ = _judge(
+        {"value": p95, "threshold": target, "comparison": "<", "n": n, "min_n": min_n}, with_interval=False
+    )
+    return outcome
+
+
+def judge_value(value: float | None, target: float, comparison: str) -> str | None:
+    """pass | fail for a value that must relate to `target` by `comparison` ('<', '<=', '>', '>='); None without it."""
+    if value is None:
+        return None
+    outcome, _, _ = _judge(
+        {"value": value, "threshold": target, "comparison": comparison, "n": None, "min_n": None}, with_interval=False
+    )
+    return outcome
+
+
+def component_status(silent_s: float, last_status: str | None, t: Thresholds) -> str:
+    """down | stale | degraded | ok: the rule fct_component_health applies, with the same vars."""
+    sql = _macros().component_status(
+        "$silent_s", "$last_status", "$down_after_s", "$stale_after_s", list(t.heartbeat_ok_statuses)
+    )
+    params = {
+        "silent_s": silent_s,
+        "last_status": last_status,
+        "down_after_s": t.heartbeat_down_after_s,
+        "stale_after_s": t.heartbeat_stale_after_s,
+    }
+    return _con().execute(f"select {sql}", params).fetchone()[0]
 
 
 def passed(outcome: str | None) -> bool | None:

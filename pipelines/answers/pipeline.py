@@ -8,12 +8,12 @@ from typing import Any
 
 import duckdb
 
-from pipelines.answers.judging import judge_p95, judge_rate, passed
+from pipelines.answers.judging import component_status, judge_p95, judge_rate, passed
 from pipelines.answers.lookups import freshness
 from pipelines.answers.sql import clean, has_table, one, rows
 from pipelines.answers.target_checks import action
 from pipelines.answers.windows import Window
-from pipelines.settings import Thresholds, component_status
+from pipelines.settings import Thresholds
 
 _WINDOW = "event_at >= ? and event_at < ?"
 

@@ -1,5 +1,7 @@
 """The target checks: which mart each one guards, and how to read their outcomes.
 
+Which checks exist, their marts, severities and targets: seeds/target_checks.csv,
+the one catalogue dbt, the Dagster asset checks and `grpo check` all read.
 Outcomes are computed in SQL by the dbt model `fct_check_outcomes` (one row per
 check and subject, thresholds from dbt_project.yml vars); Dagster asset checks
 and `grpo check` both read that table from the published snapshot, so the UI
@@ -8,6 +10,7 @@ and the CLI can never disagree.
 
 from __future__ import annotations
 
+import csv
 from dataclasses import dataclass
 from typing import Any
 
@@ -15,7 +18,7 @@ import duckdb
 
 from pipelines.answers.lookups import freshness
 from pipelines.answers.sql import clean, rows
-from pipelines.settings import target_actions
+from pipelines.settings import PROJECT_ROOT, target_actions
 
 
 @dataclass(frozen=True)
@@ -29,157 +32,28 @@ class CheckDef:
     target: str | None = None  # key of target_actions in dbt_project.yml: what to do when it misses
 
 
-CHECKS: tuple[CheckDef, ...] = (
-    CheckDef(
-        "rollout_p95_per_run",
-        "rollout_p95_s",
-        "run",
-        "fct_rollout_timing_by_run",
-        "error",
-        "Each run's rollout duration p95 is below the target.",
-        "rollout_p95",
-    ),
-    CheckDef(
-        "rollout_p95_per_hour",
-        "rollout_p95_s",
-        "hour",
-        "fct_rollout_timing_hourly",
-        "error",
-        "Each hour's rollout duration p95 is below the target.",
-        "rollout_p95",
-    ),
-    CheckDef(
-        "error_rate_per_run",
-        "error_rate",
-        "run",
-        "fct_rollout_errors_by_run",
-        "error",
-        "Each run's failed-rollout rate is below the target.",
-        "error_rate",
-    ),
-    CheckDef(
-        "error_rate_per_hour",
-        "error_rate",
-        "hour",
-        "fct_rollout_errors_hourly",
-        "error",
-        "Each hour's failed-rollout rate is below the target.",
-        "error_rate",
-    ),
-    CheckDef(
-        "extraction_rate_per_run",
-        "extraction_rate",
-        "run",
-        "fct_extraction_by_run",
-        "error",
-        "Each run extracts enough of the expected orders.",
-        "extraction_rate",
-    ),
-    CheckDef(
-        "extraction_rate_per_hour",
-        "extraction_rate",
-        "hour",
-        "fct_extraction_hourly",
-        "error",
-        "Each hour extracts enough of the expected orders.",
-        "extraction_rate",
-    ),
-    CheckDef(
-        "grad_norm_below_target",
-        "grad_norm_max",
-        "run",
-        "fct_training_stability",
-        "error",
-        "No run's grad norm reaches the target.",
-        "grad_norm",
-    ),
-    CheckDef(
-        "kl_stable",
-        "kl_p95",
-        "run",
-        "fct_training_stability",
-        "error",
-        "Each run's KL p95 stays below the stable threshold.",
-        "kl",
-    ),
-    CheckDef(
-        "kl_no_spikes",
-        "kl_spike_steps",
-        "run",
-        "fct_training_stability",
-        "error",
-        "No run has more KL spike steps than allowed.",
-        "kl",
-    ),
-    CheckDef(
-        "training_values_finite",
-        "non_finite_training_values",
-        "run",
-        "fct_training_stability",
-        "warn",
-        "No run logged NaN or infinite KL or grad norm values (they are counted, never dropped).",
-        "grad_norm",
-    ),
-    CheckDef(
-        "entropy_not_collapsed",
-        "entropy_late_to_early",
-        "run",
-        "fct_training_stability",
-        "warn",
-        "No run's late policy entropy falls below var entropy_collapse_fraction of its early entropy (entropy collapse).",
-        "entropy",
-    ),
-    CheckDef(
-        "events_joined",
-        "events_joined",
-        "run_label",
-        "fct_event_run_labels",
-        "warn",
-        "Every run label that events carry joins a W&B run (by run id, else by a unique run name); unjoined labels are listed.",
-        "event_run",
-    ),
-    CheckDef(
-        "base_model_elo_declining",
-        "base_model_declining",
-        "run",
-        "fct_learning_verdicts",
-        "warn",
-        "base_model's Elo declines in each run (the policy beats a fixed reference more often).",
-    ),
-    CheckDef(
-        "checkpoint_gap_growing",
-        "gap_growing",
-        "run",
-        "fct_learning_verdicts",
-        "warn",
-        "The newest checkpoint's lead over base_model grows in each run.",
-    ),
-    CheckDef(
-        "game_harness_stable",
-        "game_harness_stable",
-        "run",
-        "fct_game_learning",
-        "warn",
-        "The fixed references' game ratings relative to the anchor stay the same across evaluation steps (else the evaluation changed, not the model).",
-    ),
-    CheckDef(
-        "games_transitive",
-        "games_transitive",
-        "run",
-        "fct_game_learning",
-        "warn",
-        "No cycle among the fixed references and the best checkpoint in the games (a beats b, b beats c, c beats a).",
-    ),
-    CheckDef(
-        "heartbeats_fresh",
-        "heartbeat_fresh",
-        "component",
-        "fct_component_health",
-        "warn",
-        "Every component sent a heartbeat recently.",
-        "heartbeat",
-    ),
-)
+# The check catalogue: one row per check in seeds/target_checks.csv, the table dbt joins
+# for each outcome's severity; read here with the csv module (no dbt on the query path).
+TARGET_CHECKS_SEED = PROJECT_ROOT / "seeds" / "target_checks.csv"
+
+
+def _catalogue() -> tuple[CheckDef, ...]:
+    with open(TARGET_CHECKS_SEED, encoding="utf-8", newline="") as fh:
+        return tuple(
+            CheckDef(
+                name=row["dagster_check"],
+                check_name=row["check_name"],
+                subject_type=row["subject_type"],
+                asset=row["mart"],
+                severity=row["severity"],
+                description=row["description"],
+                target=row["target"] or None,
+            )
+            for row in csv.DictReader(fh)
+        )
+
+
+CHECKS: tuple[CheckDef, ...] = _catalogue()
 
 
 def outcomes_for(con: Any, check: CheckDef) -> list[dict[str, Any]]:

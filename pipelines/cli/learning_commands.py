@@ -297,6 +297,7 @@ def metrics(con, run_text: str, all_metrics: bool, as_json: bool) -> None:
         grpo metrics -r lr-sweep-3 --all-metrics
     """
     from pipelines.answers import learning
+    from pipelines.answers.judging import judge_value, passed
     from pipelines.settings import dbt_vars, thresholds
 
     ans = learning.metrics(con, run_text, all_metrics, dbt_vars()["metric_aliases"])
@@ -338,8 +339,8 @@ def metrics(con, run_text: str, all_metrics: bool, as_json: bool) -> None:
                     [
                         "non-finite values",
                         s.get("non_finite_values"),
-                        "0",
-                        mark(None if s.get("non_finite_values") is None else s["non_finite_values"] == 0),
+                        f"{t.non_finite_values_allowed}",  # at most this many
+                        mark(passed(judge_value(s.get("non_finite_values"), t.non_finite_values_allowed, "<="))),
                     ],
                     [
                         "entropy late / early",

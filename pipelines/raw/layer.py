@@ -15,8 +15,9 @@ from __future__ import annotations
 
 import contextlib
 import os
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 from pipelines.raw import write_lock
 from pipelines.raw.atomic_files import write_parquet_atomic
@@ -46,25 +47,10 @@ class Warehouse(WarehousePaths):
         return self
 
     @contextlib.contextmanager
-    def lock(
-        self,
-        timeout_s: float = 0.0,
-        purpose: str = "ingest",
-        *,
-        wait_for_build_db: bool = True,
-        on_wait: Callable[[str], None] | None = None,
-    ) -> Iterator[None]:
-        """Exclusive write lock over the warehouse (one ingest or build at a time).
-
-        Waits up to `timeout_s`, then raises WarehouseBusyError naming the holder;
-        `on_wait` hears once, when waiting starts, who holds it.
-        With `wait_for_build_db` (for dbt builds and publishes; a raw ingest
-        does not touch the build database) it also waits until no other
-        process has the build database open.
-        Once it holds the lock it removes orphans (see clean_orphans); the removed
-        paths are left in `self.orphans_removed`.
-        """
-        with write_lock.hold(self, timeout_s, purpose, wait_for_build_db=wait_for_build_db, on_wait=on_wait):
+    def lock(self, timeout_s: float = 0.0, purpose: str = "ingest", **how: Any) -> Iterator[None]:
+        """The write lock (`write_lock.hold`: waits up to `timeout_s`, `wait_for_build_db`, `on_wait`);
+        once held, orphans are removed (see clean_orphans) and left in `self.orphans_removed`."""
+        with write_lock.hold(self, timeout_s, purpose, **how):
             # The holder is the only writer, so whatever a writer that died left
             # behind (files of a batch it never committed, temp files) goes now,
             # before a dbt build or a publish could read it, not only at the

@@ -8,6 +8,12 @@
 -- observed_label must equal expected_label) and carry no threshold.
 with
 
+target_checks as (
+
+    select * from {{ ref('target_checks') }}
+
+),
+
 rollout_timing_by_run as (
 
     select * from {{ ref('fct_rollout_timing_by_run') }}
@@ -86,7 +92,8 @@ error_rate_by_run as (
                    n='n_rollouts', k='n_failed', min_n_var='min_rollouts_for_rate') }}
 ),
 
--- Hourly rates come from all rollouts in the hour, also those naming no run.
+-- Hourly rates come from all rollouts in the hour, also those naming no run
+-- (fct_rollout_timing_hourly; fct_rollout_errors_hourly splits each hour by run).
 error_rate_by_hour as (
     {{ checks_rows('error_rate', 'hour', 'rollout_timing_hourly', events_hour_text('hour_at'), 'error_rate',
                    'error_rate_max', '<', subject_label=none,
@@ -123,7 +130,7 @@ kl_spikes_by_run as (
 non_finite_by_run as (
     {{ checks_rows('non_finite_training_values', 'run', 'training_stability', 'run_id',
                    'coalesce(non_finite_kl, 0) + coalesce(non_finite_grad_norm, 0)',
-                   'non_finite_values_allowed', '<=', severity='warn',
+                   'non_finite_values_allowed', '<=',
                    not_null='coalesce(kl_key, grad_norm_key)') }}
 ),
 
@@ -131,14 +138,14 @@ non_finite_by_run as (
 -- entropy; runs without two windows of entropy values are not judged.
 entropy_by_run as (
     {{ checks_rows('entropy_late_to_early', 'run', 'training_stability', 'run_id', 'entropy_late_to_early',
-                   'entropy_collapse_fraction', '>=', severity='warn',
+                   'entropy_collapse_fraction', '>=',
                    not_null='has_entropy_collapse') }}
 ),
 
 -- Every run label events carry joins a W&B run (fct_event_run_labels); value = its events.
 events_joined_by_label as (
     {{ checks_rows('events_joined', 'run_label', 'event_run_labels', 'run_label', 'n_events',
-                   comparison='is', severity='warn', subject_label=none,
+                   comparison='is', subject_label=none,
                    observed_label="case when is_joined then 'joined' when ambiguous_run_ids is not null then 'unjoined: several runs have this name' else 'unjoined: no run has this id or name' end",
                    expected_label='joined', not_null='run_label') }}
 ),
@@ -146,14 +153,14 @@ events_joined_by_label as (
 -- A trend with too few points is not judged: it is no evidence either way.
 base_model_declining_by_run as (
     {{ checks_rows('base_model_declining', 'run', 'learning_verdicts', 'run_id', 'base_model_delta',
-                   comparison='is', severity='warn', observed_label='base_model_trend',
+                   comparison='is', observed_label='base_model_trend',
                    expected_label='declining',
                    not_null="nullif(base_model_trend, 'insufficient_data')") }}
 ),
 
 gap_growing_by_run as (
     {{ checks_rows('gap_growing', 'run', 'learning_verdicts', 'run_id', 'gap_delta',
-                   comparison='is', severity='warn', observed_label='gap_trend',
+                   comparison='is', observed_label='gap_trend',
                    expected_label='growing', not_null="nullif(gap_trend, 'insufficient_data')") }}
 ),
 
@@ -162,7 +169,7 @@ gap_growing_by_run as (
 -- changed, not the model). Null (one evaluation step) is not judged.
 game_harness_by_run as (
     {{ checks_rows('game_harness_stable', 'run', 'game_learning', 'run_id', 'case when harness_stable then 0 else 1 end',
-                   comparison='is', severity='warn',
+                   comparison='is',
                    observed_label="case when harness_stable then 'stable' else 'moved' end",
                    expected_label='stable', not_null='harness_stable') }}
 ),
@@ -171,7 +178,7 @@ game_harness_by_run as (
 -- beats c, c beats a in the games): one rating scale cannot describe it.
 games_transitive_by_run as (
     {{ checks_rows('games_transitive', 'run', 'game_learning', 'run_id', 'case when is_intransitive then 1 else 0 end',
-                   comparison='is', severity='warn',
+                   comparison='is',
                    observed_label="case when is_intransitive then 'intransitive' else 'transitive' end",
                    expected_label='transitive', not_null='is_intransitive') }}
 ),
@@ -181,7 +188,7 @@ games_transitive_by_run as (
 -- within the health lookback are no longer checked (nor listed).
 heartbeat_fresh_by_component as (
     {{ checks_rows('heartbeat_fresh', 'component', 'component_health', "component || '@' || host", 'silent_s',
-                   'heartbeat_stale_after_s', '<=', severity='warn', subject_label=none,
+                   'heartbeat_stale_after_s', '<=', subject_label=none,
                    observed_label='status', not_null='case when is_listed then component end') }}
 ),
 
@@ -225,34 +232,20 @@ unioned as (
 
 judged as (
 
+    -- The rule (a rate on its Wilson 95 % interval, with a minimum of observations; any
+    -- other value as it is) lives in macros/judging.sql, which the CLI's windows use too.
+    -- Severity comes from the check catalogue (seeds/target_checks.csv).
     select
-        *,
-        -- A rate is judged on its Wilson 95 % interval: it passes only when the whole interval
-        -- meets the target and fails only when the whole interval misses it; an interval that
-        -- straddles the target, or fewer observations than the check's minimum, is inconclusive
-        -- (0 failures in 50 rollouts does not prove an error rate under 1 %).
-        case
-            when min_observations is not null and coalesce(n_observations, 0) < min_observations then 'inconclusive'
-            when ci95_lo is not null and comparison = '<' and ci95_hi < threshold then 'pass'
-            when ci95_lo is not null and comparison = '<' and ci95_lo >= threshold then 'fail'
-            when ci95_lo is not null and comparison = '>' and ci95_lo > threshold then 'pass'
-            when ci95_lo is not null and comparison = '>' and ci95_hi <= threshold then 'fail'
-            when ci95_lo is not null then 'inconclusive'
-            -- NaN compares greater than every number in DuckDB, so a NaN metric fails '<' checks
-            when coalesce(
-                case comparison
-                    when '<' then value < threshold
-                    when '<=' then value <= threshold
-                    when '>' then value > threshold
-                    when '>=' then value >= threshold
-                    when 'is' then observed_label = expected_label
-                end,
-                false
-            ) then 'pass'
-            else 'fail'
-        end as outcome
-
+        unioned.*,
+        target_checks.severity,
+        {{ judge_outcome('unioned.value', 'unioned.threshold', 'unioned.comparison', 'unioned.n_observations',
+                         'unioned.min_observations', 'unioned.ci95_lo', 'unioned.ci95_hi',
+                         'unioned.observed_label', 'unioned.expected_label') }} as outcome
     from unioned
+    left join target_checks
+        on
+            unioned.check_name = target_checks.check_name
+            and unioned.subject_type = target_checks.subject_type
 
 ),
 

@@ -173,18 +173,10 @@ final as (
         per_component.gpu_mem_gb_last,
         as_of.as_of,
         {{ events_seconds_between('per_component.last_seen_at', 'as_of.as_of') }} as silent_s,
-        -- the rule pipelines/settings.py component_status applies to any window, with the same vars
-        case
-            when {{ events_seconds_between('per_component.last_seen_at', 'as_of.as_of') }}
-                > {{ var('heartbeat_down_after_s') }} then 'down'
-            when {{ events_seconds_between('per_component.last_seen_at', 'as_of.as_of') }}
-                > {{ var('heartbeat_stale_after_s') }} then 'stale'
-            when per_component.last_status is not null
-                and lower(per_component.last_status) not in (
-                    {%- for s in var('heartbeat_ok_statuses') %}{{ wb_text_literal(s | lower) }}{{ ', ' if not loop.last }}{% endfor -%}
-                ) then 'degraded'
-            else 'ok'
-        end as status,
+        -- the rule of macros/judging.sql, which the CLI's health answer applies to any window
+        {{ component_status(events_seconds_between('per_component.last_seen_at', 'as_of.as_of'),
+                            'per_component.last_status', var('heartbeat_down_after_s'),
+                            var('heartbeat_stale_after_s'), var('heartbeat_ok_statuses')) }} as status,
         -- listed (and checked) while seen within the lookback before the latest event
         {{ events_seconds_between('per_component.last_seen_at', 'as_of.as_of') }}
             <= {{ var('health_lookback_s') }} as is_listed

@@ -7,7 +7,7 @@ from collections.abc import Iterator, Sequence
 import dagster as dg
 
 from pipelines.ingest.report import IngestReport
-from pipelines.ingest.run import ingest
+from pipelines.ingest.ingest_sources import ingest
 from pipelines.raw.readers import aggregate
 from pipelines.sources.base import EventSource, RunSource
 from pipelines.raw.layer import Warehouse
