@@ -18,6 +18,7 @@ from pipelines.defs.dbt.selection import (
     unaffected_nodes,
 )
 from pipelines.raw.layer import Warehouse
+from pipelines.raw.schemas import SCHEMAS
 from pipelines.settings import PROJECT_ROOT
 
 
@@ -62,6 +63,12 @@ def test_tables_with_new_batches_come_from_commit_records_after_the_marker(tmp_p
     assert tables_with_new_batches(wh, "") == {"wandb_runs", "axiom_events"}
     assert tables_with_new_batches(wh, "b1") == {"axiom_events"}
     assert tables_with_new_batches(wh, "b2") == set()
+    (wh.batches_dir / "b3.json").write_text(json.dumps({"batch_id": "b3"}))  # a record that does not say
+    assert tables_with_new_batches(wh, "b2") == set(SCHEMAS)
+
+
+def test_every_raw_table_is_a_dbt_source_so_its_new_batches_select_what_reads_it(dbt_manifest):
+    assert {s["name"] for s in _manifest(dbt_manifest)["sources"].values()} == set(SCHEMAS)
 
 
 def test_a_changed_var_or_no_known_build_selects_everything(tmp_path, dbt_manifest):

@@ -28,6 +28,7 @@ from pathlib import Path
 from typing import Any
 
 from pipelines.raw.paths import WarehousePaths
+from pipelines.raw.schemas import SCHEMAS
 from pipelines.settings import PROJECT_ROOT
 
 # What a node's rows depend on besides the raw data.
@@ -48,14 +49,17 @@ def project_fingerprint(root: Path = PROJECT_ROOT) -> str:
 
 
 def tables_with_new_batches(wh: WarehousePaths, since: str) -> set[str]:
-    """Raw tables that got rows in a batch committed after `since` (from the commit records)."""
-    return {
-        table
-        for record in wh.committed_batches()
-        if record.get("batch_id", "") > since
-        for table, n in (record.get("rows") or {}).items()
-        if n
-    }
+    """Raw tables that got rows in a batch committed after `since` (from the commit records);
+    a record that does not say (no `rows`) counts as new rows in every table."""
+    changed: set[str] = set()
+    for record in wh.committed_batches():
+        if record.get("batch_id", "") <= since:
+            continue
+        rows = record.get("rows")
+        if not isinstance(rows, dict):
+            return set(SCHEMAS)
+        changed |= {table for table, n in rows.items() if n}
+    return changed
 
 
 def unaffected_nodes(manifest: Mapping[str, Any], changed_tables: Iterable[str]) -> list[str]:
