@@ -180,6 +180,14 @@ def measure(a, res: dict[str, Any], workdir: Path, warehouse: Path, stage_dir: P
         }
         save()
 
+    if "seed_way" not in a.skip:
+        from bench.seed_way import measure_seed_way
+
+        t0 = time.perf_counter()
+        res.update(measure_seed_way(data, queries, min(a.repeat, 3), say))  # a cold script takes seconds
+        res["stage_seconds"]["seed_way"] = round(time.perf_counter() - t0, 3)
+        save()
+
     if "incremental" not in a.skip:
         inc = stage(
             "incremental_refresh",

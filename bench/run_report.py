@@ -25,6 +25,7 @@ TARGETS = {
     "ingest_events_per_s_min": 500_000,
     "peak_rss_mb_max": 4096,
     "baseline_ratio_min": 20.0,
+    "seed_way_ratio_min": 20.0,
 }
 
 
@@ -197,6 +198,14 @@ def print_report(res: dict[str, Any]) -> None:
             "≥ 20x",
             _status(r >= TARGETS["baseline_ratio_min"]),
         )
+    for q, r in res.get("seed_way_ratio", {}).items():
+        d = res["seed_way_detail"][q]
+        t.add_row(
+            f"vs the seed's way: {q}",
+            f"{r:,.1f}x ({d['theirs_s']:.2f} s / {d['ours_s']:.3f} s)",
+            "≥ 20x",
+            _status(r >= TARGETS["seed_way_ratio_min"]),
+        )
     c.print(t)
 
 
@@ -248,5 +257,15 @@ def evaluate_targets(res: dict[str, Any]) -> dict[str, Any]:
             v >= TARGETS["baseline_ratio_min"],
             over=list(primary),
             missed_by=[q for q in primary if res["baseline_ratio"][q] < TARGETS["baseline_ratio_min"]],
+        )
+    if res.get("seed_way_ratio"):
+        ratios = res["seed_way_ratio"]
+        v = min(ratios.values())
+        add(
+            "seed_way_ratio",
+            v,
+            TARGETS["seed_way_ratio_min"],
+            v >= TARGETS["seed_way_ratio_min"],
+            missed_by=[q for q, r in ratios.items() if r < TARGETS["seed_way_ratio_min"]],
         )
     return out

@@ -7,6 +7,7 @@ so it is marked slow; .ci/run runs it on its own after the default suite.
 from __future__ import annotations
 
 import json
+import math
 import subprocess
 import sys
 from pathlib import Path
@@ -25,6 +26,14 @@ STAGES = {
     "queries",
 }
 QUESTIONS = {"rollout_p95_window", "error_rate_window", "elo_delta_one_run", "sweep_ranking"}
+SEED_WAY_QUESTIONS = {
+    "elo_one_run",
+    "sweep_ranking",
+    "rollout_p95_window",
+    "error_rate_window",
+    "extraction_rate_window",
+    "health_window",
+}
 
 
 @pytest.fixture(scope="module")
@@ -71,6 +80,7 @@ def test_tiny_benchmark_reports_every_figure(tiny_results):
         "query_wall_s",
         "peak_rss_mb",
         "baseline_ratio",
+        "seed_way_ratio",
         "targets",
     ):
         assert key in r, key
@@ -100,3 +110,9 @@ def test_tiny_benchmark_figures_are_sane(tiny_results):
     assert all(x > 0 for x in r["baseline_ratio"].values())
     # the pandas baseline and the warehouse answer the same
     assert all(d["same_answer"] for d in r["baseline_detail"].values()), r["baseline_detail"]
+    # the seed's way: a user's script per question against the loopback servers, same answers as grpo
+    assert set(r["seed_way_ratio"]) == SEED_WAY_QUESTIONS
+    assert all(math.isfinite(x) and x > 0 for x in r["seed_way_ratio"].values()), r["seed_way_ratio"]
+    for q, d in r["seed_way_detail"].items():
+        assert d["same_answer"] and d["theirs_s"] > 0 and d["ours_s"] > 0, (q, d)
+    assert r["seed_way"]["served_runs"] >= 2 and r["seed_way"]["served_events"] > 0

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from collections import deque
 from collections.abc import Iterator
-from concurrent.futures import Future, ProcessPoolExecutor
+from concurrent.futures import Executor, Future, ThreadPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass
 
@@ -39,14 +39,21 @@ def reads(source: RunSource, state, batch: RawBatch, report: IngestReport, worke
     A run id seen twice, an unchanged file and a file that cannot be read are
     handled (warning or skip) as reading one file after the other handles them.
     With `workers` > 1 and a source that offers `read_task`, runs whose id is
-    new are read ahead (READ_AHEAD_PER_WORKER per worker) in worker processes;
-    any other run is read here when its turn comes.
+    new are read ahead (READ_AHEAD_PER_WORKER per worker) in worker processes.
+    A remote source that sets `read_threads` > 1 (its reads wait on the
+    network, not on this process) has runs whose id is new read ahead by that
+    many threads instead. Any other run is read here when its turn comes;
+    reads are yielded in the source's order either way.
     """
     read_task = getattr(source, "read_task", None)
-    parallel = workers > 1 and read_task is not None and can_fork()
+    threads = int(getattr(source, "read_threads", 1) or 1)
+    if threads > 1:
+        workers = threads
+        read_task = _threaded_task(source)
+    parallel = workers > 1 and read_task is not None and (threads > 1 or can_fork())
     window: deque[_Planned] = deque()
     seen: set[str] = set()
-    pool: ProcessPoolExecutor | None = None
+    pool: Executor | None = None
     try:
         for ref in source.runs():
             item = _Planned(ref)
@@ -65,10 +72,13 @@ def reads(source: RunSource, state, batch: RawBatch, report: IngestReport, worke
             window.append(item)
             waiting = [p for p in window if p.task is not None and p.future is None]
             if pool is None and len(waiting) >= 2:
-                pool = reader_pool(workers)
+                pool = (
+                    ThreadPoolExecutor(threads, thread_name_prefix="grpo-read") if threads > 1 else reader_pool(workers)
+                )
             if pool is not None:
                 for p in waiting:
-                    p.future = pool.submit(read_in_worker, *p.task)
+                    fn, args = p.task
+                    p.future = pool.submit(fn, *args) if threads > 1 else pool.submit(read_in_worker, fn, args)
             while len(window) > (READ_AHEAD_PER_WORKER * workers if parallel else 0):
                 yield from _resolve(window.popleft(), source, state, batch, report)
         while window:
@@ -76,6 +86,15 @@ def reads(source: RunSource, state, batch: RawBatch, report: IngestReport, worke
     finally:
         if pool is not None:
             pool.shutdown(wait=True, cancel_futures=True)
+
+
+def _threaded_task(source: RunSource):
+    """`read_task` for reads in threads: the source's own `read`, exceptions raised as they are."""
+
+    def task(ref: RunRef, after: int | None, stored_token: str | None = None) -> tuple:
+        return source.read, (ref, after, stored_token)
+
+    return task
 
 
 def _stored_token(item: _Planned) -> str | None:

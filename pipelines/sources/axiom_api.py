@@ -3,13 +3,12 @@ dataset by `_time` without losing or repeating events, keying them, and bounded 
 
 from __future__ import annotations
 
-import dataclasses
 import datetime as dt
 import hashlib
+import json
 import os
 import time
 from collections.abc import Iterator, Mapping
-from dataclasses import dataclass
 from typing import Any
 
 import duckdb
@@ -25,7 +24,8 @@ from pipelines.sources.axiom_apl_time import (
     timedelta_ns,
     to_ns,
 )
-from pipelines.sources.base import EVENT_COLUMNS, REJECT_COLUMNS, EventChunk, dumps
+from pipelines.sources.axiom_tabular import PartialResult, Row, page_rows, query_page
+from pipelines.sources.base import EVENT_COLUMNS, REJECT_COLUMNS, EventChunk
 from pipelines.sources.errors import SourceError, scrub
 from pipelines.sources.event_identity import EventIdentity, sql_literal
 from pipelines.sources.retry import TimeoutHTTPAdapter, bounded_retry
@@ -152,12 +152,12 @@ class AxiomEventSource:
             )
 
     # --- paging -------------------------------------------------------------------
-    def _pages(self, client: Any, lo: int, hi: int) -> Iterator[list[_Row]]:
+    def _pages(self, client: Any, lo: int, hi: int) -> Iterator[list[Row]]:
         """Fresh rows of [lo, hi), page by page; see the class docstring for the method."""
         seen_at_lo: set[str] = set()  # keys already delivered whose time is exactly `lo`
         while lo < hi:
-            raw = self._query(client, lo, hi, self.page_size)
-            rows = [r for r in self._rows(raw) if r.ns is None or lo <= r.ns < hi]
+            raw = self._rows(*self._query(client, lo, hi, self.page_size))
+            rows = [r for r in raw if r.ns is None or lo <= r.ns < hi]
             fresh = _fresh(rows, lo, seen_at_lo)
             if fresh:
                 yield fresh
@@ -179,7 +179,7 @@ class AxiomEventSource:
                 seen_at_lo = {r.key for r in rows if r.ns == newest}
                 lo = newest
 
-    def _instant(self, client: Any, t: int, seen: set[str]) -> Iterator[list[_Row]]:
+    def _instant(self, client: Any, t: int, seen: set[str]) -> Iterator[list[Row]]:
         limit = self.page_size
         while True:
             limit *= 2
@@ -188,8 +188,8 @@ class AxiomEventSource:
                     f"axiom-api: dataset {self.dataset} has more than {MAX_EVENTS_PER_INSTANT} events "
                     f"at the single instant {format_ns(t)}; refusing to page further"
                 )
-            raw = self._query(client, t, t + 1, limit)
-            rows = [r for r in self._rows(raw) if r.ns == t]
+            raw = self._rows(*self._query(client, t, t + 1, limit))
+            rows = [r for r in raw if r.ns == t]
             fresh = _fresh(rows, t, seen)
             seen |= {r.key for r in fresh}
             if fresh:
@@ -197,11 +197,10 @@ class AxiomEventSource:
             if len(raw) < limit:
                 return
 
-    def _query(self, client: Any, lo: int, hi: int, limit: int) -> list[dict[str, Any]]:
+    def _query(self, client: Any, lo: int, hi: int, limit: int) -> tuple[list[str], list[list[Any]]]:
         """Run one page query, retrying unreadable answers; status retries happen in the adapter."""
         import requests
         from axiom_py import AplOptions, AxiomError
-        from dacite import DaciteError
 
         apl = apl_page_query(self.dataset, lo, hi, limit)
         # The request window is whole microseconds (axiom-py's format); the APL holds the exact bounds.
@@ -211,14 +210,13 @@ class AxiomEventSource:
         while True:
             self.queries += 1
             try:
-                result = client.query(apl, opts)
-                if result.status.isPartial:
-                    raise SourceError(f"{what} returned a partial result; try a smaller page_size")
-                return list(result.tables[0].events()) if result.tables else []
+                return query_page(client, apl, opts)
+            except PartialResult:
+                raise SourceError(f"{what} returned a partial result; try a smaller page_size") from None
             except (
-                requests.exceptions.JSONDecodeError,
+                json.JSONDecodeError,  # cut short or not JSON
+                UnicodeDecodeError,
                 requests.exceptions.ChunkedEncodingError,  # the connection broke mid-answer: urllib3 does not retry that
-                DaciteError,
                 KeyError,
                 TypeError,
                 IndexError,
@@ -270,9 +268,9 @@ class AxiomEventSource:
         return client
 
     # --- rows -> tables -------------------------------------------------------------
-    def _rows(self, raw: list[dict[str, Any]]) -> list[_Row]:
+    def _rows(self, names: list[str], columns: list[list[Any]]) -> list[Row]:
         """The page's events with their keys; rows without `_rowId` are keyed in one query."""
-        rows = [_Row.of(event) for event in raw]
+        rows = page_rows(names, columns)
         unkeyed = [i for i, r in enumerate(rows) if r.key is None]
         if not unkeyed:
             return rows
@@ -300,19 +298,20 @@ class AxiomEventSource:
             finally:
                 self._keys_con.unregister("page")
         for i, k in zip(unkeyed, keys, strict=True):
-            rows[i] = dataclasses.replace(rows[i], key=k)
+            rows[i] = rows[i]._replace(key=k)
         return rows
 
-    def _tables(self, rows: list[_Row]) -> tuple[pa.Table, pa.Table]:
-        good = [r for r in rows if r.ns is not None]
+    def _tables(self, rows: list[Row]) -> tuple[pa.Table, pa.Table]:
         bad = [r for r in rows if r.ns is None]
+        good = [r for r in rows if r.ns is not None] if bad else rows
+        ns, _, records, keys = zip(*good, strict=True) if good else ((), (), (), ())
         events = pa.Table.from_arrays(
             [
-                pa.array([r.ns // 1000 for r in good], pa.int64()).cast(EVENT_COLUMNS.field("time").type),
-                pa.array([r.record for r in good], pa.string()),
+                pa.array([n // 1000 for n in ns], pa.int64()).cast(EVENT_COLUMNS.field("time").type),
+                pa.array(records, pa.string()),
                 pa.repeat(pa.scalar(self.source_key, pa.string()), len(good)),
                 pa.nulls(len(good), pa.int64()),
-                pa.array([r.key for r in good], pa.string()),
+                pa.array(keys, pa.string()),
             ],
             schema=EVENT_COLUMNS,
         )
@@ -328,31 +327,7 @@ class AxiomEventSource:
         return events, rejects
 
 
-@dataclass(frozen=True)
-class _Row:
-    ns: int | None  # `_time` in nanoseconds, None when it does not parse
-    time_text: Any
-    record: str  # canonical JSON of the event, nulls left out
-    key: str | None  # `_rowId`; None until AxiomEventSource._rows keys the row
-
-    @classmethod
-    def of(cls, event: Mapping[str, Any]) -> _Row:
-        # The tabular format pads every row with every field of the page; a
-        # null there only means "absent", and keeping it would make the same
-        # event's record (and key) depend on which page it came back in.
-        fields = {k: v for k, v in event.items() if v is not None}
-        record = dumps(fields)
-        row_id = fields.get("_rowId")
-        key = str(row_id) if row_id is not None and str(row_id).strip() else None
-        text = fields.get("_time")
-        try:
-            ns = parse_ns(text) if isinstance(text, str) else None
-        except ValueError:
-            ns = None
-        return cls(ns, text, record, key)
-
-
-def _fresh(rows: list[_Row], lo: int, seen_at_lo: set[str]) -> list[_Row]:
+def _fresh(rows: list[Row], lo: int, seen_at_lo: set[str]) -> list[Row]:
     """Rows not delivered before: none at `lo` already seen, no key twice in one page."""
     out, keys = [], set()
     for r in rows:

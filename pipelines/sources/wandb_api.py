@@ -25,10 +25,10 @@ from pipelines.sources.wandb_api_conversion import (
     as_utc,
     history_to_long,
     parse_time,
-    rows_to_long,
     server_step_metrics,
 )
 from pipelines.sources.wandb_core_service import configure_wandb_core, start_wandb_core, stop_wandb_core
+from pipelines.sources.wandb_history_scan import scan_long
 
 __all__ = ["WandbApiRunSource"]
 
@@ -61,7 +61,12 @@ class WandbApiRunSource:
         which pages the live rows through `HistoryPage` queries (and reads any
         exported part from the parquet export, merged by step).
       `use_cache=False` matters: wandb-core's parquet cache is keyed by run and
-      file index only, and goes stale as a run grows.
+      file index only, and goes stale as a run grows. Pages are `page_size`
+      steps (10,000: a tenth of the round trips of wandb's 1,000), and their
+      rows go into the long tables without a dict per row
+      (wandb_history_scan).
+    * The ingest reads `read_threads` runs at once (threads: a read mostly
+      waits on wandb-core and the server), each with its own retries below.
     * Retries: a listing page or history read whose answer was cut mid-body or
       unreadable (wandb-core retries statuses, not that) is read again, up to
       `retries` times (a listing starts over, skipping runs it already gave).
@@ -88,7 +93,8 @@ class WandbApiRunSource:
         timeout_s: float = 30,
         retries: int = 3,
         per_page: int = 50,
-        page_size: int = 1_000,
+        page_size: int = 10_000,
+        read_threads: int = 4,
     ) -> None:
         if not _PROJECT_PATH.match(project or ""):
             raise ValueError(f"W&B project must look like 'entity/project', got {project!r}")
@@ -105,6 +111,7 @@ class WandbApiRunSource:
         self.retries = int(retries)
         self.per_page = int(per_page)
         self.page_size = int(page_size)
+        self.read_threads = max(1, int(read_threads))  # runs the ingest reads at once (pipelines/ingest/run_reads.py)
         self._api: Any = None
 
     # --- RunSource ------------------------------------------------------------
@@ -233,7 +240,7 @@ class WandbApiRunSource:
         """Long-form history for steps lo..hi (inclusive)."""
         run_id = run.id
         if run.state == "running":
-            return rows_to_long(self._scan(run, lo, hi), run_id)
+            return scan_long(run, lo, hi, self.page_size)
 
         parts: list[tuple[pa.Table, pa.Table]] = []
         exported_max = -1
@@ -241,6 +248,9 @@ class WandbApiRunSource:
             result = run.download_history_exports(tmp, require_complete_history=False)
             if result.errors:
                 path, message = next(iter(result.errors.items()))
+                if all(_TRANSPORT_ERROR.search(str(m)) for m in result.errors.values()):
+                    # A download cut mid-body: `read` reads the run again within its retry bound.
+                    raise ConnectionError(f"export file {Path(path).name}: {_one_line(str(message))}")
                 raise SourceError(
                     f"wandb-api: downloading the history export of run {self.project}/{run_id} failed "
                     f"({len(result.errors)} file(s)); first: {Path(path).name}: {_short(_one_line(message))}"
@@ -253,7 +263,7 @@ class WandbApiRunSource:
                 parts.append(history_to_long(table, run_id, lo, hi))
         if hi > exported_max and (result.contains_live_data or not result.paths):
             # Steps past the export (none exported yet, or a resumed run) are live data.
-            parts.append(rows_to_long(self._scan(run, max(lo, exported_max + 1), hi), run_id))
+            parts.append(scan_long(run, max(lo, exported_max + 1), hi, self.page_size))
         if not parts:
             return HISTORY_COLUMNS.empty_table(), HISTORY_OTHER_COLUMNS.empty_table()
         if len(parts) == 1:
@@ -261,24 +271,6 @@ class WandbApiRunSource:
         history = pa.concat_tables([p[0] for p in parts]).sort_by([("step", "ascending")])
         other = pa.concat_tables([p[1] for p in parts]).sort_by([("step", "ascending")])
         return history, other
-
-    def _scan(self, run: Any, lo: int, hi: int) -> Iterator[dict[str, Any]]:
-        """Rows of steps lo..hi, one per step.
-
-        When part of a running run is already exported, wandb-core reads the
-        export *and* pages the same steps live (seen with 0.31 against the
-        loopback server: steps 0-99 came twice), so rows are keyed by step;
-        the later (live) row wins.
-        """
-        rows: dict[Any, dict[str, Any]] = {}
-        unkeyed: list[dict[str, Any]] = []
-        for row in run.scan_history(page_size=self.page_size, min_step=lo, max_step=hi + 1, use_cache=False):
-            step = row.get(STEP_KEY)
-            if step is None:
-                unkeyed.append(row)
-            else:
-                rows[int(step)] = row
-        return iter([*unkeyed, *(rows[k] for k in sorted(rows))])
 
     def _new_api(self) -> Any:
         """A fresh `wandb.Api` (runs are cached per instance), with bounded retries."""

@@ -58,12 +58,12 @@ def rows_to_long(rows: Iterator[Mapping[str, Any]], run_id: str) -> tuple[pa.Tab
                 oth_key.append(key)
                 oth_val.append(dumps(value))
     rid = pa.scalar(run_id, pa.string())
-    history = _long_table(HISTORY_COLUMNS, rid, num_step, num_time, num_key, pa.array(num_val, pa.float64()))
-    other = _long_table(HISTORY_OTHER_COLUMNS, rid, oth_step, oth_time, oth_key, pa.array(oth_val, pa.string()))
+    history = long_table(HISTORY_COLUMNS, rid, num_step, num_time, num_key, pa.array(num_val, pa.float64()))
+    other = long_table(HISTORY_OTHER_COLUMNS, rid, oth_step, oth_time, oth_key, pa.array(oth_val, pa.string()))
     return history, other
 
 
-def _long_table(
+def long_table(
     schema: pa.Schema, rid: pa.Scalar, steps: list[int], times: list[float], keys: list[str], values: pa.Array
 ) -> pa.Table:
     """One long table (run id, step, wall time, key, value) from per-value lists."""
