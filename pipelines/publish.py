@@ -118,8 +118,13 @@ def _export_events(con: duckdb.DuckDBPyConnection, warehouse: Warehouse) -> list
     for batch_id in sorted(set(in_build) - set(exported)):
         final = current / f"batch-{batch_id}.parquet"
         tmp = current / f".batch-{batch_id}.parquet.{os.getpid()}.tmp"
+        # Streamed in the table's order, not sorted by time: the table is close
+        # to time order already (the raw files are, and the dedupe keeps most of
+        # it), so a row group spans a median 46 h at medium scale against a sorted
+        # file's 22 h and window queries still skip nearly all of them. Sorting
+        # 5M events took 1.6x as long and spilled 354 MB (50M: ~22 GB).
         con.execute(
-            f"copy (select * from build.main.{_quote_ident(EVENTS_RELATION)} where batch_id = ? order by event_at) "
+            f"copy (select * from build.main.{_quote_ident(EVENTS_RELATION)} where batch_id = ?) "
             f"to {_sql_literal(str(tmp))} (format parquet, compression zstd)",
             [batch_id],
         )
@@ -210,8 +215,8 @@ def _build_database(warehouse: Warehouse) -> Path:
 def _write_snapshot(warehouse: Warehouse, tmp: Path, manifest_path: Path | None) -> dict[str, int]:
     descriptions = model_descriptions(manifest_path)
     rows: dict[str, int] = {}
-    # The first publish sorts every typed event by time (50M at full scale):
-    # under the build's limit DuckDB spills that sort instead of holding it.
+    # Under the build's memory limit, like dbt: the copies stream, nothing here
+    # needs more, and DuckDB spills rather than fails if something does.
     con = duckdb.connect(str(tmp), config={"memory_limit": build_memory_limit()})
     try:
         con.execute("set TimeZone='UTC'")

@@ -16,7 +16,15 @@ import pytest
 
 REPO = Path(__file__).resolve().parent.parent
 QUERY_COMMANDS = {"elo", "sweep", "metrics", "rollout-timing", "errors", "extraction-stats", "health", "check", "sql"}
-STAGES = {"ingest_history", "ingest_events", "full_build", "incremental_refresh", "baseline", "queries"}
+STAGES = {
+    "ingest_history",
+    "ingest_events",
+    "full_build",
+    "incremental_refresh",
+    "events_hour_sync",
+    "baseline",
+    "queries",
+}
 QUESTIONS = {"rollout_p95_window", "error_rate_window", "elo_delta_one_run", "sweep_ranking"}
 SEED_WAY_QUESTIONS = {
     "elo_one_run",
@@ -68,6 +76,7 @@ def test_tiny_benchmark_reports_every_figure(tiny_results):
         "ingest_events_per_s",
         "full_build_s",
         "incremental_refresh_s",
+        "events_hour_sync_s",
         "query_wall_s",
         "peak_rss_mb",
         "baseline_ratio",
@@ -91,6 +100,7 @@ def test_tiny_benchmark_figures_are_sane(tiny_results):
     assert 0 < r["full_build_s"] < 1200 and 0 < r["incremental_refresh_s"] < 1200
     assert r["incremental"]["added_history_points"] == r["data"]["increment"]["history_points"] > 0
     assert r["incremental"]["added_events"] == r["data"]["increment"]["events"] > 0
+    assert 0 < r["events_hour_sync_s"] < 1200 and r["events_hour_sync"]["added_events"] > 0
     assert set(r["query_wall_s"]) >= QUERY_COMMANDS
     assert all(0 < s < 60 for s in r["query_wall_s"].values())
     assert all(len(q["times_s"]) >= 5 for q in r["queries"].values())

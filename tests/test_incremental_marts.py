@@ -15,6 +15,7 @@ from __future__ import annotations
 import datetime as dt
 import json
 import math
+import re
 import shutil
 import sys
 from pathlib import Path
@@ -23,6 +24,7 @@ import duckdb
 import pytest
 
 from bench import crash
+from bench.crash_inputs import GROWING_NAME
 from tests.clock import DEMO_END
 
 EVENT_LINES = 3000  # per event file, as in the crash-safety tests: every kind of event, fast builds
@@ -221,11 +223,21 @@ def staged_warehouses(tmp_path_factory, dbt_manifest):
     points_a = dict(con.execute("select run_id, sum(n_values) from fct_metric_summaries group by run_id").fetchall())
     con.close()
 
+    # Stage B arrives in two syncs, each a batch of one source only, so each build leaves out the
+    # models the other source feeds: first the events (the run files stay as stage A left them) ...
+    late = b"".join(_late_events(inputs))
+    (inputs.events / GROWING_NAME).write_bytes(b"".join(inputs.stage_lines("B")[len(inputs.archive_lines) :]))
+    (inputs.events / "late.ndjson").write_bytes(late)
+    code, summary_events, err = crash.grpo_ingest(inc, inputs, tmp / "target-inc")
+    assert code == 0, err[-3000:]
+    ran_events = _models_run(inc)
+    # ... then the runs (the event files again, unchanged: nothing new in them).
     inputs.stage("B")
-    (inputs.events / "early.ndjson").write_bytes(early)  # unchanged: nothing new in it
-    (inputs.events / "late.ndjson").write_bytes(b"".join(_late_events(inputs)))
+    (inputs.events / "early.ndjson").write_bytes(early)
+    (inputs.events / "late.ndjson").write_bytes(late)
     code, summary_b, err = crash.grpo_ingest(inc, inputs, tmp / "target-inc")
     assert code == 0, err[-3000:]
+    ran_wandb = _models_run(inc)
 
     full.mkdir()
     shutil.copytree(inc / "raw", full / "raw")
@@ -246,8 +258,58 @@ def staged_warehouses(tmp_path_factory, dbt_manifest):
         "early_run": early_run,
         "points_a": points_a,
         "summary_a": summary_a,
+        "summary_events": summary_events,
         "summary_b": summary_b,
+        "ran_events": ran_events,
+        "ran_wandb": ran_wandb,
     }
+
+
+def _models_run(warehouse: Path) -> set[str]:
+    """The models the last `grpo ingest` built, from dbt's log of it."""
+    log = (warehouse / "build" / "last_build.log").read_text(encoding="utf-8", errors="replace")
+    return set(re.findall(r"OK created \w+ \w+ model [\w\"]+\.\"?(\w+)", log))
+
+
+def _models_fed_only_by(source: str) -> set[str]:
+    """Models all of whose raw inputs are tables of one dbt source ('wandb' or 'axiom'), from the manifest."""
+    from pipelines.defs.dbt.project import dbt_project
+
+    manifest = json.loads(dbt_project.manifest_path.read_text(encoding="utf-8"))
+    parents = manifest["parent_map"]
+
+    def sources_of(uid: str, seen: set[str]) -> set[str]:
+        if uid in seen:
+            return set()
+        seen.add(uid)
+        if uid.startswith("source."):
+            return {manifest["sources"][uid]["source_name"]}
+        return set().union(*(sources_of(p, seen) for p in parents.get(uid, [])))
+
+    return {
+        n["name"]
+        for uid, n in manifest["nodes"].items()
+        if n["resource_type"] == "model" and sources_of(uid, set()) == {source}
+    }
+
+
+def test_a_build_after_a_batch_of_one_source_runs_none_of_the_models_only_the_other_source_feeds(
+    staged_warehouses,
+):
+    s = staged_warehouses
+    assert s["summary_events"]["new_events"] > 0
+    assert s["summary_events"]["new_history_rows"] == 0 and s["summary_events"]["new_runs"] == 0
+    assert s["summary_b"]["new_events"] == 0 and s["summary_b"]["new_history_rows"] > 0
+    wandb_only, events_only = _models_fed_only_by("wandb"), _models_fed_only_by("axiom")
+    assert {"fct_metric_summaries", "fct_training_stability"} <= wandb_only
+    assert {"fct_rollout_timing_hourly", "fct_component_health"} <= events_only
+    # events only: the event marts ran, no W&B-only model did
+    assert "fct_rollout_timing_hourly" in s["ran_events"] and "fct_check_outcomes" in s["ran_events"]
+    assert s["ran_events"] & wandb_only == set()
+    # runs only: the W&B marts and the event marts that name runs ran, no events-only model did
+    assert "fct_metric_summaries" in s["ran_wandb"] and "fct_rollout_timing_by_run" in s["ran_wandb"]
+    assert s["ran_wandb"] & events_only == set()
+    # and the marts of both builds equal a full rebuild's (the comparisons below)
 
 
 def test_stage_b_brings_new_runs_new_steps_of_a_running_run_late_events_and_names_runs_seen_in_events_first(
@@ -255,7 +317,8 @@ def test_stage_b_brings_new_runs_new_steps_of_a_running_run_late_events_and_name
 ):
     s = staged_warehouses
     assert s["summary_b"]["runs"] > s["summary_a"]["runs"]
-    assert s["summary_b"]["new_history_rows"] > 0 and s["summary_b"]["new_events"] > 0
+    # stage B's events came in the sync before its runs
+    assert s["summary_b"]["new_history_rows"] > 0 and s["summary_events"]["new_events"] > 0
     con = duckdb.connect(str(s["inc"]), read_only=True)
     counts_b = dict(con.execute("select hour_at, n_rollouts from fct_rollout_timing_hourly").fetchall())
     points_b = dict(con.execute("select run_id, sum(n_values) from fct_metric_summaries group by run_id").fetchall())

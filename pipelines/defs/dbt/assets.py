@@ -1,8 +1,10 @@
 """dbt models as Dagster assets: staging -> intermediate -> marts, tests as asset checks."""
 
 import json
+import logging
 import os
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
+from graphlib import TopologicalSorter
 from pathlib import Path
 from typing import Any, Optional
 
@@ -10,6 +12,7 @@ import dagster as dg
 from dagster_dbt import DagsterDbtTranslator, DagsterDbtTranslatorSettings, DbtCliResource, dbt_assets
 
 from pipelines.defs.dbt.project import dbt_project
+from pipelines.defs.dbt.selection import build_exclusions, project_fingerprint
 from pipelines.defs.warehouse.resources import WarehouseResource
 from pipelines.raw.atomic_files import write_json_atomic
 from pipelines.raw.layer import Warehouse
@@ -25,6 +28,17 @@ class GrpoDbtTranslator(DagsterDbtTranslator):
             return "reference"  # fixed lookup tables (t critical values)
         return super().get_group_name(dbt_resource_props)
 
+
+class _SkippedTestsFilter(logging.Filter):
+    """Drops Dagster's warning that a dbt test left out of a build (its model had no new
+    raw batch) emitted no result: expected, one line per test, and its last outcome stands."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        msg = record.getMessage()
+        return not (msg.startswith("Blocking asset check") and "emitted no result" in msg)
+
+
+logging.getLogger("dagster._core.execution.plan.active").addFilter(_SkippedTestsFilter())
 
 translator = GrpoDbtTranslator(settings=DagsterDbtTranslatorSettings(enable_asset_checks=True))
 
@@ -48,20 +62,34 @@ def grpo_dbt_models(
     with wh.lock(timeout_s=warehouse.lock_timeout_s, purpose="dbt build", on_wait=context.log.info):
         newest = newest_batch(wh)
         since = "" if config.full_refresh else built_through(wh)
+        fingerprint = project_fingerprint()
+        # Nodes no new raw batch reaches are left out (pipelines/defs/dbt/selection.py).
+        excluded, changed = build_exclusions(wh, dbt_project.manifest_path, since, built_with(wh), fingerprint)
         # Unit tests check the SQL, not the data: they run in the test suite
         # (tests/test_dbt_unit_tests.py), not on every build.
         args = ["build", "--exclude-resource-type", "unit_test"]
         if config.full_refresh:
             args.append("--full-refresh")
+        if excluded:
+            context.log.info(
+                f"raw tables with new batches since {since}: {', '.join(sorted(changed)) or 'none'}; "
+                f"{len(excluded)} dbt nodes they do not reach are left out"
+            )
+            args += ["--exclude", " ".join(excluded)]
         # Row-level tests of the big tables check only rows added since the last build.
         set_tests_since(wh, since)
-        invocation = dbt.cli(args, context=context)
-        yield from invocation.stream()
-        keep_partial_parse(invocation.target_path)
+        # The snapshot and checks downstream run only when every selected model
+        # reported: the ones left out report first that they are unchanged (no
+        # node dbt runs is upstream of one left out, so the order stays topological).
+        yield from unchanged_results(context, set(excluded), since)
+        if changed or not excluded:  # with no new batch at all, dbt would have nothing to do
+            invocation = dbt.cli(args, context=context)
+            yield from invocation.stream()
+            keep_partial_parse(invocation.target_path)
         if set(context.selected_asset_keys) >= set(context.assets_def.keys):
             # Only a build of every model covered every table; after a partial one
             # (sync_events) the next full build still tests the others' new rows.
-            mark_built(wh, newest)
+            mark_built(wh, newest, fingerprint)
     prune_invocation_dirs(dbt_project.project_dir / dbt_project.target_path)
 
 
@@ -118,15 +146,37 @@ def _marker(wh: Warehouse) -> Path:
     return wh.build_db.parent / "built_through.json"
 
 
-def built_through(wh: Warehouse) -> str:
-    """The newest raw batch the last successful build covered ('' if none or the build DB is gone)."""
+def unchanged_results(
+    context: dg.AssetExecutionContext, excluded: set[str], since: str
+) -> Iterator[dg.MaterializeResult]:
+    """A result for each selected model or seed dbt leaves out, upstream ones first."""
+    keys = {k for k in context.selected_asset_keys if k.path[-1] in excluded}
+    deps = context.assets_def.asset_deps
+    for key in TopologicalSorter({k: deps.get(k, set()) & keys for k in keys}).static_order():
+        yield dg.MaterializeResult(
+            asset_key=key,
+            metadata={"rebuilt": False, "unchanged_since_batch": since, "reason": "no new raw batch reaches it"},
+        )
+
+
+def _read_marker(wh: Warehouse) -> dict[str, Any]:
     marker = _marker(wh)
     from pipelines.engine import build_exists
 
     if not (marker.exists() and build_exists(wh)):
-        return ""
-    return json.loads(marker.read_text(encoding="utf-8")).get("batch_id", "")
+        return {}
+    return json.loads(marker.read_text(encoding="utf-8"))
 
 
-def mark_built(wh: Warehouse, batch_id: str) -> None:
-    write_json_atomic({"batch_id": batch_id}, _marker(wh))
+def built_through(wh: Warehouse) -> str:
+    """The newest raw batch the last successful build covered ('' if none or the build DB is gone)."""
+    return _read_marker(wh).get("batch_id", "")
+
+
+def built_with(wh: Warehouse) -> str | None:
+    """The project fingerprint of the last complete build (None if unknown: everything runs)."""
+    return _read_marker(wh).get("project")
+
+
+def mark_built(wh: Warehouse, batch_id: str, fingerprint: str | None = None) -> None:
+    write_json_atomic({"batch_id": batch_id, "project": fingerprint}, _marker(wh))
