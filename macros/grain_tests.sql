@@ -114,7 +114,7 @@ having count(*) > 1
     subquery there would make DuckDB read the whole column). Otherwise the
     same as dbt's own default__get_where_subquery.
 -#}
-{% macro duckdb__get_where_subquery(relation) -%}
+{% macro grpo_where_subquery(relation) -%}
     {%- set where = config.get('where', '') -%}
     {%- if where -%}
         {%- if '__tests_since_batch__' in where -%}
@@ -130,18 +130,12 @@ having count(*) > 1
 {%- endmacro %}
 
 
-{#- The same on Spark (dbt resolves this macro before the project's own helpers exist). -#}
+{%- macro duckdb__get_where_subquery(relation) -%}
+    {%- do return(grpo_where_subquery(relation)) -%}
+{%- endmacro %}
+
+
+{#- The same on Spark. -#}
 {% macro spark__get_where_subquery(relation) -%}
-    {%- set where = config.get('where', '') -%}
-    {%- if where -%}
-        {%- if '__tests_since_batch__' in where -%}
-            {%- set where = where | replace('__tests_since_batch__', sql_string_literal(tests_since_batch())) -%}
-        {%- endif -%}
-        {%- set filtered -%}
-            (select * from {{ relation }} where {{ where }}) dbt_subquery
-        {%- endset -%}
-        {%- do return(filtered) -%}
-    {%- else -%}
-        {%- do return(relation) -%}
-    {%- endif -%}
+    {%- do return(grpo_where_subquery(relation)) -%}
 {%- endmacro %}

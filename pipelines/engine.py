@@ -84,6 +84,16 @@ def dbt_executable() -> str:
 # --- dbt Python models on Spark ------------------------------------------------------
 
 
+def ref_as_pandas(relation):
+    """A dbt Python model's ref as pandas: a DuckDB relation (`.df()`) or, on Spark, a DataFrame (`.toPandas()`)."""
+    return relation.toPandas() if hasattr(relation, "toPandas") else relation.df()
+
+
+def model_result(session, frame):
+    """What a dbt Python model returns: DuckDB takes the pandas frame as it is, Spark the same typed table."""
+    return spark_frame(session, frame) if hasattr(session, "createDataFrame") else frame
+
+
 def spark_frame(session, frame):
     """A typed pandas frame (pipelines/ratings) as a Spark DataFrame with the same column types.
 

@@ -8,21 +8,8 @@ harness check reads fct_game_ratings' per-step rows.
 """
 
 
-def _pandas(relation):
-    """The rows of a ref as pandas: a DuckDB relation (`.df()`) or, on Spark, a DataFrame (`.toPandas()`)."""
-    return relation.toPandas() if hasattr(relation, "toPandas") else relation.df()
-
-
-def _result(session, frame):
-    """DuckDB takes the pandas frame as it is; Spark gets the same typed table (pipelines/engine.py)."""
-    if hasattr(session, "createDataFrame"):
-        from pipelines.engine import spark_frame
-
-        return spark_frame(session, frame)
-    return frame
-
-
 def model(dbt, session):
+    from pipelines.engine import model_result, ref_as_pandas
     from pipelines.ratings.league import Settings, learning_rows
 
     dbt.config(materialized="table")
@@ -37,6 +24,6 @@ def model(dbt, session):
         "game_target_half_width_elo": dbt.config.meta_get("game_target_half_width_elo"),
     }
     settings = Settings.from_config(meta.get)
-    results = _pandas(dbt.ref("int_game_results").filter("reject_reason is null"))
-    per_step = _pandas(dbt.ref("fct_game_ratings").filter("scope = 'step'"))
-    return _result(session, learning_rows(results, per_step, settings))
+    results = ref_as_pandas(dbt.ref("int_game_results").filter("reject_reason is null"))
+    per_step = ref_as_pandas(dbt.ref("fct_game_ratings").filter("scope = 'step'"))
+    return model_result(session, learning_rows(results, per_step, settings))

@@ -14,21 +14,8 @@ scope `step` the games of one evaluation step.
 """
 
 
-def _pandas(relation):
-    """The rows of a ref as pandas: a DuckDB relation (`.df()`) or, on Spark, a DataFrame (`.toPandas()`)."""
-    return relation.toPandas() if hasattr(relation, "toPandas") else relation.df()
-
-
-def _result(session, frame):
-    """DuckDB takes the pandas frame as it is; Spark gets the same typed table (pipelines/engine.py)."""
-    if hasattr(session, "createDataFrame"):
-        from pipelines.engine import spark_frame
-
-        return spark_frame(session, frame)
-    return frame
-
-
 def model(dbt, session):
+    from pipelines.engine import model_result, ref_as_pandas
     from pipelines.ratings.league import Settings, ratings_rows
 
     dbt.config(materialized="table")
@@ -43,5 +30,5 @@ def model(dbt, session):
         "game_target_half_width_elo": dbt.config.meta_get("game_target_half_width_elo"),
     }
     settings = Settings.from_config(meta.get)
-    results = _pandas(dbt.ref("int_game_results").filter("reject_reason is null"))
-    return _result(session, ratings_rows(results, settings))
+    results = ref_as_pandas(dbt.ref("int_game_results").filter("reject_reason is null"))
+    return model_result(session, ratings_rows(results, settings))
