@@ -101,18 +101,23 @@ def judge_value(value: float | None, target: float, comparison: str) -> str | No
     return outcome
 
 
+@functools.cache
+def _component_status_sql(ok_statuses: tuple[str, ...]) -> str:
+    status = _macros().component_status(
+        "$silent_s", "$last_status", "$down_after_s", "$stale_after_s", list(ok_statuses)
+    )
+    return f"select {status}"
+
+
 def component_status(silent_s: float, last_status: str | None, t: Thresholds) -> str:
     """down | stale | degraded | ok: the rule fct_component_health applies, with the same vars."""
-    sql = _macros().component_status(
-        "$silent_s", "$last_status", "$down_after_s", "$stale_after_s", list(t.heartbeat_ok_statuses)
-    )
     params = {
         "silent_s": silent_s,
         "last_status": last_status,
         "down_after_s": t.heartbeat_down_after_s,
         "stale_after_s": t.heartbeat_stale_after_s,
     }
-    return _con().execute(f"select {sql}", params).fetchone()[0]
+    return _con().execute(_component_status_sql(tuple(t.heartbeat_ok_statuses)), params).fetchone()[0]
 
 
 def passed(outcome: str | None) -> bool | None:

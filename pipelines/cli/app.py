@@ -35,7 +35,7 @@ def main(ctx: click.Context, warehouse: str | None) -> None:
     ctx.obj["warehouse"] = warehouse
 
 
-# In the order `grpo --help` lists them (click sorts by name).
+# Every command; `grpo --help` lists them by name.
 for command in (
     ingest,
     demo,

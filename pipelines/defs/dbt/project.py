@@ -19,7 +19,7 @@ dbt_project.prepare_if_dev()
 
 def _newest_source_mtime() -> float:
     paths = [PROJECT_ROOT / "dbt_project.yml", PROJECT_ROOT / "profiles.yml"]
-    for folder in ("models", "macros", "seeds", "tests_dbt"):
+    for folder in ("models", "macros", "seeds"):
         d = PROJECT_ROOT / folder
         if d.exists():
             paths.extend(p for p in d.rglob("*") if p.is_file())

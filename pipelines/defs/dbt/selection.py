@@ -10,7 +10,7 @@ from `dbt build`. Anything else selects every node again:
 - no complete build yet, or its marker lost (`built_through` is ''), or a
   `--full-refresh`;
 - the project changed (a model, a macro, a seed, a var in dbt_project.yml,
-  the ratings code the Python models call): the fingerprint below, stored
+  the Python models' ratings and frame code): the fingerprint below, stored
   with the marker, differs, and the incremental models recompute what the
   change affects (their settings hash in macros/incremental.sql).
 
@@ -31,8 +31,9 @@ from pipelines.raw.paths import WarehousePaths
 from pipelines.raw.schemas import SCHEMAS
 from pipelines.settings import PROJECT_ROOT
 
-# What a node's rows depend on besides the raw data.
-PROJECT_INPUTS = ("dbt_project.yml", "models", "macros", "seeds", "tests_dbt", "pipelines/ratings")
+# What a node's rows depend on besides the raw data (the Python models call pipelines/ratings
+# and convert frames with pipelines/engine.py).
+PROJECT_INPUTS = ("dbt_project.yml", "models", "macros", "seeds", "pipelines/ratings", "pipelines/engine.py")
 RUNNABLE = ("model", "seed", "test", "snapshot")
 
 
