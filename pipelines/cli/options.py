@@ -122,3 +122,12 @@ def emit_json(obj: Any) -> None:
     # encoder (`grpo check --json` at full scale lists ~30k subject checks).
     indent = 2 if sys.stdout.isatty() else None
     click.echo(json.dumps(obj, indent=indent, sort_keys=False, default=str))
+
+
+def emit_json_text(text: str) -> None:
+    """Print an answer that is already compact JSON text: as it is when piped (written as UTF-8 bytes,
+    past click's scan for terminal escapes, which JSON text escapes anyway), indented for a terminal."""
+    if sys.stdout.isatty():
+        emit_json(json.loads(text))
+    else:
+        click.echo(text.encode("utf-8"))
