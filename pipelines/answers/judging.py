@@ -49,26 +49,36 @@ def _judge_sql(with_interval: bool) -> str:
 
 
 @functools.cache
-def _con() -> duckdb.DuckDBPyConnection:
+def _own_con() -> duckdb.DuckDBPyConnection:
     return duckdb.connect()  # in memory: judging reads no table
 
 
-def _judge(params: dict[str, Any], with_interval: bool) -> tuple[str | None, float | None, float | None]:
-    return _con().execute(_judge_sql(with_interval), params).fetchone()  # type: ignore[return-value]
+def _con(con: duckdb.DuckDBPyConnection | None) -> duckdb.DuckDBPyConnection:
+    """The caller's connection (an answer's snapshot: judging reads no table, and opening a
+    database of its own costs a CLI answer ~20 ms), else one of judging's own."""
+    return con if con is not None else _own_con()
 
 
-def wilson(k: int, n: int) -> tuple[float, float] | None:
+def _judge(
+    params: dict[str, Any], with_interval: bool, con: duckdb.DuckDBPyConnection | None
+) -> tuple[str | None, float | None, float | None]:
+    return _con(con).execute(_judge_sql(with_interval), params).fetchone()  # type: ignore[return-value]
+
+
+def wilson(k: int, n: int, con: duckdb.DuckDBPyConnection | None = None) -> tuple[float, float] | None:
     """The Wilson score 95 % interval of the share k / n; None for n = 0."""
     if n <= 0:
         return None
     _, lo, hi = _judge(
-        {"k": k, "n": n, "value": k / n, "threshold": 0.0, "comparison": "<", "min_n": None}, with_interval=True
+        {"k": k, "n": n, "value": k / n, "threshold": 0.0, "comparison": "<", "min_n": None},
+        with_interval=True,
+        con=con,
     )
     return lo, hi
 
 
 def judge_rate(
-    k: int, n: int, target: float, below: bool, min_n: float
+    k: int, n: int, target: float, below: bool, min_n: float, con: duckdb.DuckDBPyConnection | None = None
 ) -> tuple[str | None, tuple[float, float] | None]:
     """(pass | fail | inconclusive, or None without data; the interval) for a rate that must stay below
     (`below`) or above `target`."""
@@ -77,26 +87,33 @@ def judge_rate(
     outcome, lo, hi = _judge(
         {"k": k, "n": n, "value": k / n, "threshold": target, "comparison": "<" if below else ">", "min_n": min_n},
         with_interval=True,
+        con=con,
     )
     return outcome, (lo, hi)
 
 
-def judge_p95(p95: float | None, n: int, target: float, min_n: float) -> str | None:
+def judge_p95(
+    p95: float | None, n: int, target: float, min_n: float, con: duckdb.DuckDBPyConnection | None = None
+) -> str | None:
     """pass | fail | inconclusive for a p95 that must stay below `target`; None without data."""
     if p95 is None or n == 0:
         return None
     outcome, _, _ = _judge(
-        {"value": p95, "threshold": target, "comparison": "<", "n": n, "min_n": min_n}, with_interval=False
+        {"value": p95, "threshold": target, "comparison": "<", "n": n, "min_n": min_n}, with_interval=False, con=con
     )
     return outcome
 
 
-def judge_value(value: float | None, target: float, comparison: str) -> str | None:
+def judge_value(
+    value: float | None, target: float, comparison: str, con: duckdb.DuckDBPyConnection | None = None
+) -> str | None:
     """pass | fail for a value that must relate to `target` by `comparison` ('<', '<=', '>', '>='); None without it."""
     if value is None:
         return None
     outcome, _, _ = _judge(
-        {"value": value, "threshold": target, "comparison": comparison, "n": None, "min_n": None}, with_interval=False
+        {"value": value, "threshold": target, "comparison": comparison, "n": None, "min_n": None},
+        with_interval=False,
+        con=con,
     )
     return outcome
 
@@ -109,7 +126,9 @@ def _component_status_sql(ok_statuses: tuple[str, ...]) -> str:
     return f"select {status}"
 
 
-def component_status(silent_s: float, last_status: str | None, t: Thresholds) -> str:
+def component_status(
+    silent_s: float, last_status: str | None, t: Thresholds, con: duckdb.DuckDBPyConnection | None = None
+) -> str:
     """down | stale | degraded | ok: the rule fct_component_health applies, with the same vars."""
     params = {
         "silent_s": silent_s,
@@ -117,7 +136,7 @@ def component_status(silent_s: float, last_status: str | None, t: Thresholds) ->
         "down_after_s": t.heartbeat_down_after_s,
         "stale_after_s": t.heartbeat_stale_after_s,
     }
-    return _con().execute(_component_status_sql(tuple(t.heartbeat_ok_statuses)), params).fetchone()[0]
+    return _con(con).execute(_component_status_sql(tuple(t.heartbeat_ok_statuses)), params).fetchone()[0]
 
 
 def passed(outcome: str | None) -> bool | None:

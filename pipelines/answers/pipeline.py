@@ -23,8 +23,10 @@ def _judged(outcome: str | None) -> dict[str, Any]:
     return {"passed": passed(outcome), "outcome": outcome}
 
 
-def _rate_judged(k: int, n: int, target: float, below: bool, min_n: float) -> dict[str, Any]:
-    outcome, ci = judge_rate(int(k), int(n), target, below, min_n)
+def _rate_judged(
+    con: duckdb.DuckDBPyConnection, k: int, n: int, target: float, below: bool, min_n: float
+) -> dict[str, Any]:
+    outcome, ci = judge_rate(int(k), int(n), target, below, min_n, con=con)
     return {**_judged(outcome), "ci95": list(ci) if ci else None}
 
 
@@ -107,7 +109,7 @@ def rollout_timing(con: duckdb.DuckDBPyConnection, w: Window, t: Thresholds) -> 
         _window_params(w),
     )
     p95 = overall["p95_s"] if overall else None
-    outcome = judge_p95(p95, overall["count"] if overall else 0, t.rollout_p95_max_s, t.min_rollouts_for_p95)
+    outcome = judge_p95(p95, overall["count"] if overall else 0, t.rollout_p95_max_s, t.min_rollouts_for_p95, con=con)
     return clean(
         {
             **w.as_dict(),
@@ -120,11 +122,17 @@ def rollout_timing(con: duckdb.DuckDBPyConnection, w: Window, t: Thresholds) -> 
             "min_count": t.min_rollouts_for_p95,
             **_judged(outcome),
             "by_run": [
-                {**r, **_judged(judge_p95(r["p95_s"], r["count"], t.rollout_p95_max_s, t.min_rollouts_for_p95))}
+                {
+                    **r,
+                    **_judged(judge_p95(r["p95_s"], r["count"], t.rollout_p95_max_s, t.min_rollouts_for_p95, con=con)),
+                }
                 for r in by_run
             ],
             "by_hour": [
-                {**h, **_judged(judge_p95(h["p95_s"], h["count"], t.rollout_p95_max_s, t.min_rollouts_for_p95))}
+                {
+                    **h,
+                    **_judged(judge_p95(h["p95_s"], h["count"], t.rollout_p95_max_s, t.min_rollouts_for_p95, con=con)),
+                }
                 for h in by_hour
             ],
             "action": action("rollout_p95") if outcome == "fail" else None,
@@ -144,7 +152,9 @@ def errors(con: duckdb.DuckDBPyConnection, w: Window, t: Thresholds) -> dict[str
         _window_params(w),
     ) or {"rollouts": 0, "failed_rollouts": 0, "error_events": 0}
     rate = tot["failed_rollouts"] / tot["rollouts"] if tot["rollouts"] else None
-    outcome, ci = judge_rate(tot["failed_rollouts"], tot["rollouts"], t.error_rate_max, True, t.min_rollouts_for_rate)
+    outcome, ci = judge_rate(
+        tot["failed_rollouts"], tot["rollouts"], t.error_rate_max, True, t.min_rollouts_for_rate, con=con
+    )
     by_component = rows(
         con,
         f"""select coalesce(e.component, '(none)') as component, count(*) as events,
@@ -187,7 +197,7 @@ def errors(con: duckdb.DuckDBPyConnection, w: Window, t: Thresholds) -> dict[str
                 {
                     **r,
                     **_rate_judged(
-                        r["failed_rollouts"], r["rollouts"], t.error_rate_max, True, t.min_rollouts_for_rate
+                        con, r["failed_rollouts"], r["rollouts"], t.error_rate_max, True, t.min_rollouts_for_rate
                     ),
                 }
                 for r in by_run
@@ -211,7 +221,7 @@ def extraction(con: duckdb.DuckDBPyConnection, w: Window, t: Thresholds) -> dict
     expected = (tot or {}).get("orders_expected") or 0
     extracted = (tot or {}).get("orders_extracted") or 0
     rate = extracted / expected if expected else None
-    outcome, ci = judge_rate(extracted, expected, t.extraction_rate_min, False, t.min_orders_for_rate)
+    outcome, ci = judge_rate(extracted, expected, t.extraction_rate_min, False, t.min_orders_for_rate, con=con)
     by_run = rows(
         con,
         f"""select {_RUN_KEY} as run_id, any_value(coalesce(r.run_name, {_RUN_KEY})) as run, {_JOINED} as joined,
@@ -237,6 +247,7 @@ def extraction(con: duckdb.DuckDBPyConnection, w: Window, t: Thresholds) -> dict
                 {
                     **r,
                     **_rate_judged(
+                        con,
                         r["orders_extracted"] or 0,
                         r["orders_expected"] or 0,
                         t.extraction_rate_min,
@@ -321,7 +332,7 @@ def health(con: duckdb.DuckDBPyConnection, w: Window, t: Thresholds) -> dict[str
     out = []
     for c in comps:
         silent = max((ref - c["last_seen"]).total_seconds(), 0.0)
-        out.append({**c, "silent_s": silent, "status": component_status(silent, c["last_status"], t)})
+        out.append({**c, "silent_s": silent, "status": component_status(silent, c["last_status"], t, con=con)})
     not_ok = [c for c in out if c["status"] != "ok"]
     return clean(
         {
