@@ -15,13 +15,22 @@ once enough rollouts are behind it.
 from __future__ import annotations
 
 import functools
+import hashlib
+import json
+from pathlib import Path
 from typing import Any
 
 import duckdb
 
-from pipelines.settings import PROJECT_ROOT, Thresholds
+from pipelines.settings import PROJECT_ROOT, Thresholds, thresholds
 
 JUDGING_MACROS = PROJECT_ROOT / "macros" / "judging.sql"
+# The macros rendered into this module's queries, with what they were rendered from (the macros'
+# sha256; the ok statuses of component_status): an answer reads them while both still match, and
+# renders with Jinja otherwise, so a stale file costs time, never a different answer. Importing
+# Jinja and compiling the macros would cost each CLI answer ~30 ms. Written by
+# `python -m pipelines.answers.judging`; tests/test_judging_rendered.py fails while it is stale.
+RENDERED = Path(__file__).with_name("judging_rendered.json")
 
 
 @functools.cache
@@ -35,10 +44,21 @@ def _macros() -> Any:
     )
 
 
+def _macros_sha256() -> str:
+    return hashlib.sha256(JUDGING_MACROS.read_bytes()).hexdigest()
+
+
 @functools.cache
-def _judge_sql(with_interval: bool) -> str:
-    """One query judging the bound parameters $value, $threshold, $comparison, $n, $min_n (and, for a rate,
-    the interval of $k out of $n): it returns (outcome, ci95_lo, ci95_hi)."""
+def _stored() -> dict[str, Any]:
+    """The stored rendering when it was rendered from the macros as they are now, else {}."""
+    try:
+        stored = json.loads(RENDERED.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return {}
+    return stored if isinstance(stored, dict) and stored.get("macros_sha256") == _macros_sha256() else {}
+
+
+def _render_judge_sql(with_interval: bool) -> str:
     m = _macros()
     if with_interval:
         lo, hi = str(m.wilson_bound("$k", "$n", -1)), str(m.wilson_bound("$k", "$n", 1))
@@ -46,6 +66,48 @@ def _judge_sql(with_interval: bool) -> str:
         lo = hi = "cast(null as double)"
     outcome = m.judge_outcome("$value", "$threshold", "$comparison", "$n", "$min_n", "ci95_lo", "ci95_hi")
     return f"select {outcome} as outcome, ci95_lo, ci95_hi from (select {lo} as ci95_lo, {hi} as ci95_hi)"
+
+
+def _render_component_status_sql(ok_statuses: tuple[str, ...]) -> str:
+    status = _macros().component_status(
+        "$silent_s", "$last_status", "$down_after_s", "$stale_after_s", list(ok_statuses)
+    )
+    return f"select {status}"
+
+
+@functools.cache
+def _judge_sql(with_interval: bool) -> str:
+    """One query judging the bound parameters $value, $threshold, $comparison, $n, $min_n (and, for a rate,
+    the interval of $k out of $n): it returns (outcome, ci95_lo, ci95_hi)."""
+    stored = _stored().get("judge_rate" if with_interval else "judge_value")
+    return stored if isinstance(stored, str) else _render_judge_sql(with_interval)
+
+
+@functools.cache
+def _component_status_sql(ok_statuses: tuple[str, ...]) -> str:
+    stored = _stored().get("component_status") or {}
+    if stored.get("ok_statuses") == list(ok_statuses) and isinstance(stored.get("sql"), str):
+        return stored["sql"]
+    return _render_component_status_sql(ok_statuses)
+
+
+def rendered(ok_statuses: tuple[str, ...]) -> dict[str, Any]:
+    """The stored rendering's content, rendered afresh with Jinja (component_status for `ok_statuses`)."""
+    return {
+        "macros_sha256": _macros_sha256(),
+        "judge_rate": _render_judge_sql(True),
+        "judge_value": _render_judge_sql(False),
+        "component_status": {
+            "ok_statuses": list(ok_statuses),
+            "sql": _render_component_status_sql(ok_statuses),
+        },
+    }
+
+
+def write_rendered() -> None:
+    """Store the rendering for the project's own ok statuses (var heartbeat_ok_statuses)."""
+    text = json.dumps(rendered(tuple(thresholds().heartbeat_ok_statuses)), indent=2, ensure_ascii=False)
+    RENDERED.write_text(text + "\n", encoding="utf-8")
 
 
 @functools.cache
@@ -118,14 +180,6 @@ def judge_value(
     return outcome
 
 
-@functools.cache
-def _component_status_sql(ok_statuses: tuple[str, ...]) -> str:
-    status = _macros().component_status(
-        "$silent_s", "$last_status", "$down_after_s", "$stale_after_s", list(ok_statuses)
-    )
-    return f"select {status}"
-
-
 def component_status(
     silent_s: float, last_status: str | None, t: Thresholds, con: duckdb.DuckDBPyConnection | None = None
 ) -> str:
@@ -142,3 +196,7 @@ def component_status(
 def passed(outcome: str | None) -> bool | None:
     """True for pass, False for fail, None for inconclusive or no data."""
     return {"pass": True, "fail": False}.get(outcome or "")
+
+
+if __name__ == "__main__":  # pragma: no cover
+    write_rendered()
