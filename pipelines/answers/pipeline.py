@@ -56,12 +56,13 @@ def _event_runs(con: duckdb.DuckDBPyConnection) -> str:
     )
 
 
-def unjoined_events(con: duckdb.DuckDBPyConnection, w: Window, *kinds: str) -> dict[str, Any]:
-    """Events of `kinds` in the window whose run label joins no W&B run: how many, and which labels."""
+def unjoined_events(con: duckdb.DuckDBPyConnection, w: Window, *kinds: str, joins: str | None = None) -> dict[str, Any]:
+    """Events of `kinds` in the window whose run label joins no W&B run: how many, and which labels
+    (`joins`: the answer's `_event_runs`, when it has them already)."""
     found = rows(
         con,
         f"""select e.run_id as run_label, count(*) as events
-            from stg_axiom__events e {_event_runs(con)}
+            from stg_axiom__events e {joins or _event_runs(con)}
             where e.run_id is not null and not coalesce(l.is_joined, false)
               and list_contains(?, e.event_kind) and {_WINDOW.replace("event_at", "e.event_at")}
             group by 1 order by events desc, run_label""",
@@ -82,6 +83,7 @@ def unjoined_events(con: duckdb.DuckDBPyConnection, w: Window, *kinds: str) -> d
 
 
 def rollout_timing(con: duckdb.DuckDBPyConnection, w: Window, t: Thresholds) -> dict[str, Any]:
+    joins = _event_runs(con)
     overall = one(
         con,
         f"""select count(*) as count,
@@ -95,7 +97,7 @@ def rollout_timing(con: duckdb.DuckDBPyConnection, w: Window, t: Thresholds) -> 
         f"""select {_RUN_KEY} as run_id, any_value(coalesce(r.run_name, {_RUN_KEY})) as run, {_JOINED} as joined, count(*) as count,
                    quantile_cont(e.duration_s, 0.5) as p50_s, quantile_cont(e.duration_s, 0.95) as p95_s,
                    max(e.duration_s) as max_s
-            from stg_axiom__events e {_event_runs(con)}
+            from stg_axiom__events e {joins}
             where e.event_kind = 'rollout' and e.duration_s is not null and {_WINDOW.replace("event_at", "e.event_at")}
             group by 1 order by p95_s desc nulls last, run, 1""",
         _window_params(w),
@@ -136,13 +138,14 @@ def rollout_timing(con: duckdb.DuckDBPyConnection, w: Window, t: Thresholds) -> 
                 for h in by_hour
             ],
             "action": action("rollout_p95") if outcome == "fail" else None,
-            "unjoined_events": unjoined_events(con, w, "rollout"),
+            "unjoined_events": unjoined_events(con, w, "rollout", joins=joins),
             "freshness": freshness(con),
         }
     )
 
 
 def errors(con: duckdb.DuckDBPyConnection, w: Window, t: Thresholds) -> dict[str, Any]:
+    joins = _event_runs(con)
     tot = one(
         con,
         f"""select count(*) filter (where event_kind = 'rollout') as rollouts,
@@ -159,7 +162,7 @@ def errors(con: duckdb.DuckDBPyConnection, w: Window, t: Thresholds) -> dict[str
         con,
         f"""select coalesce(e.component, '(none)') as component, count(*) as events,
                    count(distinct {_RUN_KEY}) as runs, max(e.event_at) as last_at
-            from stg_axiom__events e {_event_runs(con)}
+            from stg_axiom__events e {joins}
             where e.event_kind = 'error' and {_WINDOW.replace("event_at", "e.event_at")}
             group by 1 order by events desc, component""",
         _window_params(w),
@@ -177,7 +180,7 @@ def errors(con: duckdb.DuckDBPyConnection, w: Window, t: Thresholds) -> dict[str
         f"""select {_RUN_KEY} as run_id, any_value(coalesce(r.run_name, {_RUN_KEY})) as run, {_JOINED} as joined,
                    count(*) as rollouts, count(*) filter (where e.is_failed) as failed_rollouts,
                    count(*) filter (where e.is_failed) / count(*) as error_rate
-            from stg_axiom__events e {_event_runs(con)}
+            from stg_axiom__events e {joins}
             where e.event_kind = 'rollout' and {_WINDOW.replace("event_at", "e.event_at")}
             group by 1 order by error_rate desc, run, 1""",
         _window_params(w),
@@ -205,13 +208,14 @@ def errors(con: duckdb.DuckDBPyConnection, w: Window, t: Thresholds) -> dict[str
             "by_component": by_component,
             "by_type": by_type,
             "action": action("error_rate") if outcome == "fail" else None,
-            "unjoined_events": unjoined_events(con, w, "rollout", "error"),
+            "unjoined_events": unjoined_events(con, w, "rollout", "error", joins=joins),
             "freshness": freshness(con),
         }
     )
 
 
 def extraction(con: duckdb.DuckDBPyConnection, w: Window, t: Thresholds) -> dict[str, Any]:
+    joins = _event_runs(con)
     tot = one(
         con,
         f"""select count(*) as events, sum(orders_expected) as orders_expected, sum(orders_extracted) as orders_extracted
@@ -227,7 +231,7 @@ def extraction(con: duckdb.DuckDBPyConnection, w: Window, t: Thresholds) -> dict
         f"""select {_RUN_KEY} as run_id, any_value(coalesce(r.run_name, {_RUN_KEY})) as run, {_JOINED} as joined,
                    sum(e.orders_expected) as orders_expected, sum(e.orders_extracted) as orders_extracted,
                    sum(e.orders_extracted) / nullif(sum(e.orders_expected), 0) as extraction_rate
-            from stg_axiom__events e {_event_runs(con)}
+            from stg_axiom__events e {joins}
             where e.event_kind = 'extraction' and {_WINDOW.replace("event_at", "e.event_at")}
             group by 1 order by extraction_rate asc nulls last, run, 1""",
         _window_params(w),
@@ -258,7 +262,7 @@ def extraction(con: duckdb.DuckDBPyConnection, w: Window, t: Thresholds) -> dict
                 for r in by_run
             ],
             "action": action("extraction_rate") if outcome == "fail" else None,
-            "unjoined_events": unjoined_events(con, w, "extraction"),
+            "unjoined_events": unjoined_events(con, w, "extraction", joins=joins),
             "freshness": freshness(con),
         }
     )

@@ -75,7 +75,8 @@ def action(target: str) -> dict[str, str] | None:
 
 
 # `check`'s records, written by DuckDB rather than walked value by value in Python (a full-scale
-# warehouse holds ~30k outcomes): the same keys in the same order as the documented answer.
+# warehouse holds ~30k outcomes): one JSON object per outcome, as UTF-8 bytes (which reach Python
+# as they are), with the keys in the order of the documented answer, failing subjects first.
 # NaN and ±Inf become null (as sql.clean does); the shown subject is its label unless that is
 # empty or null (Python's `label or id`). The catalogue's names and targets and the playbook's
 # actions arrive as bound lists, never spliced into the SQL.
@@ -90,45 +91,50 @@ with catalogue as (
     select f.*, coalesce(nullif(f.subject_label, ''), f.subject) as shown, c.name, c.target
     from fct_check_outcomes f left join catalogue c using (check_name, subject_type)
 )
-select
-    '[' || coalesce(string_agg(to_json(struct_pack(
-        name := coalesce(o.name, o.check_name),
-        metric := o.check_name,
-        subject_type := o.subject_type,
-        subject := o.shown,
-        subject_id := o.subject,
-        passed := o.passed,
-        outcome := o.outcome,
-        n := o.n_observations,
-        ci95 := case when o.ci95_lo is not null then [
-            case when isfinite(o.ci95_lo) then o.ci95_lo end, case when isfinite(o.ci95_hi) then o.ci95_hi end
-        ] end,
-        severity := o.severity,
-        value := case when isfinite(o.value) then o.value end,
-        threshold := case when isfinite(o.threshold) then o.threshold end,
-        comparison := o.comparison,
-        observed := o.observed_label,
-        expected := o.expected_label,
-        action := case when p.target is not null then struct_pack(
-            action := p.action,
-            next := case when o.subject_type = 'run' then replace(p.next, 'RUN', o.shown) else p.next end
-        ) end
-    )), ', ' order by o.outcome = 'pass', o.outcome = 'inconclusive', o.severity, o.check_name, o.subject), '')
-    || ']' as checks,
-    count(*) filter (where o.outcome = 'pass') as passed,
-    count(*) filter (where o.outcome = 'fail' and o.severity = 'error') as failed_error,
-    count(*) filter (where o.outcome = 'fail' and o.severity is distinct from 'error') as failed_warn,
-    count(*) filter (where o.outcome = 'inconclusive') as inconclusive
+select encode(to_json(struct_pack(
+    name := coalesce(o.name, o.check_name),
+    metric := o.check_name,
+    subject_type := o.subject_type,
+    subject := o.shown,
+    subject_id := o.subject,
+    passed := o.passed,
+    outcome := o.outcome,
+    n := o.n_observations,
+    ci95 := case when o.ci95_lo is not null then [
+        case when isfinite(o.ci95_lo) then o.ci95_lo end, case when isfinite(o.ci95_hi) then o.ci95_hi end
+    ] end,
+    severity := o.severity,
+    value := case when isfinite(o.value) then o.value end,
+    threshold := case when isfinite(o.threshold) then o.threshold end,
+    comparison := o.comparison,
+    observed := o.observed_label,
+    expected := o.expected_label,
+    action := case when p.target is not null then struct_pack(
+        action := p.action,
+        next := case when o.subject_type = 'run' then replace(p.next, 'RUN', o.shown) else p.next end
+    ) end
+)))
 from outcomes o left join playbook p on o.outcome = 'fail' and p.target = o.target
+order by o.outcome = 'pass', o.outcome = 'inconclusive', o.severity, o.check_name, o.subject
+"""
+
+# How many subjects passed, failed (error / warning severity) and were inconclusive; a failed
+# error-severity subject is what makes `grpo check` exit 1.
+_TALLY_SQL = """
+select
+    count(*) filter (where outcome = 'pass') as passed,
+    count(*) filter (where outcome = 'fail' and severity = 'error') as failed_error,
+    count(*) filter (where outcome = 'fail' and severity is distinct from 'error') as failed_warn,
+    count(*) filter (where outcome = 'inconclusive') as inconclusive
+from fct_check_outcomes
 """
 
 
-def check_text(con: duckdb.DuckDBPyConnection) -> tuple[str, dict[str, int]]:
-    """`check`'s answer as compact JSON text, and its tally: how many subjects passed, failed (error /
-    warning severity) and were inconclusive; a failed error-severity subject makes `grpo check` exit 1."""
+def check_json(con: duckdb.DuckDBPyConnection) -> tuple[list[bytes], dict[str, int]]:
+    """`check`'s answer as compact JSON, UTF-8 bytes in pieces to write one after the other, and its tally."""
     catalogue = {(c.check_name, c.subject_type): c for c in CHECKS}  # the last row of a key wins, as a dict does
     actions = target_actions()
-    found = con.execute(
+    records = con.execute(
         _CHECK_SQL,
         {
             "check_names": [k[0] for k in catalogue],
@@ -139,12 +145,13 @@ def check_text(con: duckdb.DuckDBPyConnection) -> tuple[str, dict[str, int]]:
             "action_texts": [a.action for a in actions.values()],
             "action_nexts": [a.next for a in actions.values()],
         },
-    ).fetchone()
-    checks, *counts = found
-    tally = dict(zip(("passed", "failed_error", "failed_warn", "inconclusive"), counts, strict=True))
-    return '{"checks": ' + checks + ', "freshness": ' + json.dumps(freshness(con)) + "}", tally
+    ).fetchall()
+    cur = con.execute(_TALLY_SQL)
+    tally = dict(zip([d[0] for d in cur.description], cur.fetchone(), strict=True))
+    fresh = json.dumps(freshness(con)).encode()
+    return [b'{"checks": [', b", ".join([r[0] for r in records]), b'], "freshness": ' + fresh + b"}"], tally
 
 
 def check(con: duckdb.DuckDBPyConnection) -> dict[str, Any]:
     """`check`'s answer: every subject of every check, failing first, and the data's freshness."""
-    return json.loads(check_text(con)[0])
+    return json.loads(b"".join(check_json(con)[0]))

@@ -15,7 +15,7 @@ from pipelines.cli.options import (
     GrpoError,
     answers,
     emit_json,
-    emit_json_text,
+    emit_json_bytes,
     json_option,
     new_console,
 )
@@ -37,13 +37,13 @@ def check_cmd(ctx, show_all: bool, as_json: bool) -> None:
 
     @answers
     def run(con):
-        return target_checks.check_text(con)
+        return target_checks.check_json(con)
 
-    text, tally = run()
+    pieces, tally = run()
     if as_json:
-        emit_json_text(text)
+        emit_json_bytes(pieces)
     else:
-        ans = json.loads(text)
+        ans = json.loads(b"".join(pieces))
         c = new_console()
         failed = [x for x in ans["checks"] if x["outcome"] == "fail"]
         c.print(
