@@ -18,11 +18,12 @@ import functools
 import hashlib
 import json
 from pathlib import Path
-from typing import Any
-
-import duckdb
+from typing import TYPE_CHECKING, Any
 
 from pipelines.settings import PROJECT_ROOT, Thresholds, thresholds
+
+if TYPE_CHECKING:
+    import duckdb
 
 JUDGING_MACROS = PROJECT_ROOT / "macros" / "judging.sql"
 # The macros rendered into this module's queries, with what they were rendered from (the macros'
@@ -112,7 +113,9 @@ def write_rendered() -> None:
 
 @functools.cache
 def _own_con() -> duckdb.DuckDBPyConnection:
-    return duckdb.connect()  # in memory: judging reads no table
+    from pipelines.answers.sql import duckdb as engine
+
+    return engine.connect()  # in memory: judging reads no table
 
 
 def _con(con: duckdb.DuckDBPyConnection | None) -> duckdb.DuckDBPyConnection:

@@ -4,9 +4,7 @@ in any time window, each judged against its target."""
 from __future__ import annotations
 
 import datetime as dt
-from typing import Any
-
-import duckdb
+from typing import TYPE_CHECKING, Any
 
 from pipelines.answers.judging import component_status, judge_p95, judge_rate, passed
 from pipelines.answers.lookups import freshness
@@ -14,6 +12,9 @@ from pipelines.answers.sql import clean, has_table, one, rows
 from pipelines.answers.target_checks import action
 from pipelines.answers.windows import Window
 from pipelines.settings import Thresholds
+
+if TYPE_CHECKING:
+    import duckdb
 
 _WINDOW = "event_at >= ? and event_at < ?"
 

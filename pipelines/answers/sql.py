@@ -11,7 +11,13 @@ import math
 from pathlib import Path
 from typing import Any
 
-import duckdb
+# The read path needs DuckDB's compiled core only (connections, their results, exceptions), which
+# the duckdb package re-exports from `_duckdb`; importing the package itself would cost each CLI
+# answer ~60 ms more (its relational and expression APIs, a version lookup through importlib.metadata).
+try:
+    import _duckdb as duckdb
+except ImportError:  # pragma: no cover - a duckdb packaged without a separate core module
+    import duckdb
 
 from pipelines.answers.windows import iso
 

@@ -13,12 +13,13 @@ from __future__ import annotations
 import csv
 import json
 from dataclasses import dataclass
-from typing import Any
-
-import duckdb
+from typing import TYPE_CHECKING, Any
 
 from pipelines.answers.lookups import freshness
 from pipelines.settings import PROJECT_ROOT, target_actions
+
+if TYPE_CHECKING:
+    import duckdb
 
 
 @dataclass(frozen=True)
