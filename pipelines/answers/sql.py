@@ -106,7 +106,7 @@ def has_table(con: duckdb.DuckDBPyConnection, name: str) -> bool:
     """Whether the snapshot has a relation of that name (a mart an older snapshot may lack).
 
     Binding a query to it loads that one catalog entry; listing duckdb_tables() would load every
-    table's (~7 ms on a full-scale snapshot, paid by each windowed answer)."""
+    table's (~7 ms, paid by each windowed answer)."""
     try:
         con.execute("select * from " + _sql_identifier(name) + " limit 0")
     except duckdb.CatalogException:
