@@ -46,8 +46,11 @@ def dbt_vars() -> dict[str, Any]:
 def _parsed_dbt_vars() -> dict[str, Any]:
     import yaml  # local import: only callers that need settings pay for it
 
+    # libyaml's parser when PyYAML was built with it: the same safe loading, ~10x faster than
+    # the pure-Python one, which every CLI answer would otherwise pay for.
+    loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
     with DBT_PROJECT_FILE.open(encoding="utf-8") as fh:
-        return dict(yaml.safe_load(fh).get("vars") or {})
+        return dict(yaml.load(fh, Loader=loader).get("vars") or {})
 
 
 @dataclass(frozen=True)

@@ -3,13 +3,14 @@ its training metrics, and every run's retrospective."""
 
 from __future__ import annotations
 
-from typing import Any
-
-import duckdb
+from typing import TYPE_CHECKING, Any
 
 from pipelines.answers.lookups import freshness, resolve_run
 from pipelines.answers.sql import clean, has_table, one, rows
 from pipelines.answers.target_checks import action
+
+if TYPE_CHECKING:
+    import duckdb
 
 UNCLASSIFIED_NOTE = (
     "these Elo players match neither var fixed_reference_patterns nor var checkpoint_patterns "

@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import difflib
-from typing import Any
-
-import duckdb
+from typing import TYPE_CHECKING, Any
 
 from pipelines.answers.sql import LookupFailed, NoDataError, clean, one, rows
+
+if TYPE_CHECKING:
+    import duckdb
 
 
 def freshness(con: duckdb.DuckDBPyConnection, run_id: str | None = None) -> dict[str, Any]:

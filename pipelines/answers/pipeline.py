@@ -4,9 +4,7 @@ in any time window, each judged against its target."""
 from __future__ import annotations
 
 import datetime as dt
-from typing import Any
-
-import duckdb
+from typing import TYPE_CHECKING, Any
 
 from pipelines.answers.judging import component_status, judge_p95, judge_rate, passed
 from pipelines.answers.lookups import freshness
@@ -14,6 +12,9 @@ from pipelines.answers.sql import clean, has_table, one, rows
 from pipelines.answers.target_checks import action
 from pipelines.answers.windows import Window
 from pipelines.settings import Thresholds
+
+if TYPE_CHECKING:
+    import duckdb
 
 _WINDOW = "event_at >= ? and event_at < ?"
 
@@ -23,8 +24,10 @@ def _judged(outcome: str | None) -> dict[str, Any]:
     return {"passed": passed(outcome), "outcome": outcome}
 
 
-def _rate_judged(k: int, n: int, target: float, below: bool, min_n: float) -> dict[str, Any]:
-    outcome, ci = judge_rate(int(k), int(n), target, below, min_n)
+def _rate_judged(
+    con: duckdb.DuckDBPyConnection, k: int, n: int, target: float, below: bool, min_n: float
+) -> dict[str, Any]:
+    outcome, ci = judge_rate(int(k), int(n), target, below, min_n, con=con)
     return {**_judged(outcome), "ci95": list(ci) if ci else None}
 
 
@@ -54,12 +57,13 @@ def _event_runs(con: duckdb.DuckDBPyConnection) -> str:
     )
 
 
-def unjoined_events(con: duckdb.DuckDBPyConnection, w: Window, *kinds: str) -> dict[str, Any]:
-    """Events of `kinds` in the window whose run label joins no W&B run: how many, and which labels."""
+def unjoined_events(con: duckdb.DuckDBPyConnection, w: Window, *kinds: str, joins: str | None = None) -> dict[str, Any]:
+    """Events of `kinds` in the window whose run label joins no W&B run: how many, and which labels
+    (`joins`: the answer's `_event_runs`, when it has them already)."""
     found = rows(
         con,
         f"""select e.run_id as run_label, count(*) as events
-            from stg_axiom__events e {_event_runs(con)}
+            from stg_axiom__events e {joins or _event_runs(con)}
             where e.run_id is not null and not coalesce(l.is_joined, false)
               and list_contains(?, e.event_kind) and {_WINDOW.replace("event_at", "e.event_at")}
             group by 1 order by events desc, run_label""",
@@ -80,6 +84,7 @@ def unjoined_events(con: duckdb.DuckDBPyConnection, w: Window, *kinds: str) -> d
 
 
 def rollout_timing(con: duckdb.DuckDBPyConnection, w: Window, t: Thresholds) -> dict[str, Any]:
+    joins = _event_runs(con)
     overall = one(
         con,
         f"""select count(*) as count,
@@ -93,7 +98,7 @@ def rollout_timing(con: duckdb.DuckDBPyConnection, w: Window, t: Thresholds) -> 
         f"""select {_RUN_KEY} as run_id, any_value(coalesce(r.run_name, {_RUN_KEY})) as run, {_JOINED} as joined, count(*) as count,
                    quantile_cont(e.duration_s, 0.5) as p50_s, quantile_cont(e.duration_s, 0.95) as p95_s,
                    max(e.duration_s) as max_s
-            from stg_axiom__events e {_event_runs(con)}
+            from stg_axiom__events e {joins}
             where e.event_kind = 'rollout' and e.duration_s is not null and {_WINDOW.replace("event_at", "e.event_at")}
             group by 1 order by p95_s desc nulls last, run, 1""",
         _window_params(w),
@@ -107,7 +112,7 @@ def rollout_timing(con: duckdb.DuckDBPyConnection, w: Window, t: Thresholds) -> 
         _window_params(w),
     )
     p95 = overall["p95_s"] if overall else None
-    outcome = judge_p95(p95, overall["count"] if overall else 0, t.rollout_p95_max_s, t.min_rollouts_for_p95)
+    outcome = judge_p95(p95, overall["count"] if overall else 0, t.rollout_p95_max_s, t.min_rollouts_for_p95, con=con)
     return clean(
         {
             **w.as_dict(),
@@ -120,21 +125,28 @@ def rollout_timing(con: duckdb.DuckDBPyConnection, w: Window, t: Thresholds) -> 
             "min_count": t.min_rollouts_for_p95,
             **_judged(outcome),
             "by_run": [
-                {**r, **_judged(judge_p95(r["p95_s"], r["count"], t.rollout_p95_max_s, t.min_rollouts_for_p95))}
+                {
+                    **r,
+                    **_judged(judge_p95(r["p95_s"], r["count"], t.rollout_p95_max_s, t.min_rollouts_for_p95, con=con)),
+                }
                 for r in by_run
             ],
             "by_hour": [
-                {**h, **_judged(judge_p95(h["p95_s"], h["count"], t.rollout_p95_max_s, t.min_rollouts_for_p95))}
+                {
+                    **h,
+                    **_judged(judge_p95(h["p95_s"], h["count"], t.rollout_p95_max_s, t.min_rollouts_for_p95, con=con)),
+                }
                 for h in by_hour
             ],
             "action": action("rollout_p95") if outcome == "fail" else None,
-            "unjoined_events": unjoined_events(con, w, "rollout"),
+            "unjoined_events": unjoined_events(con, w, "rollout", joins=joins),
             "freshness": freshness(con),
         }
     )
 
 
 def errors(con: duckdb.DuckDBPyConnection, w: Window, t: Thresholds) -> dict[str, Any]:
+    joins = _event_runs(con)
     tot = one(
         con,
         f"""select count(*) filter (where event_kind = 'rollout') as rollouts,
@@ -144,12 +156,14 @@ def errors(con: duckdb.DuckDBPyConnection, w: Window, t: Thresholds) -> dict[str
         _window_params(w),
     ) or {"rollouts": 0, "failed_rollouts": 0, "error_events": 0}
     rate = tot["failed_rollouts"] / tot["rollouts"] if tot["rollouts"] else None
-    outcome, ci = judge_rate(tot["failed_rollouts"], tot["rollouts"], t.error_rate_max, True, t.min_rollouts_for_rate)
+    outcome, ci = judge_rate(
+        tot["failed_rollouts"], tot["rollouts"], t.error_rate_max, True, t.min_rollouts_for_rate, con=con
+    )
     by_component = rows(
         con,
         f"""select coalesce(e.component, '(none)') as component, count(*) as events,
                    count(distinct {_RUN_KEY}) as runs, max(e.event_at) as last_at
-            from stg_axiom__events e {_event_runs(con)}
+            from stg_axiom__events e {joins}
             where e.event_kind = 'error' and {_WINDOW.replace("event_at", "e.event_at")}
             group by 1 order by events desc, component""",
         _window_params(w),
@@ -167,7 +181,7 @@ def errors(con: duckdb.DuckDBPyConnection, w: Window, t: Thresholds) -> dict[str
         f"""select {_RUN_KEY} as run_id, any_value(coalesce(r.run_name, {_RUN_KEY})) as run, {_JOINED} as joined,
                    count(*) as rollouts, count(*) filter (where e.is_failed) as failed_rollouts,
                    count(*) filter (where e.is_failed) / count(*) as error_rate
-            from stg_axiom__events e {_event_runs(con)}
+            from stg_axiom__events e {joins}
             where e.event_kind = 'rollout' and {_WINDOW.replace("event_at", "e.event_at")}
             group by 1 order by error_rate desc, run, 1""",
         _window_params(w),
@@ -187,7 +201,7 @@ def errors(con: duckdb.DuckDBPyConnection, w: Window, t: Thresholds) -> dict[str
                 {
                     **r,
                     **_rate_judged(
-                        r["failed_rollouts"], r["rollouts"], t.error_rate_max, True, t.min_rollouts_for_rate
+                        con, r["failed_rollouts"], r["rollouts"], t.error_rate_max, True, t.min_rollouts_for_rate
                     ),
                 }
                 for r in by_run
@@ -195,13 +209,14 @@ def errors(con: duckdb.DuckDBPyConnection, w: Window, t: Thresholds) -> dict[str
             "by_component": by_component,
             "by_type": by_type,
             "action": action("error_rate") if outcome == "fail" else None,
-            "unjoined_events": unjoined_events(con, w, "rollout", "error"),
+            "unjoined_events": unjoined_events(con, w, "rollout", "error", joins=joins),
             "freshness": freshness(con),
         }
     )
 
 
 def extraction(con: duckdb.DuckDBPyConnection, w: Window, t: Thresholds) -> dict[str, Any]:
+    joins = _event_runs(con)
     tot = one(
         con,
         f"""select count(*) as events, sum(orders_expected) as orders_expected, sum(orders_extracted) as orders_extracted
@@ -211,13 +226,13 @@ def extraction(con: duckdb.DuckDBPyConnection, w: Window, t: Thresholds) -> dict
     expected = (tot or {}).get("orders_expected") or 0
     extracted = (tot or {}).get("orders_extracted") or 0
     rate = extracted / expected if expected else None
-    outcome, ci = judge_rate(extracted, expected, t.extraction_rate_min, False, t.min_orders_for_rate)
+    outcome, ci = judge_rate(extracted, expected, t.extraction_rate_min, False, t.min_orders_for_rate, con=con)
     by_run = rows(
         con,
         f"""select {_RUN_KEY} as run_id, any_value(coalesce(r.run_name, {_RUN_KEY})) as run, {_JOINED} as joined,
                    sum(e.orders_expected) as orders_expected, sum(e.orders_extracted) as orders_extracted,
                    sum(e.orders_extracted) / nullif(sum(e.orders_expected), 0) as extraction_rate
-            from stg_axiom__events e {_event_runs(con)}
+            from stg_axiom__events e {joins}
             where e.event_kind = 'extraction' and {_WINDOW.replace("event_at", "e.event_at")}
             group by 1 order by extraction_rate asc nulls last, run, 1""",
         _window_params(w),
@@ -237,6 +252,7 @@ def extraction(con: duckdb.DuckDBPyConnection, w: Window, t: Thresholds) -> dict
                 {
                     **r,
                     **_rate_judged(
+                        con,
                         r["orders_extracted"] or 0,
                         r["orders_expected"] or 0,
                         t.extraction_rate_min,
@@ -247,7 +263,7 @@ def extraction(con: duckdb.DuckDBPyConnection, w: Window, t: Thresholds) -> dict
                 for r in by_run
             ],
             "action": action("extraction_rate") if outcome == "fail" else None,
-            "unjoined_events": unjoined_events(con, w, "extraction"),
+            "unjoined_events": unjoined_events(con, w, "extraction", joins=joins),
             "freshness": freshness(con),
         }
     )
@@ -321,7 +337,7 @@ def health(con: duckdb.DuckDBPyConnection, w: Window, t: Thresholds) -> dict[str
     out = []
     for c in comps:
         silent = max((ref - c["last_seen"]).total_seconds(), 0.0)
-        out.append({**c, "silent_s": silent, "status": component_status(silent, c["last_status"], t)})
+        out.append({**c, "silent_s": silent, "status": component_status(silent, c["last_status"], t, con=con)})
     not_ok = [c for c in out if c["status"] != "ok"]
     return clean(
         {

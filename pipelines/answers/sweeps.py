@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
-from typing import Any
-
-import duckdb
+from typing import TYPE_CHECKING, Any
 
 from pipelines.answers.lookups import freshness, resolve_sweep
 from pipelines.answers.sql import clean, json_value, one, rows
+
+if TYPE_CHECKING:
+    import duckdb
 
 
 def sweep(con: duckdb.DuckDBPyConnection, text: str) -> dict[str, Any]:

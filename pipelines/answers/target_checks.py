@@ -11,14 +11,15 @@ and the CLI can never disagree.
 from __future__ import annotations
 
 import csv
+import json
 from dataclasses import dataclass
-from typing import Any
-
-import duckdb
+from typing import TYPE_CHECKING, Any
 
 from pipelines.answers.lookups import freshness
-from pipelines.answers.sql import clean, rows
 from pipelines.settings import PROJECT_ROOT, target_actions
+
+if TYPE_CHECKING:
+    import duckdb
 
 
 @dataclass(frozen=True)
@@ -74,65 +75,84 @@ def action(target: str) -> dict[str, str] | None:
     return {"action": found.action, "next": found.next} if found else None
 
 
-def check(con: duckdb.DuckDBPyConnection) -> dict[str, Any]:
+# `check`'s records, written by DuckDB rather than walked value by value in Python (a full-scale
+# warehouse holds ~30k outcomes): one JSON object per outcome, as UTF-8 bytes (which reach Python
+# as they are), with the keys in the order of the documented answer, failing subjects first.
+# NaN and ±Inf become null (as sql.clean does); the shown subject is its label unless that is
+# empty or null (Python's `label or id`). The catalogue's names and targets and the playbook's
+# actions arrive as bound lists, never spliced into the SQL.
+_CHECK_SQL = """
+with catalogue as (
+    select unnest($check_names::varchar[]) as check_name, unnest($subject_types::varchar[]) as subject_type,
+        unnest($names::varchar[]) as name, unnest($targets::varchar[]) as target
+), playbook as (
+    select unnest($action_targets::varchar[]) as target, unnest($action_texts::varchar[]) as action,
+        unnest($action_nexts::varchar[]) as next
+), outcomes as (
+    select f.*, coalesce(nullif(f.subject_label, ''), f.subject) as shown, c.name, c.target
+    from fct_check_outcomes f left join catalogue c using (check_name, subject_type)
+)
+select encode(to_json(struct_pack(
+    name := coalesce(o.name, o.check_name),
+    metric := o.check_name,
+    subject_type := o.subject_type,
+    subject := o.shown,
+    subject_id := o.subject,
+    passed := o.passed,
+    outcome := o.outcome,
+    n := o.n_observations,
+    ci95 := case when o.ci95_lo is not null then [
+        case when isfinite(o.ci95_lo) then o.ci95_lo end, case when isfinite(o.ci95_hi) then o.ci95_hi end
+    ] end,
+    severity := o.severity,
+    value := case when isfinite(o.value) then o.value end,
+    threshold := case when isfinite(o.threshold) then o.threshold end,
+    comparison := o.comparison,
+    observed := o.observed_label,
+    expected := o.expected_label,
+    action := case when p.target is not null then struct_pack(
+        action := p.action,
+        next := case when o.subject_type = 'run' then replace(p.next, 'RUN', o.shown) else p.next end
+    ) end
+)))
+from outcomes o left join playbook p on o.outcome = 'fail' and p.target = o.target
+order by o.outcome = 'pass', o.outcome = 'inconclusive', o.severity, o.check_name, o.subject
+"""
 
-    names = {(c.check_name, c.subject_type): c.name for c in CHECKS}
-    targets = {(c.check_name, c.subject_type): c.target for c in CHECKS}
+# How many subjects passed, failed (error / warning severity) and were inconclusive; a failed
+# error-severity subject is what makes `grpo check` exit 1.
+_TALLY_SQL = """
+select
+    count(*) filter (where outcome = 'pass') as passed,
+    count(*) filter (where outcome = 'fail' and severity = 'error') as failed_error,
+    count(*) filter (where outcome = 'fail' and severity is distinct from 'error') as failed_warn,
+    count(*) filter (where outcome = 'inconclusive') as inconclusive
+from fct_check_outcomes
+"""
+
+
+def check_json(con: duckdb.DuckDBPyConnection) -> tuple[list[bytes], dict[str, int]]:
+    """`check`'s answer as compact JSON, UTF-8 bytes in pieces to write one after the other, and its tally."""
+    catalogue = {(c.check_name, c.subject_type): c for c in CHECKS}  # the last row of a key wins, as a dict does
     actions = target_actions()
-    out = rows(
-        con,
-        "select check_name, subject_type, subject, subject_label, value, threshold, comparison, passed, outcome, severity, "
-        "observed_label, expected_label, n_observations, ci95_lo, ci95_hi "
-        "from fct_check_outcomes order by outcome = 'pass', outcome = 'inconclusive', severity, check_name, subject",
-    )
-    return clean(
+    records = con.execute(
+        _CHECK_SQL,
         {
-            "checks": [
-                {
-                    "name": names.get((r["check_name"], r["subject_type"]), r["check_name"]),
-                    "metric": r["check_name"],
-                    "subject_type": r["subject_type"],
-                    "subject": r["subject_label"] or r["subject"],
-                    "subject_id": r["subject"],
-                    "passed": r["passed"],
-                    "outcome": r["outcome"],
-                    "n": r["n_observations"],
-                    "ci95": [r["ci95_lo"], r["ci95_hi"]] if r["ci95_lo"] is not None else None,
-                    "severity": r["severity"],
-                    "value": r["value"],
-                    "threshold": r["threshold"],
-                    "comparison": r["comparison"],
-                    "observed": r["observed_label"],
-                    "expected": r["expected_label"],
-                    "action": _check_action(actions, targets.get((r["check_name"], r["subject_type"])), r),
-                }
-                for r in out
-            ],
-            "freshness": freshness(con),
-        }
-    )
+            "check_names": [k[0] for k in catalogue],
+            "subject_types": [k[1] for k in catalogue],
+            "names": [c.name for c in catalogue.values()],
+            "targets": [c.target for c in catalogue.values()],
+            "action_targets": list(actions),
+            "action_texts": [a.action for a in actions.values()],
+            "action_nexts": [a.next for a in actions.values()],
+        },
+    ).fetchall()
+    cur = con.execute(_TALLY_SQL)
+    tally = dict(zip([d[0] for d in cur.description], cur.fetchone(), strict=True))
+    fresh = json.dumps(freshness(con)).encode()
+    return [b'{"checks": [', b", ".join([r[0] for r in records]), b'], "freshness": ' + fresh + b"}"], tally
 
 
-def _check_action(actions: dict, target: str | None, r: dict[str, Any]) -> dict[str, str] | None:
-    """The playbook's action for a failing check, its next command naming the run where it needs one."""
-    found = actions.get(target) if target and r["outcome"] == "fail" else None
-    if found is None:
-        return None
-    subject = r["subject_label"] or r["subject"]
-    return {
-        "action": found.action,
-        "next": found.next.replace("RUN", subject) if r["subject_type"] == "run" else found.next,
-    }
-
-
-def tally(checks: list[dict[str, Any]]) -> dict[str, int]:
-    """How many of `check`'s subjects passed, failed (error / warning severity) and were inconclusive;
-    a failed error-severity subject is what makes `grpo check` exit 1."""
-    failed = [x for x in checks if x["outcome"] == "fail"]
-    failed_error = sum(1 for x in failed if x["severity"] == "error")
-    return {
-        "passed": sum(1 for x in checks if x["outcome"] == "pass"),
-        "failed_error": failed_error,
-        "failed_warn": len(failed) - failed_error,
-        "inconclusive": sum(1 for x in checks if x["outcome"] == "inconclusive"),
-    }
+def check(con: duckdb.DuckDBPyConnection) -> dict[str, Any]:
+    """`check`'s answer: every subject of every check, failing first, and the data's freshness."""
+    return json.loads(b"".join(check_json(con)[0]))

@@ -122,3 +122,17 @@ def emit_json(obj: Any) -> None:
     # encoder (`grpo check --json` at full scale lists ~30k subject checks).
     indent = 2 if sys.stdout.isatty() else None
     click.echo(json.dumps(obj, indent=indent, sort_keys=False, default=str))
+
+
+def emit_json_bytes(pieces: list[bytes]) -> None:
+    """Print an answer that is already compact JSON (UTF-8 bytes in pieces): as it is when piped, written
+    straight to the binary stream (no copy of a large answer), indented for a terminal."""
+    if sys.stdout.isatty():
+        emit_json(json.loads(b"".join(pieces)))
+        return
+    out = click.get_binary_stream("stdout")
+    sys.stdout.flush()
+    for piece in pieces:
+        out.write(piece)
+    out.write(b"\n")
+    out.flush()

@@ -3,12 +3,22 @@
 from __future__ import annotations
 
 import csv
+import json
 import sys
 from pathlib import Path
 
 import click
 
-from pipelines.cli.options import EXIT_FAILED_CHECK, EXIT_OK, GrpoError, answers, emit_json, json_option, new_console
+from pipelines.cli.options import (
+    EXIT_FAILED_CHECK,
+    EXIT_OK,
+    GrpoError,
+    answers,
+    emit_json,
+    emit_json_bytes,
+    json_option,
+    new_console,
+)
 from pipelines.cli.render import action_line, esc, freshness_line, outcome_mark, print_records, table, target_text
 
 
@@ -27,13 +37,13 @@ def check_cmd(ctx, show_all: bool, as_json: bool) -> None:
 
     @answers
     def run(con):
-        return target_checks.check(con)
+        return target_checks.check_json(con)
 
-    ans = run()
-    tally = target_checks.tally(ans["checks"])
+    pieces, tally = run()
     if as_json:
-        emit_json(ans)
+        emit_json_bytes(pieces)
     else:
+        ans = json.loads(b"".join(pieces))
         c = new_console()
         failed = [x for x in ans["checks"] if x["outcome"] == "fail"]
         c.print(
