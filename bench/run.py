@@ -1,13 +1,16 @@
 """Benchmark the warehouse at the size of a year of GRPO experiments.
 
     uv run python bench/run.py --scale tiny|medium|full --out results.json [--workdir DIR] [--keep]
+    uv run --group spark python bench/run.py --engine spark --scale medium --out spark.json [--workdir DIR]
 
 One run generates (or reuses) the data, then measures, each stage in its own
 child process: history ingest, event ingest, the full build, every query
 command (process start included), the pandas baseline, the seed's way (a
 user's script per question against the loopback W&B and Axiom servers,
 bench/seed_way.py), and an incremental refresh after 1 % new runs and events. It prints a table and writes JSON.
-See bench/README.md for what each figure means.
+See bench/README.md for what each figure means. `--engine spark` measures the
+full and incremental builds of the same data on DuckDB and on local Spark side
+by side instead (bench/spark.py).
 """
 
 from __future__ import annotations
@@ -56,7 +59,18 @@ def main(argv: list[str] | None = None) -> int:
         help="leave out a stage (repeatable); the JSON then lacks its figures",
     )
     ap.add_argument("--quiet", action="store_true")
+    ap.add_argument(
+        "--engine",
+        choices=("duckdb", "spark"),
+        default="duckdb",
+        help="spark: the builds on DuckDB and on local Spark side by side (bench/spark.py), not the stages above",
+    )
     a = ap.parse_args(argv)
+    if a.engine == "spark":
+        from bench.spark import main as spark_main
+
+        forwarded = ["--scale", a.scale, "--out", str(a.out), "--seed", str(a.seed)]
+        return spark_main(forwarded + (["--workdir", str(a.workdir)] if a.workdir else []))
     began = time.perf_counter()
     say = (lambda _m: None) if a.quiet else (lambda m: print(f"[{time.perf_counter() - began:7.1f}s] {m}", flush=True))
 

@@ -17,6 +17,10 @@ not do by itself:
 2. After the build, the list of built relations (parquet folder, table
    comment) is written to `build/spark/relations.json`, so publishing reads
    the parquet files with DuckDB and needs no JVM of its own.
+
+With `SPARK_REMOTE=sc://host:port` set, the same `session` method is a Spark
+Connect client of a running server instead of a local SparkSession (one warm
+Spark for many builds: pipelines/spark_server.py).
 """
 
 from __future__ import annotations
@@ -35,6 +39,8 @@ SPARK_SCHEMA = "grpo"
 # Relations that publishing copies from the build although dbt makes them views
 # on Spark: their rows are written next to the tables after each build.
 RELATIONS_FILE = "relations.json"
+# SQL settings that only the Spark that starts can take (a Connect client cannot change them).
+SERVER_ONLY_SQL_SETTINGS = frozenset({"spark.sql.warehouse.dir", "spark.sql.catalogImplementation"})
 
 
 def engine() -> str:
@@ -149,6 +155,30 @@ def _install_session_python_models() -> None:
     SparkAdapter.default_python_submission_method = property(lambda self: "session")  # type: ignore[assignment]
 
 
+def _use_remote_spark() -> None:
+    """With `SPARK_REMOTE` set, let dbt-spark's `session` method be a Spark Connect client.
+
+    pyspark then returns a Connect session for the builder dbt-spark uses, but
+    refuses a master next to it (CANNOT_CONFIGURE_SPARK_CONNECT_MASTER), and a
+    client cannot change the server's own settings (master, driver, warehouse
+    folder, metastore, UI: the server took them from the same profile). So only
+    the profile's SQL settings go to the client's session, as before.
+    """
+    from dbt.adapters.spark import session
+
+    original = session.Cursor.__init__
+
+    def init(self, *, server_side_parameters=None) -> None:
+        kept = {
+            k: v
+            for k, v in (server_side_parameters or {}).items()
+            if k.startswith("spark.sql.") and k not in SERVER_ONLY_SQL_SETTINGS
+        }
+        original(self, server_side_parameters=kept)
+
+    session.Cursor.__init__ = init  # type: ignore[method-assign]
+
+
 def _describe_relations(spark, schema: str) -> dict[str, dict]:
     """Every table and view of `schema`: its parquet folder (tables) and table comment."""
     out: dict[str, dict] = {}
@@ -190,6 +220,8 @@ def main() -> None:
     from pipelines.settings import warehouse_root
 
     _install_session_python_models()
+    if os.environ.get("SPARK_REMOTE"):
+        _use_remote_spark()
     spark_build_dir(warehouse_root()).mkdir(parents=True, exist_ok=True)  # Derby's log and metastore
     args = sys.argv[1:]
     result = dbtRunner().invoke(args)
@@ -197,8 +229,11 @@ def main() -> None:
     if args and args[0] in ("build", "run"):
         from pyspark.sql import SparkSession
 
-        # the session dbt-spark made in its worker threads (not "active" in this one)
+        # the session dbt-spark made in its worker threads (not "active" in this one); with
+        # SPARK_REMOTE set, the Spark Connect client session they shared (pipelines/spark_server.py)
         spark = SparkSession._instantiatedSession
+        if spark is None and os.environ.get("SPARK_REMOTE"):
+            spark = SparkSession.builder.getOrCreate()
         if spark is not None:
             _write_relations(spark, warehouse_root())
     if result.exception is not None and not isinstance(result.exception, SystemExit):

@@ -1,8 +1,9 @@
 """Shared fixtures: a clean, isolated environment per test session, dbt manifest parsed once.
 
 The suite must pass whatever the shell exports: a user's `GRPO_WAREHOUSE`,
-`DAGSTER_HOME`, `WANDB_*` or `AXIOM_*` would otherwise point tests at their
-real warehouse, Dagster instance, W&B project or Axiom dataset. They are taken
+`DAGSTER_HOME`, `WANDB_*`, `AXIOM_*` or `SPARK_REMOTE` would otherwise point
+tests at their real warehouse, Dagster instance, W&B project, Axiom dataset or
+Spark. They are taken
 out of the environment before any test module is imported, and put back at
 the end. `GRPO_TEST_DEMO_END` (tests/clock.py) is the one variable kept.
 """
@@ -13,7 +14,7 @@ import os
 
 import pytest
 
-SCRUBBED_PREFIXES = ("GRPO_", "DAGSTER_", "WANDB_", "AXIOM_", "DBT_")
+SCRUBBED_PREFIXES = ("GRPO_", "DAGSTER_", "WANDB_", "AXIOM_", "DBT_", "SPARK_", "PYSPARK_")
 KEPT = frozenset({"GRPO_TEST_DEMO_END"})
 _saved_env: dict[str, str] = {}
 

@@ -1,15 +1,18 @@
 """The same dbt project built on Apache Spark answers like the DuckDB build (issue #17).
 
-`grpo demo` builds the demo warehouse on a local Spark (GRPO_ENGINE=spark);
-a second warehouse gets a copy of the very same raw layer and is built on
-DuckDB (`grpo ingest --full-refresh`), the independent engine. Every mart is
-compared row for row (floats to 1e-9 relative, nulls equal), then every asset
-check outcome and every CLI command's `--json` answer. A second test ingests
-new events into the Spark warehouse, lets Spark build incrementally, and
-compares its marts with a full Spark build of the same raw layer.
+`grpo demo` builds the demo warehouse on Spark (GRPO_ENGINE=spark); a second
+warehouse gets a copy of the very same raw layer and is built on DuckDB
+(`grpo ingest --full-refresh`), the independent engine. Every mart is compared
+row for row (floats to 1e-9 relative, nulls equal), then every asset check
+outcome and every CLI command's `--json` answer. A second test ingests new
+events into the Spark warehouse, lets Spark build incrementally, and compares
+what it publishes with a full build of the same raw layer (on DuckDB, which
+the first test holds equal to a full Spark build: a difference from either
+an incremental step or the engine fails it).
 
-One Spark build per scenario, shared by the module (each dbt invocation is its
-own process with its own local SparkSession, as in production). Skipped with
+One Spark for the suite: the module starts `grpo-spark-server` (a local Spark
+Connect server, one JVM) and every Spark build is its client through
+`SPARK_REMOTE`, as a scheduled sync or a cluster would use it. Skipped with
 the reason when pyspark (`uv sync --group spark`) or Java is missing.
 Run: `uv run --group spark pytest -m spark tests/test_spark_engine.py`.
 """
@@ -24,6 +27,7 @@ import re
 import shutil
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import duckdb
@@ -36,7 +40,9 @@ _REASON = spark_unavailable_reason()
 pytestmark = [
     pytest.mark.spark,
     pytest.mark.skipif(_REASON is not None, reason=str(_REASON)),
-    pytest.mark.timeout(2400),  # the module fixture: a Spark demo build, a DuckDB build, 46 CLI answers
+    pytest.mark.timeout(
+        1200
+    ),  # the module fixtures: the Spark server, a Spark demo build, a DuckDB build, 46 CLI answers
 ]
 
 BIN = Path(sys.executable).parent
@@ -54,8 +60,21 @@ SPELLING_COLUMNS = {"fct_sweep_cells": {"cell_id", "tied_with"}}
 SPELLING_FIELDS = {"cell_id", "tied_with"}
 
 
-def run(wh: Path, engine: str, *args: str, exe: str = "grpo") -> subprocess.CompletedProcess:
+def engine_env(wh: Path, engine: str) -> dict[str, str]:
+    """The environment of a command on `engine`; Spark builds are clients of the module's server."""
     env = {**os.environ, "GRPO_WAREHOUSE": str(wh), "GRPO_ENGINE": engine, "COLUMNS": "200"}
+    env.pop("SPARK_REMOTE", None)
+    if engine == "spark":
+        env["SPARK_REMOTE"] = _SERVER["remote"]
+    return env
+
+
+# The module's Spark Connect server (set by the `spark_server` fixture).
+_SERVER: dict[str, str] = {}
+
+
+def run(wh: Path, engine: str, *args: str, exe: str = "grpo") -> subprocess.CompletedProcess:
+    env = engine_env(wh, engine)
     proc = subprocess.run([str(BIN / exe), *args], capture_output=True, text=True, env=env, timeout=900)
     assert proc.returncode == 0, (
         f"{exe} {' '.join(args)} exited {proc.returncode}:\n{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}"
@@ -247,9 +266,43 @@ def _answers_close(a, b, path="") -> list[str]:
 
 
 @pytest.fixture(scope="module")
-def builds(tmp_path_factory):
+def spark_wh(tmp_path_factory):
+    return tmp_path_factory.mktemp("spark_wh")
+
+
+@pytest.fixture(scope="module")
+def spark_server(spark_wh):
+    """One local Spark (`grpo-spark-server`) for every Spark build of the module."""
+    from pipelines.spark_server import READY, free_port
+
+    port = free_port()
+    env = {**os.environ, "GRPO_WAREHOUSE": str(spark_wh)}
+    env.pop("SPARK_REMOTE", None)
+    log = spark_wh.parent / "spark_server.log"
+    with log.open("w") as out:
+        proc = subprocess.Popen(
+            [str(BIN / "grpo-spark-server"), "--port", str(port)], stdout=out, stderr=subprocess.STDOUT, env=env
+        )
+    try:
+        deadline = time.monotonic() + 300
+        while READY not in log.read_text():
+            assert proc.poll() is None, f"grpo-spark-server exited {proc.returncode}:\n{log.read_text()[-3000:]}"
+            assert time.monotonic() < deadline, f"grpo-spark-server not ready in 300 s:\n{log.read_text()[-3000:]}"
+            time.sleep(0.5)
+        _SERVER["remote"] = f"sc://127.0.0.1:{port}"
+        yield _SERVER["remote"]
+    finally:
+        _SERVER.clear()
+        proc.terminate()
+        try:
+            proc.wait(60)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+
+
+@pytest.fixture(scope="module")
+def builds(spark_server, spark_wh, tmp_path_factory):
     """(spark warehouse, duckdb warehouse, demo summary): one demo, built on each engine."""
-    spark_wh = tmp_path_factory.mktemp("spark_wh")
     duck_wh = tmp_path_factory.mktemp("duck_wh")
     summary = build_json(spark_wh, "spark", "demo", "--end-time", DEMO_END_ISO)
     shutil.copytree(spark_wh / "raw", duck_wh / "raw")
@@ -275,7 +328,7 @@ def cli_answers(wh: Path, engine: str, summary: dict) -> dict[str, object]:
     commands += [["metrics", "-r", name] for name in runs]
     answers = {}
     for cmd in commands:
-        env = {**os.environ, "GRPO_WAREHOUSE": str(wh), "GRPO_ENGINE": engine, "COLUMNS": "200"}
+        env = engine_env(wh, engine)
         proc = subprocess.run([str(BIN / "grpo"), *cmd, "--json"], capture_output=True, text=True, env=env, timeout=300)
         answers[" ".join(cmd)] = (
             proc.returncode,
@@ -326,49 +379,33 @@ def test_every_cli_answer_is_the_same_on_both_engines(compared):
 # --- incremental -----------------------------------------------------------------
 
 
-def test_an_incremental_spark_build_after_new_data_equals_a_full_spark_build(builds, compared, tmp_path):
+def test_an_incremental_spark_build_after_new_data_equals_a_full_build_of_the_same_raw_layer(
+    builds, compared, tmp_path
+):
     from pipelines.demo.event_stream import write_demo_events
     from pipelines.demo.league_truth import demo_runs
-    from pipelines.spark_publish import bridge_db
 
     spark_wh, _duck_wh, _summary = builds
     # New events six hours later: new hours, rollouts, errors and games for the same runs.
     later = tmp_path / "later_events"
     runs = demo_runs(seed=7, steps=400)
     write_demo_events(later, runs, now=DEMO_END + dt.timedelta(hours=6), seed=8)
-    build_json(spark_wh, "spark", "ingest", "--events", str(later))
-    # The same raw layer, built from scratch (models only: the data tests ran in the builds above).
+    added = build_json(spark_wh, "spark", "ingest", "--events", str(later))
+    assert added["new_events"] > 0
+    # The same raw layer, built from scratch.
     full_wh = tmp_path / "full_wh"
     shutil.copytree(spark_wh / "raw", full_wh / "raw")
-    run(
-        full_wh,
-        "spark",
-        # seeds and models; the data tests ran in the builds above
-        "build",
-        "--full-refresh",
-        "--exclude-resource-type",
-        "test",
-        "--exclude-resource-type",
-        "unit_test",
-        "--log-path",
-        str(tmp_path / "logs"),
-        "--project-dir",
-        str(Path(__file__).parents[1]),
-        "--profiles-dir",
-        str(Path(__file__).parents[1]),
-        "--target-path",
-        str(tmp_path / "target"),
-        exe="grpo-dbt-spark",
-    )
+    build_json(full_wh, "duckdb", "ingest", "--full-refresh")
     with (
-        duckdb.connect(str(bridge_db(spark_wh)), read_only=True) as inc,
-        duckdb.connect(str(bridge_db(full_wh)), read_only=True) as full,
+        duckdb.connect(str(spark_wh / "grpo.duckdb"), read_only=True) as inc,
+        duckdb.connect(str(full_wh / "grpo.duckdb"), read_only=True) as full,
     ):
-        names = sorted(r[0] for r in inc.execute("select view_name from duckdb_views() where not internal").fetchall())
-        assert names == sorted(
-            r[0] for r in full.execute("select view_name from duckdb_views() where not internal").fetchall()
-        )
+        names = published_tables(inc)
+        assert names == published_tables(full)
         assert "fct_rollout_timing_hourly" in names
+        # the new hours reached the marts
+        last_hour = inc.execute("select max(hour_at) from fct_rollout_timing_hourly").fetchone()[0]
+        assert _norm(last_hour).replace(tzinfo=dt.UTC) > DEMO_END
         # build bookkeeping, and the history of every build's check outcomes (two builds vs one)
-        compared = [n for n in names if not n.startswith("_grpo_") and n != "fct_check_history"]
-        assert differences(full, inc, compared) == []
+        compared_tables = [n for n in names if not n.startswith(("_grpo_", "raw_")) and n != "fct_check_history"]
+        assert differences(full, inc, compared_tables) == []
