@@ -136,12 +136,17 @@ def test_check_text_counts_the_tally_and_names_each_missed_targets_action(snapsh
     assert "lr-sweep-5" in " ".join(_check(snapshot, "--all").stdout.split())
 
 
-def test_check_exits_0_when_only_warnings_fail(snapshot):
+def _delete_outcomes(snapshot, where: str = "true") -> None:
+    """Delete outcomes from the hand-made snapshot (`where` is this file's own SQL, never user input)."""
     con = duckdb.connect(str(snapshot / "grpo.duckdb"))
     try:
-        con.execute("delete from fct_check_outcomes where outcome = 'fail' and severity = 'error'")
+        con.execute("delete from fct_check_outcomes where " + where)
     finally:
         con.close()
+
+
+def test_check_exits_0_when_only_warnings_fail(snapshot):
+    _delete_outcomes(snapshot, "outcome = 'fail' and severity = 'error'")
     result = _check(snapshot, "--json")
     assert result.exit_code == 0
     assert [c["subject_id"] for c in json.loads(result.stdout)["checks"]] == [
@@ -154,11 +159,7 @@ def test_check_exits_0_when_only_warnings_fail(snapshot):
 
 
 def test_an_empty_outcome_table_answers_an_empty_list(snapshot):
-    con = duckdb.connect(str(snapshot / "grpo.duckdb"))
-    try:
-        con.execute("delete from fct_check_outcomes")
-    finally:
-        con.close()
+    _delete_outcomes(snapshot)
     result = _check(snapshot, "--json")
     assert result.exit_code == 0
     assert json.loads(result.stdout)["checks"] == []
