@@ -42,7 +42,7 @@ pytestmark = [
     pytest.mark.skipif(_REASON is not None, reason=str(_REASON)),
     pytest.mark.timeout(
         1200
-    ),  # the module fixtures: the Spark server, a Spark demo build, a DuckDB build, 46 CLI answers
+    ),  # the module fixtures: the Spark server, a Spark demo build, a DuckDB build, 44 CLI answers
 ]
 
 BIN = Path(sys.executable).parent
