@@ -73,17 +73,15 @@ def engine_env(wh: Path, engine: str) -> dict[str, str]:
 _SERVER: dict[str, str] = {}
 
 
-def run(wh: Path, engine: str, *args: str, exe: str = "grpo") -> subprocess.CompletedProcess:
-    env = engine_env(wh, engine)
-    proc = subprocess.run([str(BIN / exe), *args], capture_output=True, text=True, env=env, timeout=900)
-    assert proc.returncode == 0, (
-        f"{exe} {' '.join(args)} exited {proc.returncode}:\n{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}"
-    )
-    return proc
-
-
 def build_json(wh: Path, engine: str, *args: str) -> dict:
-    summary = json.loads(run(wh, engine, *args, "--json").stdout)
+    """`grpo <args> --json` on `engine`: its summary, which must report success."""
+    proc = subprocess.run(
+        [str(BIN / "grpo"), *args, "--json"], capture_output=True, text=True, env=engine_env(wh, engine), timeout=900
+    )
+    assert proc.returncode == 0, (
+        f"grpo {' '.join(args)} exited {proc.returncode}:\n{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}"
+    )
+    summary = json.loads(proc.stdout)
     assert summary["success"] is True, summary["errors"]
     return summary
 

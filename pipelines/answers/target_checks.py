@@ -151,8 +151,3 @@ def check_json(con: duckdb.DuckDBPyConnection) -> tuple[list[bytes], dict[str, i
     tally = dict(zip([d[0] for d in cur.description], cur.fetchone(), strict=True))
     fresh = json.dumps(freshness(con)).encode()
     return [b'{"checks": [', b", ".join([r[0] for r in records]), b'], "freshness": ' + fresh + b"}"], tally
-
-
-def check(con: duckdb.DuckDBPyConnection) -> dict[str, Any]:
-    """`check`'s answer: every subject of every check, failing first, and the data's freshness."""
-    return json.loads(b"".join(check_json(con)[0]))
